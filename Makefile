@@ -1,0 +1,46 @@
+# Fulliautomatix: `make demo` shows a run's whole life; `make test` runs the suite.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+FA := $(VENV)/bin/fulliautomatix
+DEMO_RUNS ?= 8
+
+.PHONY: demo test lint bench install system-deps testbed-up testbed-down clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# rsync, zstd and tar are the tools the stages run. Installed with apt as root.
+system-deps:
+	@bash scripts/system-deps.sh rsync zstd
+
+demo: install system-deps
+	$(FA) simulate-daq --runs $(DEMO_RUNS)
+	@for i in 1 2 3 4 5 6; do \
+	  $(FA) || exit 1; \
+	  $(FA) status --check >/dev/null && break; \
+	done
+	$(FA) status
+
+test: install system-deps
+	bash scripts/test.sh
+
+lint: install
+	$(VENV)/bin/snakemake --lint --snakefile workflow/Snakefile
+
+bench: install system-deps
+	$(PY) -m benchmarks
+
+testbed-up: system-deps
+	bash testbed/up.sh
+
+testbed-down:
+	bash testbed/down.sh
+
+clean:
+	rm -rf data .snakemake

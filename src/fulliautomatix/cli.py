@@ -1,0 +1,270 @@
+"""fulliautomatix: the cron wrapper and the operators' commands.
+
+    fulliautomatix                          # one cron tick: every stage, every pending run
+    fulliautomatix --transfer --run 12      # only transfer run number 12
+    fulliautomatix --dry_run                # print what would be done, change nothing
+    fulliautomatix status                   # where every run is, and which are stuck
+    fulliautomatix status 170101_0001       # one run's fields and history
+    fulliautomatix simulate-daq --runs 8    # write simulated runs, as the DAQ does
+    fulliautomatix retry 170101_0001        # clear a run's failure count after a fix
+    fulliautomatix restore 170101_0001 --to /tmp/restored
+    fulliautomatix db serve --port 27017    # run the embedded runs DB for other clients
+
+A cron line (every 5 minutes):
+    */5 * * * * /path/to/fulliautomatix/.venv/bin/fulliautomatix --log info >/dev/null 2>&1
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import logging
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from . import archive, embedded, planning, runsdb, simulate, states, status
+from . import config as fa_config
+
+log = logging.getLogger("fulliautomatix")
+
+STAGES = ("transfer", "process", "compress", "archive")
+COMMANDS = ("status", "simulate-daq", "restore", "retry", "db")
+
+
+class Failure(Exception):
+    """An expected failure: one line for the operator, exit status 1."""
+
+
+def _global_options(ap: argparse.ArgumentParser, defaults: bool) -> None:
+    d = None if not defaults else argparse.SUPPRESS
+    ap.add_argument("--config", default=d, help="config file (default: config/config.yaml)")
+    ap.add_argument("--log", default=d, choices=["debug", "info", "warning", "error", "critical"],
+                    help="logging level (default: info)")
+
+
+def tick_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="fulliautomatix", description="Fulliautomatix: ASTERIX data management (one cron tick).",
+        epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    _global_options(ap, defaults=False)
+    ap.add_argument("--transfer", action="store_true", help="Transfer data from daq to cluster")
+    ap.add_argument("--process", action="store_true", help="Process data")
+    ap.add_argument("--compress", action="store_true", help="Compress processed raw data")
+    ap.add_argument("--archive", action="store_true", help="Archive batches of compressed runs")
+    ap.add_argument("--reprocess", nargs="+", metavar="REPROCESS", help="Reprocess given runs")
+    ap.add_argument("--run", nargs="+", metavar="RUN", help="Specific runs (name or number) to handle")
+    ap.add_argument("--dry_run", "--dry-run", dest="dry_run", action="store_true",
+                    help="Dry run (print what would be done; change nothing)")
+    ap.add_argument("--cluster", help="Which cluster to process on (any cluster in the config)")
+    ap.add_argument("command", nargs="?", choices=COMMANDS, help=argparse.SUPPRESS)
+    ap.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return ap
+
+
+def command_parser(command: str) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog=f"fulliautomatix {command}")
+    _global_options(ap, defaults=True)
+    if command == "status":
+        ap.add_argument("runs", nargs="*", help="runs (name or number) to show in full")
+        ap.add_argument("--check", action="store_true",
+                        help="exit status 3 while any run is not yet archived (for scripts)")
+    elif command == "simulate-daq":
+        ap.add_argument("--runs", type=int, required=True, help="how many runs to write")
+        ap.add_argument("--events", type=int, default=1000, help="events per run (default 1000)")
+        ap.add_argument("--source", default="physics", help="run source, e.g. physics or LED")
+    elif command == "restore":
+        ap.add_argument("runs", nargs="+", help="runs (name or number) to fetch back from the archive")
+        ap.add_argument("--to", type=Path, default=Path("restored"), help="directory to restore into")
+    elif command == "retry":
+        ap.add_argument("runs", nargs="+", help="runs (name or number) whose failure count to clear")
+    elif command == "db":
+        ap.add_argument("action", choices=["serve"], help="serve: run the embedded runs DB in the foreground")
+        ap.add_argument("--port", type=int, default=27017, help="loopback port (default 27017)")
+    return ap
+
+
+def setup_logging(level: str, log_dir: str | None) -> None:
+    root = logging.getLogger("fulliautomatix")
+    root.setLevel(getattr(logging, level.upper()))
+    root.handlers.clear()
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("fulliautomatix: %(message)s"))
+    root.addHandler(console)
+    if log_dir:
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+        day = _dt.date.today().isoformat()
+        fh = logging.FileHandler(Path(log_dir) / f"fulliautomatix-{day}.log")
+        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        root.addHandler(fh)
+
+
+def resolve_runs(db: runsdb.RunsDB, refs: list[str]) -> tuple[list[str], list[str]]:
+    """(names found, error lines for refs that are not runs)."""
+    names, errors = [], []
+    for ref in refs:
+        try:
+            names.append(db.resolve(ref)["name"])
+        except runsdb.UnknownRun as exc:
+            errors.append(str(exc))
+    return names, errors
+
+
+# -- the cron tick -------------------------------------------------------------
+
+def tick(args, config: dict) -> int:
+    stages = [s for s in STAGES if getattr(args, s)] or list(STAGES)
+    if args.reprocess:
+        raise Failure("--reprocess is not available yet: it comes with processing on real clusters")
+    state = fa_config.state_dir(config)
+    try:
+        planning.acquire_lock(state)
+    except planning.TickBusy as exc:
+        log.info("%s", exc)
+        return 0
+    errors: list[str] = []
+    with runsdb.connect(config) as db:
+        db.ensure_indexes()
+        runs: list[str] = []
+        if args.run:
+            runs, errors = resolve_runs(db, args.run)
+            for e in errors:
+                log.error("%s", e)
+            if not runs:
+                raise Failure("none of the runs given with --run is in the runs DB; nothing done")
+        if args.dry_run:
+            print(planning.describe(db, config, stages, runs))
+            return 1 if errors else 0
+        rc = run_snakemake(config, stages, runs, db.uri, state)
+    return rc or (1 if errors else 0)
+
+
+def run_snakemake(config: dict, stages: list[str], runs: list[str], uri: str, state: Path) -> int:
+    tick_id = planning.tick_id(config)
+    tick_file = state / "ticks" / f"{tick_id}.yaml"
+    tick_file.parent.mkdir(parents=True, exist_ok=True)
+    overrides = {k: v for k, v in config.items() if k != "tick"}
+    overrides["tick"] = {"id": tick_id, "stages": stages, "runs": runs, "cluster": config["tick"]["cluster"]}
+    tick_file.write_text(yaml.safe_dump(overrides, sort_keys=False))
+    cluster = fa_config.cluster(config)
+    argv = [sys.executable, "-m", "snakemake", "--snakefile", str(fa_config.ROOT / "workflow" / "Snakefile"),
+            "--profile", cluster["profile"], "--configfile", str(tick_file)]
+    env = dict(os.environ)
+    env[fa_config.DB_ENV] = uri
+    env[planning.LOCK_ENV] = f"{state / 'tick.lock'}:{os.getpid()}"
+    log.info("tick %s: stages %s%s", tick_id, ", ".join(stages), f"; runs {', '.join(runs)}" if runs else "")
+    log.debug("$ %s", shlex.join(argv))
+    log_file = Path(config["log_dir"]) / "snakemake" / f"{tick_id}.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "w") as out:
+        proc = subprocess.run(argv, cwd=fa_config.ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL)
+    tick_file.unlink(missing_ok=True)
+    for line in log_file.read_text(errors="replace").splitlines():
+        if line.startswith("fulliautomatix: "):
+            log.error("%s", line[len("fulliautomatix: "):])
+        elif "Building DAG" in line or line.startswith(("WorkflowError", "MissingInput")):
+            log.debug("%s", line)
+    if proc.returncode != 0:
+        log.error("tick %s: some jobs failed; details in %s", tick_id, log_file)
+    else:
+        log.info("tick %s done", tick_id)
+    return 1 if proc.returncode else 0
+
+
+# -- commands ------------------------------------------------------------------
+
+def cmd_status(args, config: dict) -> int:
+    with runsdb.connect(config) as db:
+        if args.runs:
+            names, errors = resolve_runs(db, args.runs)
+            for name in names:
+                print(status.run_details(db.get(name)))
+            for e in errors:
+                log.error("%s", e)
+            return 1 if errors else 0
+        pending = db.pending()
+        print(status.table(db.counts(), pending, config))
+    return 3 if args.check and pending else 0
+
+
+def cmd_simulate(args, config: dict) -> int:
+    if args.runs < 1 or args.events < 1:
+        raise Failure("--runs and --events must be at least 1")
+    with runsdb.connect(config) as db:
+        db.ensure_indexes()
+        made = simulate.simulate(db, config, args.runs, args.events, args.source)
+    log.info("simulated %d runs in %s: %s", len(made), config["daq"]["raw_dir"], ", ".join(made))
+    return 0
+
+
+def cmd_retry(args, config: dict) -> int:
+    with runsdb.connect(config) as db:
+        names, errors = resolve_runs(db, args.runs)
+        for e in errors:
+            log.error("%s", e)
+        for name in names:
+            db.update(name, {"transfer.attempts": 0, "transfer.error": None, "processing.attempts": 0})
+            log.info("run %s: failure counts cleared; the next tick tries it again", name)
+    return 1 if errors else 0
+
+
+def cmd_restore(args, config: dict) -> int:
+    failed = False
+    with runsdb.connect(config) as db:
+        names, errors = resolve_runs(db, args.runs)
+        for e in errors:
+            log.error("%s", e)
+        for name in names:
+            try:
+                where = archive.restore(db, config, name, args.to.resolve())
+                print(f"{name}: restored to {where} (verified against its recorded checksums)")
+            except archive.ArchiveError as exc:
+                log.error("%s", exc)
+                failed = True
+    return 1 if errors or failed else 0
+
+
+def cmd_db(args, config: dict) -> int:
+    print(f"serving the embedded runs DB on mongodb://127.0.0.1:{args.port}/ (Ctrl-C stops it)", flush=True)
+    embedded.serve(fa_config.state_dir(config), args.port)
+    return 0
+
+
+HANDLERS = {"status": cmd_status, "simulate-daq": cmd_simulate, "retry": cmd_retry,
+            "restore": cmd_restore, "db": cmd_db}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = tick_parser().parse_args(argv)
+    if args.command:
+        sub = command_parser(args.command).parse_args(args.args)
+        for key, value in vars(sub).items():
+            setattr(args, key, value)
+    elif args.args:
+        tick_parser().error(f"unrecognized arguments: {' '.join(args.args)}")
+    level = args.log or "info"
+    setup_logging(level, None)
+    try:
+        overrides = {"tick": {"cluster": args.cluster}} if getattr(args, "cluster", None) else {}
+        config = fa_config.load(args.config, overrides)
+        setup_logging(level, config["log_dir"])
+        if args.command:
+            return HANDLERS[args.command](args, config)
+        return tick(args, config)
+    except (Failure, fa_config.ConfigError, runsdb.RunsDBError, embedded.EmbeddedError,
+            states.TransitionRefused) as exc:
+        log.error("%s", exc)
+        return 1
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

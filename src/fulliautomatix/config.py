@@ -1,0 +1,138 @@
+"""Loading and validating the configuration.
+
+The schema in ``workflow/schemas/config.schema.yaml`` is the one source of
+truth for keys, types and defaults; both the cron wrapper and the Snakefile
+validate through :func:`validate`.  After validation, relative paths are made
+absolute against the project root, so every process sees the same paths.
+"""
+
+from __future__ import annotations
+
+import copy
+import getpass
+import os
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(os.environ.get("FULLIAUTOMATIX_HOME") or Path(__file__).resolve().parents[2])
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT_CONFIG = ROOT / "config" / "config.yaml"
+DB_ENV = "FULLIAUTOMATIX_RUNS_DB"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the key."""
+
+
+def read(path: str | os.PathLike | None = None) -> dict:
+    """Read a YAML config file (the default one when path is None)."""
+    path = Path(path) if path else DEFAULT_CONFIG
+    try:
+        with open(path) as fh:
+            data = yaml.safe_load(fh) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}".splitlines()[0]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys")
+    return data
+
+
+def validate(config: dict) -> dict:
+    """Validate in place against the schema (filling defaults) and return it."""
+    import jsonschema
+
+    with open(SCHEMA) as fh:
+        schema = yaml.safe_load(fh)
+    validator_cls = _with_defaults(jsonschema.Draft202012Validator)
+    errors = sorted(validator_cls(schema).iter_errors(config), key=lambda e: list(e.path))
+    if errors:
+        err = errors[0]
+        key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise ConfigError(f"config key {key}: {err.message}")
+    try:
+        re.compile(config["run_name_pattern"])
+    except re.error as exc:
+        raise ConfigError(f"config key run_name_pattern: not a regular expression ({exc})") from None
+    return config
+
+
+def _with_defaults(validator_class):
+    """A validator that fills in schema defaults while it validates."""
+    import jsonschema
+
+    validate_props = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if "default" in sub and prop not in instance:
+                    instance[prop] = copy.deepcopy(sub["default"])
+        yield from validate_props(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def _abs(path: str) -> str:
+    p = Path(os.path.expanduser(path))
+    return str(p if p.is_absolute() else (ROOT / p).resolve())
+
+
+def finalize(config: dict) -> dict:
+    """Validate, apply the environment override and absolutize paths."""
+    config = validate(config)
+    if os.environ.get(DB_ENV):
+        config["runs_db"]["uri"] = os.environ[DB_ENV]
+    config["work_dir"] = _abs(config["work_dir"])
+    config["log_dir"] = _abs(config["log_dir"])
+    if config["daq"]["host"] == "local":
+        config["daq"]["raw_dir"] = _abs(config["daq"]["raw_dir"])
+    for name, cl in config["clusters"].items():
+        if cl.get("host", "local") == "local":
+            cl["scratch"] = _abs(cl["scratch"])
+        cl["username"] = cl.get("username") or getpass.getuser()
+        cl["profile"] = _abs(cl.get("profile", "profiles/local"))
+    if config["archive"]["backend"] == "local":
+        config["archive"]["location"] = _abs(config["archive"]["location"])
+    cluster = config["tick"].get("cluster") or config["cluster"]
+    if cluster not in config["clusters"]:
+        known = ", ".join(sorted(config["clusters"]))
+        raise ConfigError(f"config key cluster: unknown cluster {cluster!r} (known: {known})")
+    config["tick"]["cluster"] = cluster
+    return config
+
+
+def deep_update(base: dict, extra: dict) -> dict:
+    """Merge extra into base recursively, as Snakemake merges config files."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            deep_update(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def load(path: str | os.PathLike | None = None, overrides: dict | None = None) -> dict:
+    """The default config, updated by the file at path and by overrides.
+
+    This is the same layering Snakemake applies to ``configfile:`` and
+    ``--configfile``, so the wrapper and the workflow see the same values.
+    """
+    config = read(DEFAULT_CONFIG)
+    if path and Path(path).resolve() != DEFAULT_CONFIG.resolve():
+        deep_update(config, read(path))
+    deep_update(config, overrides or {})
+    return finalize(config)
+
+
+def cluster(config: dict) -> dict:
+    """The settings of the cluster this tick works on, with its name."""
+    name = config["tick"]["cluster"]
+    return {"name": name, **config["clusters"][name]}
+
+
+def state_dir(config: dict) -> Path:
+    return Path(config["work_dir"]) / "state"

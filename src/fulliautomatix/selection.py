@@ -1,0 +1,145 @@
+"""Which runs a tick works on, and how compressed runs are batched.
+
+Pure functions of run documents and settings; the Snakefile turns their
+answers into file targets.  Only runs in non-final states ever reach here, so
+a tick's cost follows the pending work, not the size of the history.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from dataclasses import dataclass, field
+
+from . import states
+
+CHAIN = ("transfer", "process", "compress")
+NUMERIC_FIELDS = ("number", "events")
+
+
+def check_doc(doc: dict, pattern: str) -> str | None:
+    """Why a run document cannot be handled, or None when it is well formed."""
+    name = doc.get("name")
+    if not isinstance(name, str) or not re.fullmatch(pattern, name):
+        return f"run {name!r}: name does not match the run name pattern {pattern}; fix the document in the runs DB"
+    missing = [f for f in ("events", "source", "raw_status", "raw_location", "processed_status") if f not in doc]
+    if missing:
+        return f"run {name}: document lacks {', '.join(missing)}; fix the document in the runs DB"
+    for f in ("events",):
+        if not isinstance(doc[f], int) or isinstance(doc[f], bool) or doc[f] < 0:
+            return f"run {name}: {f} must be a non-negative integer, not {doc[f]!r}"
+    if not isinstance(doc["source"], str) or not doc["source"]:
+        return f"run {name}: source must be a non-empty string"
+    if doc["raw_status"] not in states.RAW_STATES:
+        return f"run {name}: unknown raw_status {doc['raw_status']!r}"
+    if doc["processed_status"] not in states.PROCESSED_STATES:
+        return f"run {name}: unknown processed_status {doc['processed_status']!r}"
+    return None
+
+
+@dataclass
+class Plan:
+    """The stage targets of one tick: (stage, run) pairs, and what was left out."""
+
+    targets: list[tuple[str, str]] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)  # well-formed runs waiting for a human
+    bad: list[str] = field(default_factory=list)  # malformed documents
+
+
+def start_stage(doc: dict, limits: dict) -> tuple[str | None, str | None]:
+    """(first stage this run needs, reason it is held for a human)."""
+    raw, proc = doc["raw_status"], doc["processed_status"]
+    name = doc["name"]
+    if raw in ("acquired", "transferring"):
+        t = doc.get("transfer") or {}
+        if raw == "acquired" and t.get("error") and t.get("attempts", 0) >= limits["transfer_attempts"]:
+            return None, f"run {name}: transfer failed {t['attempts']} times ({t['error']}); fix it, then `fulliautomatix retry {name}`"
+        return "transfer", None
+    if raw == "ondeck":
+        if proc == "processed":
+            return "compress", None
+        p = doc.get("processing") or {}
+        if proc == "failed" and p.get("attempts", 0) >= limits["process_attempts"]:
+            return None, f"run {name}: processing failed {p['attempts']} times (exit {p.get('exit_code')}); see its log, then `fulliautomatix retry {name}`"
+        return "process", None
+    if raw == "compressing":
+        return "compress", None
+    return None, None
+
+
+def plan_targets(docs: list[dict], stages: list[str], pattern: str, limits: dict, has_marker) -> Plan:
+    """Stage targets for the pending runs.
+
+    `has_marker(stage, run)` tells whether a stage's marker exists.  A run's
+    chain starts at the first stage it needs and runs through the following
+    enabled stages; a stage that is not enabled ends the chain.
+    """
+    plan = Plan()
+    for doc in docs:
+        problem = check_doc(doc, pattern)
+        if problem:
+            plan.bad.append(problem)
+            continue
+        first, held = start_stage(doc, limits)
+        if held:
+            plan.held.append(held)
+        if first is None or first not in stages:
+            continue
+        i = CHAIN.index(first)
+        # Earlier markers must exist unless their stage may rebuild them.
+        if any(not has_marker(s, doc["name"]) and s not in stages for s in CHAIN[:i]):
+            plan.held.append(f"run {doc['name']}: marker of an earlier stage is missing; run a tick with all stages")
+            continue
+        last = i
+        while last + 1 < len(CHAIN) and CHAIN[last + 1] in stages:
+            last += 1
+        plan.targets.append((CHAIN[last], doc["name"]))
+    return plan
+
+
+def _parse_time(value) -> _dt.datetime | None:
+    if not value:
+        return None
+    try:
+        t = _dt.datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)
+
+
+def batch_name(runs: list[str]) -> str:
+    return f"{runs[0]}_to_{runs[-1]}"
+
+
+def plan_batches(docs: list[dict], archive: dict, now: _dt.datetime | None = None) -> dict[str, list[str]]:
+    """Closed batches of compressed runs: {batch name: [run, ...]}.
+
+    Runs already assigned to a batch (an earlier attempt) stay in it.  New
+    batches take runs in name order and close at `batch_runs` runs or
+    `min_bytes` bytes; the last, smaller one closes only once its oldest run
+    has waited `max_wait_days`.
+    """
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    batches: dict[str, list[str]] = {}
+    free: list[dict] = []
+    for doc in sorted(docs, key=lambda d: d["name"]):
+        if doc.get("raw_status") not in ("compressed", "archiving"):
+            continue
+        assigned = (doc.get("archive") or {}).get("batch")
+        if assigned:
+            batches.setdefault(assigned, []).append(doc["name"])
+        else:
+            free.append(doc)
+    group: list[dict] = []
+    size = 0
+    for doc in free:
+        group.append(doc)
+        size += int((doc.get("compressed") or {}).get("bytes", 0))
+        if len(group) >= archive["batch_runs"] or (archive["min_bytes"] and size >= archive["min_bytes"]):
+            batches[batch_name([d["name"] for d in group])] = [d["name"] for d in group]
+            group, size = [], 0
+    if group:
+        times = [t for t in (_parse_time((d.get("compressed") or {}).get("at")) for d in group) if t]
+        if times and now - min(times) >= _dt.timedelta(days=archive["max_wait_days"]):
+            batches[batch_name([d["name"] for d in group])] = [d["name"] for d in group]
+    return batches

@@ -1,0 +1,141 @@
+"""Bringing the runs DB up to date with the stage markers.
+
+Every stage writes its marker first and then the DB.  When the DB write is
+lost (a crash, the DB down, a compute node that cannot reach it) the marker
+still says what happened, and :func:`apply` replays it: it walks the allowed
+transitions from the state the DB has to the state the marker records, each
+step with a history entry noting the repair.  Applying a marker twice changes
+nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from pathlib import Path
+
+from . import config as fa_config
+from . import markers, selection, states
+from .runsdb import Conflict, RunsDB
+
+log = logging.getLogger(__name__)
+
+
+def path_between(field: str, start: str, goal: str) -> list[str]:
+    """Shortest list of states leading from start to goal (excluding start)."""
+    table = states.TRANSITIONS[field]
+    prev: dict[str, str | None] = {start: None}
+    todo = deque([start])
+    while todo:
+        cur = todo.popleft()
+        if cur == goal:
+            out = []
+            while cur != start:
+                out.append(cur)
+                cur = prev[cur]
+            return out[::-1]
+        for nxt in sorted(table.get(cur, ())):
+            if nxt not in prev:
+                prev[nxt] = cur
+                todo.append(nxt)
+    raise states.TransitionRefused(f"{field}: no way from {start} to {goal}")
+
+
+def _behind(field: str, current: str, goal: str) -> bool:
+    order = states.RAW_STATES if field == states.RAW else states.PROCESSED_STATES
+    if field == states.PROCESSED:
+        # processed is the goal of every processing marker; any other state is behind it
+        return current != goal
+    return order.index(current) < order.index(goal)
+
+
+def apply(db: RunsDB, marker: dict, doc: dict | None = None, note: str = "repaired from marker") -> bool:
+    """Make the run's DB document agree with a run marker.  True if changed.
+
+    Safe to call while another process applies the same marker: when the
+    run changes under it, it re-reads the run and stops if nothing is left.
+    """
+    run, field, goal = marker["run"], marker["field"], marker["to"]
+    for attempt in range(3):
+        if doc is None or attempt:
+            doc = db.get(run)
+        current = doc.get(field)
+        if current == goal or not _behind(field, current, goal):
+            return False
+        try:
+            steps = path_between(field, current, goal)
+            for i, step in enumerate(steps):
+                last = i == len(steps) - 1
+                doc = db.transition(run, field, step, fields=marker["set"] if last else None, note=note, doc=doc)
+        except (Conflict, states.TransitionRefused):
+            if attempt == 2:
+                raise
+            continue
+        if note.startswith("repaired"):
+            log.warning("run %s: runs DB was behind its %s marker; set %s to %s", run, marker["stage"], field, goal)
+        return True
+    return False
+
+
+def apply_batch(db: RunsDB, batch_marker: dict, note: str = "repaired from batch marker") -> list[str]:
+    """Make every member of an archived batch 'archived' in the DB."""
+    changed = []
+    for run, fields in batch_marker["runs"].items():
+        marker = {"run": run, "stage": "archive", "field": states.RAW, "to": "archived", "set": fields}
+        if apply(db, marker, note=note):
+            changed.append(run)
+    return changed
+
+
+def reconcile(db: RunsDB, state_dir: str | Path, docs: list[dict]) -> list[str]:
+    """Replay every marker that is ahead of the DB, for the given runs.
+
+    Returns the names of runs whose document was repaired.
+    """
+    repaired = []
+    for doc in docs:
+        for stage in markers.STAGE_MARKERS:
+            p = markers.path(state_dir, stage, doc["name"])
+            if p.exists():
+                try:
+                    if apply(db, markers.read(p), doc=doc):
+                        repaired.append(doc["name"])
+                        doc = db.get(doc["name"])
+                except states.TransitionRefused as exc:
+                    log.error("run %s: cannot replay %s marker: %s", doc["name"], stage, exc)
+        batch = (doc.get("archive") or {}).get("batch")
+        if batch and doc.get(states.RAW) in ("compressed", "archiving"):
+            p = markers.batch_path(state_dir, batch)
+            if p.exists():
+                repaired += apply_batch(db, markers.read(p))
+    return sorted(set(repaired))
+
+
+def sync_and_plan(db: RunsDB, config: dict, tick: str, plan_path: str | Path, log) -> dict:
+    """The sync_runs_db checkpoint: repair the DB from markers, then plan batches."""
+    state = fa_config.state_dir(config)
+    wanted = set(config["tick"]["runs"])
+    pattern = config["run_name_pattern"]
+
+    def pending() -> list[dict]:
+        docs = [d for d in db.pending() if selection.check_doc(d, pattern) is None]
+        return [d for d in docs if d["name"] in wanted] if wanted else docs
+
+    docs = pending()
+    repaired = reconcile(db, state, docs)
+    if repaired:
+        log.write(f"repaired from markers: {', '.join(repaired)}\n")
+        docs = pending()
+    batches = selection.plan_batches(docs, config["archive"])
+    plan = {"tick": tick, "repaired": repaired, "batches": batches}
+    markers.write(plan_path, plan)
+    log.write(f"closed batches: {', '.join(batches) or 'none'}\n")
+    _prune_ticks(Path(plan_path).parent, keep=100)
+    return plan
+
+
+def _prune_ticks(directory: Path, keep: int) -> None:
+    """Old tick plans are of no further use; keep the most recent ones."""
+    plans = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime)
+    for p in plans[:-keep]:
+        p.unlink(missing_ok=True)

@@ -1,0 +1,60 @@
+# Setup: config validation, the tick's plan (main process only), input functions.
+
+import json
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir).parent / "src"))
+
+from fulliautomatix import config as fa_config
+from fulliautomatix import planning
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+fa_config.finalize(config)
+
+
+workdir: config["work_dir"]
+
+
+wildcard_constraints:
+    run=config["run_name_pattern"].strip("^$"),
+    batch="[0-9A-Za-z_]+",
+    tick="[0-9A-Za-z_-]+",
+
+
+workflow.register_resource("transfer_slots", config["transfer"]["concurrency"])
+
+if workflow.is_main_process:
+    TICK = planning.prepare(config)
+    for message in TICK.messages:
+        logger.warning(message)
+else:
+    TICK = planning.TickPlan(tick="", stages=[])
+
+
+def get_stage_targets(wildcards):
+    """Stage markers of the runs this tick works on."""
+    return TICK.targets
+
+
+def get_tick_plan():
+    """The batch plan written by the sync_runs_db checkpoint of this tick."""
+    with open(checkpoints.sync_runs_db.get(tick=TICK.tick).output.plan) as fh:
+        return json.load(fh)
+
+
+def get_archive_targets(wildcards):
+    """Archived-batch markers of the batches closed in this tick's plan."""
+    batches = get_tick_plan()["batches"] if "archive" in TICK.stages else {}
+    return [f"state/archived/{batch}.json" for batch in batches] or [
+        checkpoints.sync_runs_db.get(tick=TICK.tick).output.plan
+    ]
+
+
+def get_batch_members(wildcards):
+    """Compressed markers of the runs in one batch."""
+    runs = get_tick_plan()["batches"][wildcards.batch]
+    return expand(rules.compress_run.output.marker, run=runs)

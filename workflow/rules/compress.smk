@@ -1,0 +1,17 @@
+# Stage 3: ondeck -> compressing -> compressed.  tar + zstd, verified against
+# the transfer checksums before the uncompressed copy on scratch is removed.
+
+
+rule compress_run:
+    input:
+        processed=rules.process_run.output.marker,
+    output:
+        marker="state/compressed/{run}.json",
+    log:
+        "logs/compress_run/{run}.log",
+    benchmark:
+        "benchmarks/compress_run/{run}.tsv"
+    conda:
+        "../envs/fulliautomatix.yaml"
+    script:
+        "../scripts/compress_run.py"

@@ -1,0 +1,10 @@
+"""Snakemake adapter: process one run (see fulliautomatix.process)."""
+
+from fulliautomatix import jobs, process
+
+
+def stage(db, config, smk, log):
+    process.process_run(db, config, smk.wildcards.run, smk.input.ondeck, smk.output.marker, log, smk.log[0])
+
+
+jobs.run(snakemake, stage)  # noqa: F821 - injected by Snakemake
