@@ -1,0 +1,112 @@
+"""Shared fixtures: a real nx-27017 server, per-test configs and the real CLI.
+
+Nothing here is mocked: tests talk to an nx-27017 server through pymongo, and
+run the `fulliautomatix` console script (and through it Snakemake, rsync, tar
+and zstd) as subprocesses.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pymongo
+import pytest
+import yaml
+
+from fulliautomatix import config as fa_config
+from fulliautomatix import embedded, runsdb
+
+ROOT = Path(__file__).resolve().parents[1]
+FA = str(Path(sys.executable).with_name("fulliautomatix"))
+REQUIRE_TESTBEDS = os.environ.get("FULLIAUTOMATIX_REQUIRE_TESTBEDS") == "1"
+
+
+def skip_or_fail(reason: str):
+    """Skip a test whose test bed cannot start; in CI that is a failure."""
+    if REQUIRE_TESTBEDS:
+        pytest.fail(f"test bed required in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def nx_server(tmp_path_factory):
+    """One nx-27017 server for the session; tests use their own databases."""
+    state = tmp_path_factory.mktemp("nx")
+    uri, proc = embedded.ensure(state)
+    yield uri
+    embedded.stop(state, proc)
+
+
+@pytest.fixture
+def db_name():
+    return "t" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def make_config(tmp_path, nx_server, db_name):
+    """Write a config for this test (tmp dirs, the session's DB) and return its path.
+
+    Keyword overrides are deep-merged into the base, e.g.
+    make_config(archive={"batch_runs": 2}).
+    """
+
+    def make(**overrides) -> Path:
+        base = {
+            "runs_db": {"uri": nx_server, "database": db_name},
+            "work_dir": str(tmp_path / "work"),
+            "log_dir": str(tmp_path / "logs"),
+            "daq": {"raw_dir": str(tmp_path / "daq")},
+            "clusters": {"local": {"scratch": str(tmp_path / "cluster")}},
+            "archive": {"location": str(tmp_path / "archive"), "batch_runs": 2},
+        }
+        fa_config.deep_update(base, overrides)
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(base))
+        return path
+
+    return make
+
+
+@pytest.fixture
+def config_path(make_config):
+    return make_config()
+
+
+@pytest.fixture
+def config(config_path):
+    """The finalized config dict of config_path."""
+    return fa_config.load(config_path)
+
+
+@pytest.fixture
+def db(config):
+    """A RunsDB on this test's database, with indexes."""
+    with runsdb.connect(config) as handle:
+        handle.ensure_indexes()
+        yield handle
+
+
+@pytest.fixture
+def raw_collection(nx_server, db_name):
+    """Direct pymongo access, for tests that play the DAQ or corrupt documents."""
+    client = pymongo.MongoClient(nx_server)
+    yield client[db_name]["runs"]
+    client.close()
+
+
+def run_fa(config_path: Path | None, *args: str, timeout: float = 300, env: dict | None = None):
+    """Run the real `fulliautomatix` command; returns CompletedProcess (text)."""
+    argv = [FA] + (["--config", str(config_path)] if config_path else []) + list(args)
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop(fa_config.DB_ENV, None) if env is None or fa_config.DB_ENV not in env else None
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=full_env,
+                          stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def fa():
+    return run_fa
