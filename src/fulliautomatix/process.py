@@ -8,6 +8,7 @@ a new processor version never overwrites an older output.
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -54,6 +55,7 @@ def tail(path, lines: int = 20) -> str:
 def process_run(db: RunsDB, config: dict, run: str, ondeck_marker: str, marker_path: str, log, log_path: str) -> dict:
     """Process one run on this machine; write its marker; return the marker."""
     hosts.check_run_name(run, config["run_name_pattern"])
+    log_path = os.path.abspath(log_path)
     doc = db.get(run)
     sync.apply(db, markers.read(ondeck_marker), doc=doc)
     doc = db.get(run)
