@@ -51,7 +51,15 @@ def validate(config: dict) -> dict:
     errors = sorted(validator_cls(schema).iter_errors(config), key=lambda e: list(e.path))
     if errors:
         err = errors[0]
-        key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        path = [str(p) for p in err.absolute_path]
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            # Name the unknown key itself, not its parent, and what it could have been.
+            known = sorted(err.schema.get("properties", {}))
+            unknown = sorted(k for k in err.instance if k not in known)
+            if unknown and known:
+                raise ConfigError(f"config key {'.'.join(path + [str(unknown[0])])}: unknown key "
+                                  f"(known here: {', '.join(known)})")
+        key = ".".join(path) or "(top level)"
         raise ConfigError(f"config key {key}: {err.message}")
     try:
         re.compile(config["run_name_pattern"])
