@@ -6,7 +6,8 @@
 # commands they started); once they are gone the namespace is gone too.
 #
 #   down.sh          stop; keep keys, configs and the hosts' data
-#   down.sh --purge  stop and delete $TESTBED_DIR entirely
+#   down.sh --purge  stop and delete this test bed's files ($TESTBED_DIR/ssh and /hosts;
+#                    the scheduler test bed in $TESTBED_DIR/slurm is left alone)
 set -euo pipefail
 
 TESTBED_DIR="${TESTBED_DIR:-/tmp/fulliautomatix-testbed}"
@@ -49,6 +50,6 @@ stop_host() {  # $1 = host
 for h in daq cluster; do stop_host "$h"; done
 
 if [ -n "$purge" ]; then
-  rm -rf -- "$TESTBED_DIR"
+  rm -rf -- "$TESTBED_DIR/ssh" "$TESTBED_DIR/hosts"
   echo "down.sh: removed $TESTBED_DIR" >&2
 fi

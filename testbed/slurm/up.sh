@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# Start a private single-node Slurm cluster (with PBS/Torque-style qsub/qstat/qdel)
+# on this machine. Idempotent: running it again while the test bed is up is a no-op.
+#
+#   TESTBED_DIR            root of all state (default /tmp/fulliautomatix-testbed)
+#   TESTBED_SLURMCTLD_PORT slurmctld port (default 16817)
+#   TESTBED_SLURMD_PORT    slurmd port    (default 16818)
+#   TESTBED_WAIT           seconds to wait for the node to become idle (default 60)
+#
+# Afterwards:  source "$TESTBED_DIR/slurm/env.sh"   (exports SLURM_CONF)
+# Stop with:   testbed/slurm/down.sh
+set -euo pipefail
+
+TESTBED_DIR="${TESTBED_DIR:-/tmp/fulliautomatix-testbed}"
+CTLD_PORT="${TESTBED_SLURMCTLD_PORT:-16817}"
+SLURMD_PORT="${TESTBED_SLURMD_PORT:-16818}"
+WAIT="${TESTBED_WAIT:-60}"
+
+S="$TESTBED_DIR/slurm"
+M="$TESTBED_DIR/munge"
+CONF="$S/slurm.conf"
+ENVF="$S/env.sh"
+SYSTEM_MUNGE_SOCKET=/run/munge/munge.socket.2
+
+die() { echo "testbed/slurm/up.sh: ERROR: $*" >&2; exit 1; }
+log() { echo "testbed/slurm/up.sh: $*"; }
+
+[ "$(id -u)" = 0 ] || die "must run as root (it installs packages and runs slurmd as root)"
+
+# alive PIDFILE -> true if the pid in PIDFILE is a running process
+alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+mkdir -p "$TESTBED_DIR"
+
+# ---------------------------------------------------------------- packages
+PKGS="munge slurmctld slurmd slurm-client slurm-wlm-torque"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    log "installing:$missing"
+    # Keep package postinst scripts from starting the system-wide daemons.
+    made_policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        made_policy=1
+    fi
+    trap '[ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d' EXIT
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y -q --no-install-recommends $missing >"$TESTBED_DIR/apt.log" 2>&1; then
+        apt-get update -q >>"$TESTBED_DIR/apt.log" 2>&1 || true
+        apt-get install -y -q --no-install-recommends $missing >>"$TESTBED_DIR/apt.log" 2>&1 \
+            || die "apt-get install$missing failed; see $TESTBED_DIR/apt.log"
+    fi
+    [ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d
+    made_policy=""
+fi
+
+mkdir -p "$S"/state "$S"/spool "$S"/log "$S"/run "$M"
+chmod 755 "$TESTBED_DIR" "$S" "$S"/log "$S"/run
+chmod 700 "$S"/state "$S"/spool
+mkdir -p "$M/key"
+chmod 700 "$M/key"
+chmod 755 "$M"   # socket directory: must be reachable by every client
+
+# ---------------------------------------------------------------- munge
+# A private munged (own key, socket, pid, log); if it cannot start, fall back to a
+# working system-wide munged. Slurm is pointed at the socket via AuthInfo.
+MUNGE_SOCKET="$M/munge.socket.2"
+munge_ok() { munge -n --socket="$1" 2>/dev/null | unmunge --socket="$1" >/dev/null 2>&1; }
+
+if alive "$M/munged.pid" && munge_ok "$MUNGE_SOCKET"; then
+    :
+else
+    if [ ! -s "$M/key/munge.key" ]; then
+        if command -v mungekey >/dev/null 2>&1; then
+            mungekey --create --keyfile="$M/key/munge.key" >/dev/null 2>&1 || true
+        fi
+        [ -s "$M/key/munge.key" ] || dd if=/dev/urandom of="$M/key/munge.key" bs=1024 count=1 2>/dev/null
+    fi
+    chmod 600 "$M/key/munge.key"
+    rm -f "$MUNGE_SOCKET" "$MUNGE_SOCKET.lock" "$M/munged.pid"
+    munged --socket="$MUNGE_SOCKET" --key-file="$M/key/munge.key" --pid-file="$M/munged.pid" \
+        --log-file="$M/munged.log" --seed-file="$M/munged.seed" >>"$M/munged.log" 2>&1 || true
+    for _ in $(seq 50); do munge_ok "$MUNGE_SOCKET" && break; sleep 0.1; done
+    if ! munge_ok "$MUNGE_SOCKET"; then
+        if munge_ok "$SYSTEM_MUNGE_SOCKET"; then
+            log "private munged failed to start (see $M/munged.log); using system munged at $SYSTEM_MUNGE_SOCKET"
+            MUNGE_SOCKET="$SYSTEM_MUNGE_SOCKET"
+        else
+            die "munged did not start (see $M/munged.log) and no system munged answers at $SYSTEM_MUNGE_SOCKET"
+        fi
+    fi
+fi
+
+# ---------------------------------------------------------------- slurm.conf
+NODE="$(hostname -s)"
+# Hardware line as slurmd sees it, e.g. "NodeName=vm CPUs=2 Boards=1 ... RealMemory=24105"
+HW="$(slurmd -C 2>/dev/null | head -n1 | tr ' ' '\n' \
+      | grep -E '^(CPUs|Boards|SocketsPerBoard|CoresPerSocket|ThreadsPerCore|RealMemory)=' | tr '\n' ' ')"
+[ -n "$HW" ] || HW="CPUs=$(nproc) RealMemory=$(( $(awk '/MemTotal/{print $2}' /proc/meminfo) / 1024 ))"
+
+# If the host name resolves to loopback, make slurmd (and srun) bind there, not 0.0.0.0.
+# (slurmctld 22.05 listens on 0.0.0.0 regardless.)
+BIND="# host name does not resolve to loopback: daemons bind to 0.0.0.0"
+case "$(getent ahostsv4 "$NODE" 2>/dev/null | awk 'NR==1{print $1}')" in
+    127.*) BIND="CommunicationParameters=NoInAddrAny" ;;
+esac
+
+NEWCONF="$(cat <<EOF
+# Generated by testbed/slurm/up.sh -- private single-node test bed. Do not edit.
+ClusterName=fulliautomatix-testbed
+SlurmctldHost=$NODE(127.0.0.1)
+SlurmctldPort=$CTLD_PORT
+SlurmdPort=$SLURMD_PORT
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+AuthInfo=socket=$MUNGE_SOCKET
+CredType=cred/munge
+StateSaveLocation=$S/state
+SlurmdSpoolDir=$S/spool
+SlurmctldPidFile=$S/run/slurmctld.pid
+SlurmdPidFile=$S/run/slurmd.pid
+SlurmctldLogFile=$S/log/slurmctld.log
+SlurmdLogFile=$S/log/slurmd.log
+SlurmctldDebug=info
+SlurmdDebug=info
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SchedulerType=sched/backfill
+MpiDefault=none
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+JobCompType=jobcomp/none
+MailProg=/bin/true
+ReturnToService=2
+# Kill jobs as soon as their walltime is up, and quickly.
+OverTimeLimit=0
+KillWait=5
+# Keep finished jobs visible (squeue -t all / scontrol show job) for 5 minutes.
+MinJobAge=300
+InactiveLimit=0
+$BIND
+SlurmctldTimeout=30
+SlurmdTimeout=60
+NodeName=$NODE NodeAddr=127.0.0.1 NodeHostname=$NODE ${HW}State=UNKNOWN
+PartitionName=standby Nodes=$NODE Default=YES MaxTime=4:00:00 State=UP
+PartitionName=physics Nodes=$NODE Default=NO MaxTime=2-00:00:00 State=UP
+EOF
+)"
+
+if [ -f "$CONF" ] && [ "$(cat "$CONF")" != "$NEWCONF" ] \
+   && { alive "$S/run/slurmctld.pid" || alive "$S/run/slurmd.pid"; }; then
+    log "NOTE: generated slurm.conf differs from the running one; run down.sh then up.sh to apply it"
+else
+    printf '%s\n' "$NEWCONF" > "$CONF"
+    chmod 644 "$CONF"
+fi
+
+cat > "$ENVF" <<EOF
+# Source me to talk to the Fulliautomatix Slurm test bed (sinfo, sbatch, qsub, qstat, ...).
+export TESTBED_DIR="$TESTBED_DIR"
+export SLURM_CONF="$CONF"
+EOF
+chmod 644 "$ENVF"
+export SLURM_CONF="$CONF"
+
+# ---------------------------------------------------------------- daemons
+port_busy() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+
+if ! alive "$S/run/slurmctld.pid"; then
+    port_busy "$CTLD_PORT" && die "port $CTLD_PORT (SlurmctldPort) is already in use; set TESTBED_SLURMCTLD_PORT"
+    rm -f "$S/run/slurmctld.pid"
+    slurmctld -f "$CONF" -i >>"$S/log/slurmctld.stdout" 2>&1 \
+        || die "slurmctld failed to start; see $S/log/slurmctld.log"
+fi
+started_at="$(date +%Y-%m-%dT%H:%M:%S)"
+if ! alive "$S/run/slurmd.pid"; then
+    port_busy "$SLURMD_PORT" && die "port $SLURMD_PORT (SlurmdPort) is already in use; set TESTBED_SLURMD_PORT"
+    rm -f "$S/run/slurmd.pid"
+    slurmd -f "$CONF" -N "$NODE" >>"$S/log/slurmd.stdout" 2>&1 \
+        || die "slurmd failed to start; see $S/log/slurmd.log"
+    fresh_slurmd=1
+fi
+
+# ---------------------------------------------------------------- wait for idle
+# Ready = slurmd has registered (SlurmdStartTime set; not older than this run if we
+# (re)started slurmd) and sinfo shows the node usable ("idle*" = not responding).
+slurmd_registered() {
+    local t
+    t="$(scontrol show node "$NODE" 2>/dev/null | grep -o 'SlurmdStartTime=[^ ]*' | cut -d= -f2)"
+    case "$t" in ""|None|Unknown) return 1 ;; esac
+    [ -z "${fresh_slurmd:-}" ] || [ ! "$t" \< "$started_at" ]
+}
+state=""; ready=""
+for _ in $(seq $(( WAIT * 2 ))); do
+    state="$(sinfo -h -N -n "$NODE" -o %T 2>/dev/null | head -n1 || true)"
+    case "$state" in
+        idle|mixed|allocated|completing) slurmd_registered && { ready=1; break; } ;;
+        down*|drain*)
+            # e.g. left DOWN by an earlier unclean stop: bring it back
+            scontrol update NodeName="$NODE" State=RESUME >/dev/null 2>&1 || true ;;
+    esac
+    sleep 0.5
+done
+[ -n "$ready" ] || die "node $NODE not idle after ${WAIT}s (sinfo state: '${state:-no answer}'); see $S/log/slurmctld.log and $S/log/slurmd.log"
+
+log "up: node $NODE $state, slurmctld :$CTLD_PORT, slurmd :$SLURMD_PORT, partitions standby(default, 4h) physics(2d)"
+log "use: source $ENVF"
