@@ -1,0 +1,159 @@
+"""Commands as argv lists, here and over ssh; per-file manifests and their comparison."""
+
+import hashlib
+import io
+import shlex
+import shutil
+import subprocess
+
+import pytest
+
+from fulliautomatix import hosts
+from fulliautomatix.hosts import Host
+
+NASTY = [
+    "plain",
+    "two words",
+    "170101_0001; rm -rf ~",
+    "$(reboot)",
+    "`id`",
+    "it's",
+    'say "hi"',
+    "back\\slash",
+    "new\nline",
+    "*.bin",
+    "~",
+    "",
+    "--",
+    "-rf",
+    "a|b&c>d<e",
+    "ünïcödé",
+]
+
+
+def test_run_names_are_checked_against_the_pattern():
+    assert hosts.check_run_name("170101_0001", "^[0-9]{6}_[0-9]{4}$") == "170101_0001"
+    for bad in ("170101_0001; rm -rf ~", "170101_0001\n", "../170101_0001", None):
+        with pytest.raises(hosts.BadRunName, match="pattern"):
+            hosts.check_run_name(bad, "^[0-9]{6}_[0-9]{4}$")
+
+
+def test_a_local_host_runs_the_argv_unchanged():
+    argv = ["rsync", "-a", *NASTY]
+    out = Host().argv(argv)
+    assert out == argv and out is not argv
+    assert Host("local").is_local
+
+
+def test_a_remote_argv_round_trips_through_shlex():
+    argv = ["rsync", "-a", "--partial", *NASTY]
+    remote = Host("daq").argv(argv)
+    assert remote[:5] == ["ssh", "-o", "BatchMode=yes", "daq", "--"]
+    assert len(remote) == 6, "the remote command is one word for the remote shell"
+    assert shlex.split(remote[5]) == argv
+
+
+def test_the_remote_shell_sees_each_word_as_a_literal(tmp_path):
+    """What ssh does with the command word: the login shell runs it with -c."""
+    argv = ["printf", "<%s>\\n", *NASTY]
+    remote = Host("daq").argv(argv)
+    out = subprocess.run(["sh", "-c", remote[-1]], capture_output=True, text=True, cwd=tmp_path, check=True).stdout
+    assert out == "".join(f"<{w}>\n" for w in NASTY)
+    assert list(tmp_path.iterdir()) == [], "nothing was run but printf"
+
+
+def test_ssh_options_and_destinations_come_from_the_host():
+    h = Host("asterix@login.cluster", ssh=("ssh", "-p", "2222", "-o", "BatchMode=yes"))
+    assert h.argv(["true"]) == ["ssh", "-p", "2222", "-o", "BatchMode=yes", "asterix@login.cluster", "--", "true"]
+    assert not h.is_local
+
+
+def test_paths_as_rsync_names_them():
+    assert Host().path("/data/daq/170101_0001/") == "/data/daq/170101_0001/"
+    assert Host("cluster").path("/scratch/raw/170101_0001/") == "cluster:/scratch/raw/170101_0001/"
+
+
+def test_run_here_captures_output_and_logs_the_command():
+    log = io.StringIO()
+    proc = Host().run(["printf", "%s", "a b; c"], log=log)
+    assert proc.stdout == "a b; c"
+    assert log.getvalue() == "$ printf %s 'a b; c'\n"
+
+
+def test_a_failing_command_raises_with_its_status_and_last_stderr_line():
+    with pytest.raises(hosts.CommandFailed) as err:
+        Host().run(["sh", "-c", "echo first >&2; echo 'last words' >&2; exit 3"])
+    assert err.value.returncode == 3
+    assert "exited with 3" in str(err.value) and "last words" in str(err.value)
+    assert Host().run(["false"], check=False).returncode == 1
+
+
+# -- manifests -------------------------------------------------------------------
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "170101_0001"
+    (root / "sub dir").mkdir(parents=True)
+    files = {"raw_000.bin": b"\x00\x01" * 1000, "raw_001.bin": b"", "sub dir/odd name;$x.bin": b"abc" * 7}
+    for rel, data in files.items():
+        (root / rel).write_bytes(data)
+    return root, files
+
+
+ALGOS = [("sha256", hashlib.sha256), ("blake2b", hashlib.blake2b)]
+
+
+@pytest.mark.parametrize("algorithm, h", ALGOS)
+def test_manifest_lists_every_file_with_size_and_checksum(tree, algorithm, h):
+    root, files = tree
+    got = hosts.manifest(Host(), str(root), algorithm)
+    assert got == [{"path": rel, "size": len(data), "hash": h(data).hexdigest()}
+                   for rel, data in sorted(files.items())]
+
+
+@pytest.mark.skipif(shutil.which("xxh128sum") is None, reason="xxh128sum not installed")
+def test_manifest_with_xxh128(tree):
+    root, files = tree
+    got = hosts.manifest(Host(), str(root), "xxh128")
+    assert [f["path"] for f in got] == sorted(files) and all(len(f["hash"]) == 32 for f in got)
+
+
+def test_manifest_of_an_empty_and_of_a_missing_directory(tmp_path):
+    assert hosts.manifest(Host(), str(tmp_path), "sha256") == []
+    with pytest.raises(hosts.CommandFailed):
+        hosts.manifest(Host(), str(tmp_path / "absent"), "sha256")
+
+
+def test_the_remote_manifest_command_is_the_same_command(tree):
+    root, _ = tree
+    argv = hosts.manifest_argv(str(root), "sha256")
+    remote = Host("cluster").argv(argv)
+    assert shlex.split(remote[-1]) == argv
+    out = subprocess.run(["sh", "-c", remote[-1]], capture_output=True, text=True, check=True).stdout
+    assert hosts.parse_manifest(out) == hosts.manifest(Host(), str(root), "sha256")
+
+
+def test_an_incomplete_listing_is_an_error():
+    text = "S 3 a.bin\nS 4 b.bin\n" + "0" * 64 + "  ./a.bin\n"
+    with pytest.raises(ValueError, match="b.bin"):
+        hosts.parse_manifest(text)
+
+
+def F(path, size=10, digest="aa"):
+    return {"path": path, "size": size, "hash": digest}
+
+
+def test_identical_manifests_compare_equal():
+    m = [F("a"), F("b/c", 3, "bb")]
+    assert hosts.compare_manifests(m, list(reversed(m))) == []
+
+
+def test_every_difference_is_named():
+    expected = [F("a"), F("b"), F("c"), F("d")]
+    actual = [F("a"), F("b", size=11), F("c", digest="ff"), F("e")]
+    assert hosts.compare_manifests(expected, actual) == [
+        "missing d", "unexpected e", "size of b: 11 != 10", "checksum of c differs"]
+
+
+def test_an_empty_copy_of_a_full_directory_does_not_verify():
+    assert hosts.compare_manifests([F("a")], []) == ["missing a"]
