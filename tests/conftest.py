@@ -43,6 +43,11 @@ def nx_server(tmp_path_factory):
 
 @pytest.fixture
 def db_name():
+    """A name for this test's database and runs collection.
+
+    nx-27017 (0.8.1) keeps one table per collection *name*, shared by every
+    database: only a collection name of its own isolates a test.
+    """
     return "t" + uuid.uuid4().hex[:12]
 
 
@@ -56,7 +61,7 @@ def make_config(tmp_path, nx_server, db_name):
 
     def make(**overrides) -> Path:
         base = {
-            "runs_db": {"uri": nx_server, "database": db_name},
+            "runs_db": {"uri": nx_server, "database": db_name, "collection": db_name},
             "work_dir": str(tmp_path / "work"),
             "log_dir": str(tmp_path / "logs"),
             "daq": {"raw_dir": str(tmp_path / "daq")},
@@ -94,7 +99,7 @@ def db(config):
 def raw_collection(nx_server, db_name):
     """Direct pymongo access, for tests that play the DAQ or corrupt documents."""
     client = pymongo.MongoClient(nx_server)
-    yield client[db_name]["runs"]
+    yield client[db_name][db_name]
     client.close()
 
 
