@@ -77,6 +77,7 @@ class RunsDB:
         self.col.create_index("number")
         self.col.create_index(states.RAW)
         self.col.create_index(states.PROCESSED)
+        self.col.create_index("archive.batch")
 
     def close(self) -> None:
         self.client.close()
@@ -108,6 +109,10 @@ class RunsDB:
 
     def by_status(self, field: str, values: list[str]) -> list[dict]:
         return list(self.col.find({field: {"$in": list(values)}}, {"history": 0}).sort("name", 1))
+
+    def in_batch(self, batch: str) -> list[dict]:
+        """Every run assigned to an archive batch, in any state, without history (index-backed)."""
+        return list(self.col.find({"archive.batch": batch}, {"history": 0}).sort("name", 1))
 
     def counts(self) -> dict[tuple[str, str], int]:
         """Number of runs per (raw_status, processed_status): one aggregation."""

@@ -118,15 +118,19 @@ def sync_and_plan(db: RunsDB, config: dict, tick: str, plan_path: str | Path, lo
     pattern = config["run_name_pattern"]
 
     def pending() -> list[dict]:
-        docs = [d for d in db.pending() if selection.check_doc(d, pattern) is None]
-        return [d for d in docs if d["name"] in wanted] if wanted else docs
+        return [d for d in db.pending() if selection.check_doc(d, pattern) is None]
 
-    docs = pending()
+    every = pending()
+    docs = [d for d in every if d["name"] in wanted] if wanted else every
     repaired = reconcile(db, state, docs)
     if repaired:
         log.write(f"repaired from markers: {', '.join(repaired)}\n")
-        docs = pending()
-    batches = selection.plan_batches(docs, config["archive"])
+        every = pending()
+    # A batch is archived whole: with --run, plan from every run and keep the
+    # batches that hold a wanted run.
+    batches = selection.plan_batches(every, config["archive"])
+    if wanted:
+        batches = {b: runs for b, runs in batches.items() if wanted & set(runs)}
     plan = {"tick": tick, "repaired": repaired, "batches": batches}
     markers.write(plan_path, plan)
     log.write(f"closed batches: {', '.join(batches) or 'none'}\n")

@@ -1,0 +1,223 @@
+"""Stage 4: archive one batch of compressed runs, verified; and restore runs.
+
+:func:`archive_batch` is the body of the ``archive_batch`` rule:
+
+1. the batch's runs go ``compressed -> archiving`` (``archive.batch`` names
+   the batch, so a retry keeps the same members and name);
+2. a tarball already at the batch's location (left by an earlier attempt) is
+   used only if it verifies; otherwise it is deleted and replaced;
+3. the compressed copies on scratch are checked against their recorded
+   sha256, uploaded by the backend, and the upload read back from the
+   archive: every member's size and sha256 must equal the run documents;
+4. only then do the runs become ``archived`` with ``raw_location``
+   ``<backend>:<tarball>#<run>.tar.zst``, and only after that are the
+   compressed copies purged (``archive.purge_compressed``).
+
+Any failure sends the runs back to ``compressed`` with ``archive.error`` set,
+keeps every compressed copy, and raises :class:`ArchiveError`; the next tick
+retries the same batch.  A tarball that holds runs already archived is never
+deleted or overwritten.
+
+:func:`restore` brings one run back: only its member is fetched, checked
+against the recorded sha256, unpacked, and every file checked against the
+checksums recorded when the run left the DAQ.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from .. import hosts, markers, states, sync
+from ..runsdb import RunsDB
+from .backend import ArchiveError, Member, compare, make, member_name
+
+logger = logging.getLogger("fulliautomatix")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def expected_member(doc: dict) -> Member:
+    """A run's member as the runs DB recorded it at compression."""
+    c = doc.get("compressed") or {}
+    if not c.get("hash") or "bytes" not in c:
+        raise ArchiveError(f"run {doc['name']}: no compressed size and checksum in the runs DB")
+    return Member(int(c["bytes"]), c["hash"])
+
+
+def verify(be, location: str, expected: dict[str, Member], log) -> dict:
+    """Read the tarball back from the archive and compare it with the runs DB.
+
+    Returns what the backend measured (sizes, checks); raises ArchiveError
+    naming every difference.
+    """
+    actual, facts = be.read_back(location, log)
+    problems = compare(expected, actual)
+    if problems:
+        raise ArchiveError(f"{be.url(location)} does not verify: {'; '.join(problems[:3])}")
+    if any(m.sha256 is None for m in actual.values()):
+        facts["checks"].append("member checksums not read back (archive.hpss.read_back is off)")
+    log.write(f"verified {be.url(location)}: {len(actual)} members, " + "; ".join(facts["checks"]) + "\n")
+    return facts
+
+
+def check_sources(files: dict[str, Path], expected: dict[str, Member], log) -> None:
+    """The compressed copies on scratch must still be what the runs DB recorded."""
+    for member, path in files.items():
+        if not path.is_file():
+            raise ArchiveError(f"compressed copy {path} is missing")
+        if path.stat().st_size != expected[member].size or _sha256(path) != expected[member].sha256:
+            raise ArchiveError(f"compressed copy {path} differs from its recorded sha256; "
+                               "it must be compressed again before it can be archived")
+    log.write(f"checked {len(files)} compressed copies against their recorded sha256\n")
+
+
+def archive_batch(db: RunsDB, config: dict, batch: str, members: list[str], compressed_markers: list[str],
+                  marker_path: str, log) -> dict:
+    """Archive one batch; write its marker; return the marker.  See the module docstring."""
+    pattern = config["run_name_pattern"]
+    for run in members:
+        hosts.check_run_name(run, pattern)
+    for m in compressed_markers:
+        sync.apply(db, markers.read(m))
+    be = make(config)
+
+    # Runs archived in this batch by an earlier attempt (a tick that died half way)
+    # are part of its tarball too; a run assigned to it but missing here is an error.
+    earlier = [d for d in db.in_batch(batch) if d["name"] not in members]
+    stray = [d["name"] for d in earlier if d.get(states.RAW) != "archived"]
+    if stray:
+        raise ArchiveError(f"batch {batch}: runs {', '.join(stray)} belong to it but are not in this tick's "
+                           "plan; run a tick without --run")
+    expected = {member_name(d["name"]): expected_member(d) for d in earlier}
+    docs, files = {}, {}
+    for run in members:
+        doc = db.get(run)
+        expected[member_name(run)] = expected_member(doc)
+        files[member_name(run)] = Path(doc["compressed"]["path"])
+        attempts = int((doc.get("archive") or {}).get("attempts", 0)) + 1
+        docs[run] = db.transition(run, states.RAW, "archiving", expect=("compressed", "archiving"), doc=doc,
+                                  fields={"archive.batch": batch, "archive.error": None,
+                                          "archive.attempts": attempts})
+    location = be.tarball(batch)
+    try:
+        facts = None
+        if be.exists(location, log):
+            try:
+                facts = verify(be, location, expected, log)
+                log.write(f"an earlier attempt left {be.url(location)} and it verifies: using it\n")
+            except ArchiveError as exc:
+                if earlier:
+                    raise ArchiveError(f"{exc}, and it holds archived runs "
+                                       f"({', '.join(d['name'] for d in earlier)}): left untouched for a human"
+                                       ) from None
+                log.write(f"not trusted, replacing it: {exc}\n")
+                be.discard(location, log)
+        elif earlier:
+            raise ArchiveError(f"{be.url(location)} is missing, but runs "
+                               f"{', '.join(d['name'] for d in earlier)} were archived in it")
+        if facts is None:
+            check_sources(files, expected, log)
+            upload = be.upload(batch, list(files.values()), log)
+            try:
+                facts = verify(be, upload, expected, log)
+            except ArchiveError:
+                try:
+                    be.discard(upload, log)  # never trusted, replaced by the next attempt
+                except ArchiveError as exc:
+                    log.write(f"could not delete the untrusted tarball: {exc}\n")
+                raise
+            location = be.promote(upload, batch, log)
+    except ArchiveError as exc:
+        for run in members:
+            db.transition(run, states.RAW, "compressed", note="archive failed", doc=docs[run],
+                          fields={"archive.error": str(exc)})
+        raise ArchiveError(f"batch {batch} ({', '.join(members)}): {exc}; the runs stay compressed, their "
+                           "compressed copies are kept, and the next tick retries") from None
+
+    verified_at = states.now()
+    runs = {}
+    for run in members:
+        m = member_name(run)
+        runs[run] = {
+            "raw_location": f"{be.url(location)}#{m}",
+            "archive": {"batch": batch, "backend": be.name, "host": be.host_name, "tarball": location,
+                        "member": m, "bytes": expected[m].size, "hash": expected[m].sha256,
+                        "tarball_bytes": facts.get("tarball_bytes"), "tarball_sha256": facts.get("tarball_sha256"),
+                        "checks": facts["checks"], "verified": verified_at, "error": None,
+                        "attempts": docs[run]["archive"]["attempts"]},
+        }
+    marker = {"batch": batch, "location": location, "backend": be.name, "runs": runs, "verified": verified_at}
+    markers.write(marker_path, marker)
+    try:
+        sync.apply_batch(db, marker, note="archived and verified")
+    except Exception as exc:  # the marker stands; the next tick's sync replays it
+        log.write(f"runs DB update failed ({exc}); the next tick will repair it from the marker\n")
+    # The marker records the verified tarball, so the compressed copies may go now.
+    if config["archive"]["purge_compressed"]:
+        for run in members:
+            files[member_name(run)].unlink(missing_ok=True)
+            try:
+                db.update(run, {"archive.purged": states.now()})
+            except Exception as exc:
+                log.write(f"run {run}: could not record the purge ({exc})\n")
+        log.write(f"batch {batch} verified at {be.url(location)}; purged {len(members)} compressed copies\n")
+    return marker
+
+
+class _DebugLog:
+    """A log file for backends that sends their lines to the debug log."""
+
+    def write(self, text: str) -> None:
+        for line in text.splitlines():
+            if line.strip():
+                logger.debug("%s", line)
+
+    def flush(self) -> None:
+        pass
+
+
+def restore(db: RunsDB, config: dict, run: str, dest: Path, log=None) -> Path:
+    """Bring a run back from the archive into dest/<run>, verified; return that path."""
+    log = log or _DebugLog()
+    hosts.check_run_name(run, config["run_name_pattern"])
+    doc = db.get(run)
+    a = doc.get("archive") or {}
+    if doc.get(states.RAW) != "archived" or not a.get("tarball"):
+        raise ArchiveError(f"run {run}: never archived (raw_status {doc.get(states.RAW)}, raw_location "
+                           f"{doc.get('raw_location')}); there is nothing to restore")
+    final = dest / run
+    if final.exists():
+        raise ArchiveError(f"run {run}: {final} already exists; choose another --to directory")
+    be = make(config, name=a.get("backend"), host=a.get("host"))
+    work = dest / f".{run}.restoring"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    member = be.fetch(a["tarball"], a["member"], work, log)
+    recorded = a.get("hash") or (doc.get("compressed") or {}).get("hash")
+    if _sha256(member) != recorded:
+        raise ArchiveError(f"run {run}: {a['member']} fetched from {be.url(a['tarball'])} differs from its "
+                           f"recorded sha256; left in {work}")
+    proc = subprocess.run(["tar", "-C", str(work), "-I", "zstd", "-xf", str(member)], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        raise ArchiveError(f"run {run}: cannot unpack {member}: {proc.stderr.strip()}")
+    member.unlink()
+    t = doc.get("transfer") or {}
+    actual = hosts.manifest(hosts.Host(), str(work / run), t.get("checksum_algorithm", "sha256"))
+    problems = hosts.compare_manifests(t.get("checksums") or [], actual)
+    if problems:
+        raise ArchiveError(f"run {run}: restored copy does not verify ({problems[0]}); left in {work}")
+    os.replace(work / run, final)
+    shutil.rmtree(work)
+    return final
