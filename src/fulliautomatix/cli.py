@@ -164,16 +164,21 @@ def run_snakemake(config: dict, stages: list[str], runs: list[str], uri: str, st
         proc = subprocess.run(argv, cwd=fa_config.ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                               stdin=subprocess.DEVNULL)
     tick_file.unlink(missing_ok=True)
+    errors = 0
     for line in log_file.read_text(errors="replace").splitlines():
-        if line.startswith("fulliautomatix: "):
-            log.error("%s", line[len("fulliautomatix: "):])
-        elif "Building DAG" in line or line.startswith(("WorkflowError", "MissingInput")):
-            log.debug("%s", line)
+        for prefix, level in planning.REPORT_PREFIXES.items():
+            if line.startswith(prefix):
+                log.log(level, "%s", line[len(prefix):])
+                errors += level >= logging.ERROR
+                break
+        else:
+            if "Building DAG" in line or line.startswith(("WorkflowError", "MissingInput")):
+                log.debug("%s", line)
     if proc.returncode != 0:
         log.error("tick %s: some jobs failed; details in %s", tick_id, log_file)
     else:
         log.info("tick %s done", tick_id)
-    return 1 if proc.returncode else 0
+    return 1 if proc.returncode or errors else 0
 
 
 # -- commands ------------------------------------------------------------------

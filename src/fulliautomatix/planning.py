@@ -25,6 +25,14 @@ log = logging.getLogger("fulliautomatix")
 
 LOCK_ENV = "FULLIAUTOMATIX_TICK_LOCK"
 
+# Prefixes of the lines the wrapper picks out of a tick's Snakemake log, with
+# the level it logs them at (jobs.run prints a failed job's line as an error).
+REPORT_PREFIXES = {
+    "fulliautomatix: ": logging.ERROR,
+    "fulliautomatix warning: ": logging.WARNING,
+    "fulliautomatix info: ": logging.INFO,
+}
+
 
 class TickBusy(Exception):
     """Another tick holds the lock."""
@@ -35,7 +43,15 @@ class TickPlan:
     tick: str
     stages: list[str]
     targets: list[str] = field(default_factory=list)
-    messages: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)  # for information
+    bad: list[str] = field(default_factory=list)  # malformed run documents: errors
+    held: list[str] = field(default_factory=list)  # runs waiting for a human: warnings
+
+    def report(self) -> list[str]:
+        """The plan's lines for the Snakemake log, prefixed for the wrapper (REPORT_PREFIXES)."""
+        return ([f"fulliautomatix: {m}" for m in self.bad]
+                + [f"fulliautomatix warning: {m}" for m in self.held]
+                + [f"fulliautomatix info: {m}" for m in self.messages])
 
 
 _held: dict[str, object] = {}
@@ -107,7 +123,7 @@ def prepare(config: dict) -> TickPlan:
 
     chosen = selection.plan_targets(docs, plan.stages, config["run_name_pattern"], limits, has_marker)
     plan.targets = [stage_marker(stage, run) for stage, run in chosen.targets]
-    plan.messages += chosen.bad + chosen.held
+    plan.bad, plan.held = chosen.bad, chosen.held
     return plan
 
 

@@ -29,8 +29,8 @@ workflow.register_resource("transfer_slots", config["transfer"]["concurrency"])
 
 if workflow.is_main_process:
     TICK = planning.prepare(config)
-    for message in TICK.messages:
-        logger.warning(message)
+    for line in TICK.report():
+        logger.warning(line)
 else:
     TICK = planning.TickPlan(tick="", stages=[])
 
