@@ -1,25 +1,40 @@
-"""Stage 2: process a run with the configured processor.
+"""Stage 2: process a run with the configured processor -- here or as a batch job.
 
 The command is ``processing.command``: a template split into words first and
 filled in word by word ({raw}, {output}, {pax_config}, {run}), so no value is
 ever parsed by a shell.  Output goes to ``<scratch>/processed/<run>/<version>``;
-a new processor version never overwrites an older output.
+a new processor version never overwrites an older output, and reprocessing
+writes to ``<version>-r<k>`` next to the outputs that already exist.
+
+On a cluster (a profile with a scheduler) the tick's main process writes one
+*request* per run, ``state/requests/<run>.json`` (source, events, output,
+walltime, queue), so neither the job nor Snakemake's resource functions need
+the runs DB.  The job records ``processing`` when it starts, either in the runs
+DB itself or, where compute nodes cannot reach it
+(``processing.job_db_access: markers``), in ``state/started/<run>.json`` for
+the host to replay; and its result in its marker, which the host replays too.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from . import config as fa_config
-from . import hosts, markers, states, sync
+from . import hosts, markers, scheduler, states, sync, walltime
 from .runsdb import RunsDB
 
 
 class ProcessingFailed(Exception):
+    pass
+
+
+class ReprocessRefused(Exception):
     pass
 
 
@@ -28,16 +43,16 @@ def pax_config(config: dict, source: str) -> str:
     return configs.get(source, configs.get("default", "ASTERIX"))
 
 
-def paths(config: dict, run: str) -> dict[str, str]:
+def paths(config: dict, run: str, tag: str | None = None) -> dict[str, str]:
     scratch = fa_config.cluster(config)["scratch"]
     version = config["processing"]["version"]
-    return {"raw": f"{scratch}/raw/{run}", "output": f"{scratch}/processed/{run}/{version}"}
+    return {"raw": f"{scratch}/raw/{run}", "output": f"{scratch}/processed/{run}/{tag or version}"}
 
 
-def command(config: dict, run: str, source: str) -> list[str]:
+def command(config: dict, run: str, source: str, raw: str | None = None, output: str | None = None) -> list[str]:
     p = paths(config, run)
-    values = {"raw": p["raw"], "output": p["output"], "pax_config": pax_config(config, source), "run": run,
-              "python": sys.executable}
+    values = {"raw": raw or p["raw"], "output": output or p["output"], "pax_config": pax_config(config, source),
+              "run": run, "python": sys.executable}
     try:
         return [word.format(**values) for word in shlex.split(config["processing"]["command"])]
     except (KeyError, IndexError, ValueError) as exc:
@@ -52,28 +67,100 @@ def tail(path, lines: int = 20) -> str:
         return ""
 
 
-def process_run(db: RunsDB, config: dict, run: str, ondeck_marker: str, marker_path: str, log, log_path: str) -> dict:
-    """Process one run on this machine; write its marker; return the marker."""
+def on_cluster(config: dict) -> bool:
+    return fa_config.cluster(config)["scheduler"] != "local"
+
+
+def needs_db(config: dict) -> bool:
+    """Whether a processing job opens the runs DB (not where nodes cannot reach it)."""
+    return not on_cluster(config) or config["processing"]["job_db_access"] == "direct"
+
+
+# -- requests (the tick's main process) ------------------------------------------------
+
+def make_request(config: dict, doc: dict, tag: str | None = None) -> dict:
+    """The processing request of one run; raises WalltimeTooLong (message names the run)."""
+    run = doc["name"]
+    p = doc.get("processing") or {}
+    same = tag is None or p.get("tag") == tag
+    timeouts = int(p.get("timeouts", 0)) if same else 0
+    attempts = int(p.get("attempts", 0)) if (same and doc.get("processed_status") != "processed") else 0
+    cl = fa_config.cluster(config)
+    req = {"run": run, "source": doc["source"], "events": doc["events"], "version": config["processing"]["version"],
+           "tag": tag, "output": paths(config, run, tag)["output"], "attempts": attempts, "timeouts": timeouts,
+           "previous_outputs": list(doc.get("processed_outputs") or []),
+           "raw": f"{cl['scratch']}/reprocess/{run}/{run}" if tag else paths(config, run)["raw"]}
+    if cl["scheduler"] != "local":
+        req.update(walltime.plan(run, doc["events"], doc["source"], config["processing"]["walltime"], cl, timeouts))
+    else:
+        req.update(walltime="", seconds=0, queue="local")
+    return req
+
+
+def write_request(config: dict, req: dict) -> None:
+    markers.write(scheduler.request_path(config["work_dir"], req["run"]), req)
+
+
+def read_request(config: dict, run: str) -> dict:
+    return scheduler.read_request(config["work_dir"], run)
+
+
+# -- the job ---------------------------------------------------------------------------
+
+def _record_start(db: RunsDB | None, config: dict, run: str, req: dict, job: dict, doc: dict | None) -> dict | None:
+    started = {"run": run, "job_id": job.get("job_id"), "node": job.get("node"), "started": states.now()}
+    if db is None:
+        markers.write(scheduler.started_path(config["work_dir"], run), started)
+        return None
+    if doc["processed_status"] != "queued":
+        # Not recorded at submission (a scheduler plugin without our submit command, or a lost write).
+        info = {"job_id": job.get("job_id"), "queue": job.get("queue") or req.get("queue"),
+                "walltime": req.get("walltime"), "attempts": int(req.get("attempts", 0)) + 1, "exit_code": None,
+                "processor_version": req["version"], "output": req["output"], "tag": req.get("tag"),
+                "timeouts": req.get("timeouts", 0), "timed_out": None, "log_tail": None, "error": None}
+        doc = db.transition(run, states.PROCESSED, "queued", doc=doc, fields={"processing": info},
+                            note="recorded when the job started")
+    return db.transition(run, states.PROCESSED, "processing", doc=doc, note=f"job {job.get('job_id')} started",
+                         fields={"processing.started": started["started"], "processing.node": started["node"]})
+
+
+def process_run(db: RunsDB | None, config: dict, run: str, input_marker: str, marker_path: str, log,
+                log_path: str, tag: str | None = None) -> dict:
+    """Process one run here (local profile) or as a batch job; write its marker; return it."""
     hosts.check_run_name(run, config["run_name_pattern"])
     log_path = os.path.abspath(log_path)
-    doc = db.get(run)
-    sync.apply(db, markers.read(ondeck_marker), doc=doc)
-    doc = db.get(run)
     version = config["processing"]["version"]
-    p = paths(config, run)
-    prev = doc.get("processing") or {}
-    if doc["processed_status"] == "processed" and prev.get("processor_version") == version:
+    cluster = on_cluster(config)
+    doc = None
+    if db is not None:
+        doc = db.get(run)
+        if tag is None:
+            sync.apply(db, markers.read(input_marker), doc=doc)
+            doc = db.get(run)
+    if cluster:
+        req = read_request(config, run)
+    else:
+        req = make_request(config, doc, tag)
+    prev = (doc or {}).get("processing") or {}
+    if (tag is None and doc is not None and doc["processed_status"] == "processed"
+            and prev.get("processor_version") == version):
         marker = markers.run_marker("process", run, {"processing": prev}, prev)
         markers.write(marker_path, marker)
         return marker
-
-    attempts = int(prev.get("attempts", 0)) + 1
-    argv = command(config, run, doc["source"])
-    info = {**prev, "attempts": attempts, "queue": "local", "job_id": None, "walltime": None,
-            "processor_version": version, "output": p["output"], "command": argv, "exit_code": None}
-    if doc["processed_status"] != "queued":
-        doc = db.transition(run, states.PROCESSED, "queued", fields={"processing": info}, doc=doc)
-    doc = db.transition(run, states.PROCESSED, "processing", fields={"processing.started": states.now()}, doc=doc)
+    raw = markers.read(input_marker).get("raw", req["raw"]) if tag else req["raw"]
+    argv = command(config, run, req["source"], raw=raw, output=req["output"])
+    if cluster:
+        job = scheduler.job_context() or {}
+        doc = _record_start(db, config, run, req, job, doc)
+        attempts = int(req.get("attempts", 0)) + 1
+    else:
+        attempts = int(req.get("attempts", 0)) + 1
+        info = {"attempts": attempts, "queue": "local", "job_id": None, "walltime": None, "timeouts": 0,
+                "processor_version": version, "output": req["output"], "command": argv, "exit_code": None,
+                "tag": tag}
+        if doc["processed_status"] != "queued":
+            doc = db.transition(run, states.PROCESSED, "queued", fields={"processing": info}, doc=doc)
+        doc = db.transition(run, states.PROCESSED, "processing", fields={"processing.started": states.now()}, doc=doc)
     log.write(f"$ {shlex.join(argv)}\n")
     log.flush()
     t0 = time.monotonic()
@@ -81,17 +168,107 @@ def process_run(db: RunsDB, config: dict, run: str, ondeck_marker: str, marker_p
     seconds = round(time.monotonic() - t0, 3)
     if rc != 0:
         log.flush()
-        db.transition(run, states.PROCESSED, "failed", doc=doc, note=f"exit {rc}",
-                      fields={"processing.exit_code": rc, "processing.log_tail": tail(log_path),
-                              "processing.seconds": seconds})
+        if db is not None:
+            db.transition(run, states.PROCESSED, "failed", doc=doc, note=f"exit {rc}",
+                          fields={"processing.exit_code": rc, "processing.log_tail": tail(log_path),
+                                  "processing.seconds": seconds, "processing.timed_out": False,
+                                  "processing.finished": states.now()})
         left = config["processing"]["max_attempts"] - attempts
-        hint = f"the next tick retries ({left} attempts left)" if left > 0 else f"no attempts left: see {log_path}, then `fulliautomatix retry {run}`"
+        hint = (f"the next tick retries ({left} attempts left)" if left > 0
+                else f"no attempts left: see {log_path}, then `fulliautomatix retry {run}`")
         raise ProcessingFailed(f"run {run}: processor exited with {rc}; {hint}")
-    info.update(exit_code=0, seconds=seconds, finished=states.now(), log_tail=None)
-    marker = markers.run_marker("process", run, {"processing": info}, {"seconds": seconds, "output": p["output"]})
+    finished = states.now()
+    outputs = list(req.get("previous_outputs") or [])
+    outputs.append({"version": version, "output": req["output"], "tag": tag, "finished": finished})
+    fields = {"processing.exit_code": 0, "processing.seconds": seconds, "processing.finished": finished,
+              "processing.log_tail": None, "processing.error": None, "processing.timed_out": False,
+              "processing.processor_version": version, "processing.output": req["output"],
+              "processed_outputs": outputs}
+    if tag:
+        fields["reprocess"] = None
+    marker = markers.run_marker("process", run, fields, {"seconds": seconds, "output": req["output"], "tag": tag})
+    marker["via"] = ["processing"]  # a replay shows the job's start, as it happened
     markers.write(marker_path, marker)
-    try:
-        sync.apply(db, marker, doc=doc, note="processed")
-    except Exception as exc:
-        log.write(f"runs DB update failed ({exc}); the next tick will repair it from the marker\n")
+    if tag and Path(raw).resolve().is_relative_to(Path(req["raw"]).parent.resolve()):
+        shutil.rmtree(Path(raw).parent, ignore_errors=True)  # the staged copy; the archived one remains
+        Path(input_marker).unlink(missing_ok=True)
+    if db is not None:
+        try:
+            sync.apply(db, marker, doc=doc, note="processed")
+        except Exception as exc:
+            log.write(f"runs DB update failed ({exc}); the next tick will repair it from the marker\n")
     return marker
+
+
+# -- reprocessing: raw data back on scratch ---------------------------------------------
+
+def stage_raw(db: RunsDB, config: dict, run: str, marker_path: str, log) -> dict:
+    """Make the run's raw data readable for reprocessing; write the staged marker.
+
+    A run still ``ondeck`` has its plain copy on scratch.  Once compressed, the
+    plain copy is gone: the compressed copy on scratch (or, once archived, the
+    archive) is unpacked into ``<scratch>/reprocess/<run>/`` and verified
+    against the transfer checksums.  That copy is removed when reprocessing
+    succeeds; the compressed or archived copy stays the copy of record.
+    """
+    from . import archive
+
+    hosts.check_run_name(run, config["run_name_pattern"])
+    doc = db.get(run)
+    raw_status = doc["raw_status"]
+    scratch = Path(fa_config.cluster(config)["scratch"])
+    dest = scratch / "reprocess" / run
+    t = doc.get("transfer") or {}
+    if raw_status == "ondeck":
+        where, temporary = paths(config, run)["raw"], False
+    elif raw_status == "compressed":
+        src = Path((doc.get("compressed") or {}).get("path", ""))
+        if not src.is_file():
+            raise ReprocessRefused(f"run {run}: compressed copy {src} is missing")
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir(parents=True)
+        argv = ["tar", "-C", str(dest), "-I", "zstd", "-xf", str(src)]
+        log.write(f"$ {shlex.join(argv)}\n")
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ReprocessRefused(f"run {run}: cannot unpack {src}: {proc.stderr.strip()}")
+        where, temporary = str(dest / run), True
+    elif raw_status == "archived":
+        shutil.rmtree(dest, ignore_errors=True)
+        try:
+            where, temporary = str(archive.restore(db, config, run, dest)), True
+        except archive.ArchiveError as exc:
+            raise ReprocessRefused(str(exc)) from None
+    else:
+        raise ReprocessRefused(f"run {run}: raw data is {raw_status}; reprocess it once that is done")
+    problems = hosts.compare_manifests(t.get("checksums") or [], hosts.manifest(
+        hosts.Host(), where, t.get("checksum_algorithm", config["transfer"]["checksum"])))
+    if problems:
+        raise ReprocessRefused(f"run {run}: raw copy at {where} does not verify ({problems[0]})")
+    log.write(f"raw data of {run} at {where} (verified{', staged for reprocessing' if temporary else ''})\n")
+    marker = {"run": run, "raw": where, "temporary": temporary, "from": raw_status, "at": states.now()}
+    markers.write(marker_path, marker)
+    return marker
+
+
+def request_reprocess(db: RunsDB, config: dict, run: str) -> str:
+    """Record a reprocessing request; return its tag.  The old output stays."""
+    doc = db.get(run)
+    pending = doc.get("reprocess") or {}
+    if pending.get("tag"):
+        return pending["tag"]
+    if doc["processed_status"] != "processed":
+        raise ReprocessRefused(f"run {run}: processed_status is {doc['processed_status']}; only a processed "
+                               "run can be reprocessed")
+    if doc["raw_status"] in ("acquired", "transferring", "compressing", "archiving"):
+        raise ReprocessRefused(f"run {run}: raw data is {doc['raw_status']}; try again once that is done")
+    outputs = list(doc.get("processed_outputs") or [])
+    p = doc.get("processing") or {}
+    if not outputs and p.get("output"):  # processed before outputs were listed
+        outputs = [{"version": p.get("processor_version"), "output": p["output"], "tag": p.get("tag"),
+                    "finished": p.get("finished")}]
+    # Where it goes: <version>-r<k> beside the k outputs the run already has.
+    tag = f"{config['processing']['version']}-r{len(outputs)}"
+    db.update(run, {"reprocess": {"tag": tag, "version": config["processing"]["version"],
+                                  "requested": states.now()}, "processed_outputs": outputs}, doc=doc)
+    return tag

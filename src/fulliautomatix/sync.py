@@ -41,6 +41,21 @@ def path_between(field: str, start: str, goal: str) -> list[str]:
     raise states.TransitionRefused(f"{field}: no way from {start} to {goal}")
 
 
+def _steps(field: str, start: str, goal: str, via) -> list[str]:
+    """The states from start to goal, through the marker's `via` states where the rules allow.
+
+    A processing job's marker says it went through ``processing``; replaying
+    it from ``queued`` then records that step too, as it happened.
+    """
+    for v in via:
+        if v not in (start, goal) and v in states.TRANSITIONS[field]:
+            try:
+                return path_between(field, start, v) + path_between(field, v, goal)
+            except states.TransitionRefused:
+                continue
+    return path_between(field, start, goal)
+
+
 def _behind(field: str, current: str, goal: str) -> bool:
     order = states.RAW_STATES if field == states.RAW else states.PROCESSED_STATES
     if field == states.PROCESSED:
@@ -63,7 +78,7 @@ def apply(db: RunsDB, marker: dict, doc: dict | None = None, note: str = "repair
         if current == goal or not _behind(field, current, goal):
             return False
         try:
-            steps = path_between(field, current, goal)
+            steps = _steps(field, current, goal, marker.get("via") or ())
             for i, step in enumerate(steps):
                 last = i == len(steps) - 1
                 doc = db.transition(run, field, step, fields=marker["set"] if last else None, note=note, doc=doc)
