@@ -15,9 +15,10 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# rsync, zstd and tar are the tools the stages run. Installed with apt as root.
+# rsync, zstd and tar are the tools the stages run; xxhash gives xxh128sum for
+# transfer checksums (sha256sum is the fallback). Installed with apt as root.
 system-deps:
-	@bash scripts/system-deps.sh rsync zstd
+	@bash scripts/system-deps.sh rsync zstd xxhash
 
 demo: install system-deps
 	$(FA) simulate-daq --runs $(DEMO_RUNS)

@@ -101,9 +101,6 @@ def prepare(config: dict) -> TickPlan:
         config["runs_db"]["uri"] = uri
     os.environ[fa_config.DB_ENV] = config["runs_db"]["uri"]
     plan = TickPlan(tick=tick_id(config), stages=list(config["tick"]["stages"]))
-    if "transfer" in plan.stages and transfer.daq_is_live(config):
-        plan.stages.remove("transfer")
-        plan.messages.append("DAQ is live: no transfers this tick")
     rdb = config["runs_db"]
     db = runsdb.RunsDB(rdb["uri"], rdb["database"], rdb["collection"], rdb["timeout_seconds"])
     try:
@@ -115,6 +112,9 @@ def prepare(config: dict) -> TickPlan:
     wanted = set(config["tick"]["runs"])
     if wanted:
         docs = [d for d in docs if d.get("name") in wanted]
+    # One call to the DAQ: live (no transfers this tick), or runs still being written (held back).
+    plan.stages, docs, daq_messages = transfer.check_daq(config, plan.stages, docs)
+    plan.messages += daq_messages
     limits = {"transfer_attempts": config["transfer"]["max_attempts"],
               "process_attempts": config["processing"]["max_attempts"]}
 
@@ -134,15 +134,14 @@ def describe(db: runsdb.RunsDB, config: dict, stages: list[str], runs: list[str]
     docs = db.pending()
     if runs:
         docs = [d for d in docs if d["name"] in set(runs)]
+    stages, docs, daq_messages = transfer.check_daq(config, stages, docs)
     limits = {"transfer_attempts": config["transfer"]["max_attempts"],
               "process_attempts": config["processing"]["max_attempts"]}
     state = fa_config.state_dir(config)
     chosen = selection.plan_targets(docs, stages, config["run_name_pattern"], limits,
                                     lambda stage, run: markers.path(state, stage, run).exists())
     by_name = {d["name"]: d for d in docs}
-    lines = [f"dry run: stages {', '.join(stages)}; nothing is changed"]
-    if "transfer" in stages and transfer.daq_is_live(config):
-        lines.append("DAQ is live: no transfers would run this tick")
+    lines = [f"dry run: stages {', '.join(stages)}; nothing is changed"] + daq_messages
     for last, run in chosen.targets:
         doc = by_name[run]
         first, _ = selection.start_stage(doc, limits)

@@ -78,6 +78,7 @@ class RunsDB:
         self.col.create_index(states.RAW)
         self.col.create_index(states.PROCESSED)
         self.col.create_index("archive.batch")
+        self.col.create_index("transfer.daq_copy")
 
     def close(self) -> None:
         self.client.close()
@@ -113,6 +114,15 @@ class RunsDB:
     def in_batch(self, batch: str) -> list[dict]:
         """Every run assigned to an archive batch, in any state, without history (index-backed)."""
         return list(self.col.find({"archive.batch": batch}, {"history": 0}).sort("name", 1))
+
+    def daq_copies_due(self, verified_before: str, limit: int) -> list[dict]:
+        """Runs whose DAQ copy is kept and whose transfer verified at or before a time.
+
+        Index-backed on transfer.daq_copy, which only runs not yet purged
+        carry as "kept", so the cost follows the DAQ copies still there.
+        """
+        query = {"transfer.daq_copy": "kept", "transfer.finished": {"$lte": verified_before}}
+        return list(self.col.find(query, {"history": 0}).sort("transfer.finished", 1).limit(int(limit)))
 
     def counts(self) -> dict[tuple[str, str], int]:
         """Number of runs per (raw_status, processed_status): one aggregation."""

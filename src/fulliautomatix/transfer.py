@@ -1,16 +1,40 @@
 """Stage 1: copy a run from the DAQ to the cluster's scratch, verified.
 
-rsync copies the run into ``<scratch>/raw/.incoming/<run>/`` (``--partial``,
-so an interrupted copy resumes), then every file's size and checksum is
-computed on both ends and compared.  Only a full match renames the copy into
-``<scratch>/raw/<run>/`` and makes the run ``ondeck``.  The DAQ copy is never
-touched here unless the purge policy asks for it, and then only after the
-verified copy exists.
+Three machines take part: this one (the *host*) only issues commands; the DAQ
+machine runs rsync and pushes the run straight to the cluster, so the data
+never passes through the host::
+
+    host --ssh--> DAQ:  rsync --partial <raw_dir>/<run>/ cluster:<scratch>/raw/.incoming/<run>/
+    host --ssh--> DAQ:      checksums of <raw_dir>/<run>            } at the same time,
+    host --ssh--> cluster:  checksums of <scratch>/raw/.incoming/<run> } each read where it lies
+    host --ssh--> cluster:  mv -T .incoming/<run> raw/<run>        (only after a full match)
+
+Either host may be "local" (the embedded default has both on this machine).
+
+Before a tick transfers anything, :func:`survey_daq` asks the DAQ (one ssh
+call) whether it is live (``daq.live_check``) and when each waiting run was
+last written to.  A run written to within ``daq.settle_seconds`` is not
+transferred; a run whose files changed after that point, up to the moment its
+checksums were computed, fails verification.
+
+A mismatch leaves the run off ``ondeck`` (back to ``acquired`` with the error
+recorded), deletes only the files of the copy that differ, and the next tick
+retries; after ``transfer.max_attempts`` the run is held for a human.
+
+The DAQ copy is deleted only by :func:`purge_daq_copy`, only under a purge
+policy, and only when a checksum-verified copy exists *and* the DAQ copy is
+still exactly the set of files that was verified, none of them modified since.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+import re
+import shlex
+import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from . import config as fa_config
 from . import hosts, markers, states, sync
@@ -21,44 +45,261 @@ class TransferError(Exception):
     pass
 
 
+class PurgeRefused(Exception):
+    """The DAQ copy may not be deleted (yet); the message says why."""
+
+
+PROGRESS_EVERY = 5.0  # seconds between rsync progress lines in the job log
+
+
+# -- where things are ----------------------------------------------------------
+
 def daq_host(config: dict) -> hosts.Host:
-    return hosts.Host(config["daq"]["host"])
+    return hosts.Host.from_config(config["daq"])
 
 
-def cluster_host(config: dict) -> hosts.Host:
-    return hosts.Host(fa_config.cluster(config)["host"])
+def cluster_host(config: dict, name: str | None = None) -> hosts.Host:
+    section = config["clusters"][name] if name else fa_config.cluster(config)
+    return hosts.Host.from_config(section)
+
+
+def cluster_from_daq(config: dict) -> hosts.Host:
+    """The cluster as rsync on the DAQ machine reaches it (clusters.<name>.from_daq)."""
+    cl = fa_config.cluster(config)
+    if config["daq"].get("host", "local") == "local":
+        return cluster_host(config)  # the DAQ directory is here: use our own way there
+    route = cl.get("from_daq") or {}
+    dest = route.get("host") or cl.get("host", "local")
+    if dest == "local":
+        raise fa_config.ConfigError(
+            f"config key clusters.{cl['name']}.from_daq.host: the DAQ is remote and the cluster is this machine; "
+            "say how the DAQ machine reaches it")
+    return hosts.Host(dest, tuple(route.get("ssh") or hosts.DEFAULT_SSH), route.get("user") or cl.get("user") or "",
+                      route.get("port") or cl.get("port"))
 
 
 def locations(config: dict, run: str) -> dict[str, str]:
-    scratch = fa_config.cluster(config)["scratch"]
+    scratch = fa_config.cluster(config)["scratch"].rstrip("/") or "/"
     return {
-        "source": f"{config['daq']['raw_dir']}/{run}",
+        "source": f"{config['daq']['raw_dir'].rstrip('/')}/{run}",
+        "scratch": scratch,
         "staging": f"{scratch}/raw/.incoming/{run}",
         "final": f"{scratch}/raw/{run}",
     }
 
 
+def algorithms(config: dict) -> list[str]:
+    """Checksum algorithms to try, best first (transfer.checksum)."""
+    algo = config["transfer"]["checksum"]
+    return list(hosts.AUTO_CHECKSUMS) if algo == "auto" else [algo]
+
+
+# -- the commands --------------------------------------------------------------
+
 def rsync_argv(config: dict, run: str) -> list[str]:
-    """The rsync command, run on the DAQ host, pushing the run to the cluster."""
+    """The rsync command, run on the DAQ host, pushing the run to the cluster's staging."""
+    t = config["transfer"]
     loc = locations(config, run)
-    dest = cluster_host(config).path(loc["staging"] + "/")
-    return [*config["transfer"]["rsync"], loc["source"] + "/", dest]
+    target = cluster_from_daq(config)
+    argv = [*t["rsync"]]
+    argv += [] if "--partial" in argv else ["--partial"]
+    argv += ["--info=progress2", "--no-inc-recursive", f"--chmod=D{t['dir_mode']},F{t['file_mode']}"]
+    if t["timeout_seconds"]:
+        argv.append(f"--timeout={int(t['timeout_seconds'])}")
+    if t["group"]:
+        argv.append(f"--chown=:{t['group']}")
+    if not target.is_local:
+        argv += ["-e", hosts.rsync_shell(target)]
+    return [*argv, "--", loc["source"] + "/", target.path(loc["staging"]) + "/"]
+
+
+# Makes <scratch>/raw/.incoming with the configured group and modes (only the
+# directories it creates), and puts back into staging a copy that a killed
+# tick renamed into place before the runs DB heard of it, so the same
+# verification decides about it.
+PREPARE = r"""
+umask "$1"; group=$2; mode=$3; scratch=$4; final=$5; staging=$6
+mk() {
+  [ -d "$1" ] && return 0
+  mkdir -- "$1" 2>/dev/null || { [ -d "$1" ] && return 0; mkdir -- "$1"; return 1; }   # a concurrent transfer may win
+  if [ -n "$group" ]; then chgrp -- "$group" "$1" || return 1; fi
+  chmod -- "$mode" "$1"
+}
+mkdir -p -- "$(dirname -- "$scratch")" && mk "$scratch" && mk "$scratch/raw" && mk "$scratch/raw/.incoming" || exit 1
+if [ -d "$final" ]; then
+  rm -rf -- "$staging" && mv -T -- "$final" "$staging" || exit 1
+fi
+"""
+
+
+def umask_for(dir_mode: str, file_mode: str) -> str:
+    """The umask that lets nothing more than the configured modes through."""
+    allowed = (int(dir_mode, 8) | int(file_mode, 8)) & 0o777
+    return f"{0o777 & ~allowed:03o}"
+
+
+def prepare_argv(config: dict, run: str) -> list[str]:
+    t = config["transfer"]
+    loc = locations(config, run)
+    return ["bash", "-c", PREPARE, "fa-prepare", umask_for(t["dir_mode"], t["file_mode"]), t["group"],
+            t["dir_mode"], loc["scratch"], loc["final"], loc["staging"]]
+
+
+# -- is the DAQ busy? ----------------------------------------------------------
+
+# Runs the live check (argv "${@:1:n}") and prints "LIVE <exit status>", the
+# DAQ's clock, and for each run name read from stdin the newest modification
+# time of anything in its directory (or "missing").
+SURVEY = r"""
+raw=$1; n=$2; shift 2
+if [ "$n" -gt 0 ]; then "${@:1:$n}" >/dev/null 2>&1 </dev/null; echo "LIVE $?"; else echo "LIVE none"; fi
+echo "NOW $(date +%s.%N)"
+while IFS= read -r run; do
+  if [ -d "$raw/$run" ]; then
+    echo "RUN $(find "$raw/$run" -printf '%T@\n' 2>/dev/null | sort -rn | head -n 1) $run"
+  else
+    echo "RUN missing $run"
+  fi
+done
+"""
+
+
+@dataclass
+class DaqSurvey:
+    live: bool | None  # None: could not tell (the check failed, the DAQ is unreachable)
+    reason: str = ""  # why nothing may be transferred, for the tick's one log line
+    ages: dict[str, float | None] = field(default_factory=dict)  # seconds since last write; None: no directory
+
+    @property
+    def may_transfer(self) -> bool:
+        return self.live is False
+
+    def still_writing(self, settle: float) -> dict[str, float]:
+        return {run: age for run, age in self.ages.items() if age is not None and age < settle}
+
+
+def survey_argv(config: dict) -> list[str]:
+    check = list(config["daq"]["live_check"])
+    return ["bash", "-c", SURVEY, "fa-survey", config["daq"]["raw_dir"], str(len(check)), *check]
+
+
+def survey_daq(config: dict, runs: list[str], timeout: float = 120) -> DaqSurvey:
+    """One call to the DAQ: is it live, and when was each run last written to?"""
+    pattern = config["run_name_pattern"]
+    runs = [r for r in runs if isinstance(r, str) and re.fullmatch(pattern, r)]
+    daq = daq_host(config)
+    check = shlex.join(config["daq"]["live_check"]) or "none"
+    try:
+        proc = daq.run(survey_argv(config), check=False, timeout=timeout, input="".join(f"{r}\n" for r in runs))
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return DaqSurvey(None, f"DAQ {daq.name} did not answer ({exc}): no transfers this tick")
+    lines = proc.stdout.splitlines()
+    if proc.returncode != 0 or not lines or not lines[0].startswith("LIVE "):
+        err = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        return DaqSurvey(None, f"DAQ {daq.name} could not be asked ({err}): no transfers this tick")
+    status = lines[0].split()[1]
+    if status == "0":
+        return DaqSurvey(True, f"DAQ is live (`{check}` on {daq.name} exited 0): no transfers this tick")
+    if status not in ("1", "none"):
+        return DaqSurvey(None, f"DAQ live check `{check}` on {daq.name} failed (exit {status}): "
+                               "no transfers this tick")
+    now = None
+    ages: dict[str, float | None] = {}
+    for line in lines[1:]:
+        if line.startswith("NOW "):
+            now = float(line.split()[1])
+        elif line.startswith("RUN "):
+            _, when, run = line.split(" ", 2)
+            if when == "missing":
+                ages[run] = None
+            elif when and now is not None:
+                ages[run] = max(0.0, now - float(when))
+    return DaqSurvey(False, "", ages)
+
+
+def check_daq(config: dict, stages: list[str], docs: list[dict]) -> tuple[list[str], list[dict], list[str]]:
+    """The tick's DAQ check: (stages, run documents, one log line each).
+
+    When the DAQ is live (or cannot be asked) the transfer stage is dropped
+    for this tick; runs the DAQ wrote to within daq.settle_seconds are left
+    out of it.
+    """
+    if "transfer" not in stages:
+        return stages, docs, []
+    waiting = [d["name"] for d in docs if d.get(states.RAW) in ("acquired", "transferring")]
+    survey = survey_daq(config, waiting)
+    if not survey.may_transfer:
+        return [s for s in stages if s != "transfer"], docs, [survey.reason]
+    settle = float(config["daq"]["settle_seconds"])
+    busy = survey.still_writing(settle)
+    messages = [f"run {run}: the DAQ wrote to it {age:.0f} s ago (settle time {settle:g} s); "
+                "not transferred this tick" for run, age in sorted(busy.items())]
+    return stages, [d for d in docs if d.get("name") not in busy], messages
 
 
 def daq_is_live(config: dict) -> bool:
-    """Run the configured live check on the DAQ host (exit 0 = live)."""
-    check = config["daq"]["live_check"]
-    if not check:
-        return False
-    return daq_host(config).run(list(check), check=False, timeout=60).returncode == 0
+    """True unless the DAQ says it is not live (a failed check counts as live)."""
+    return not survey_daq(config, []).may_transfer
+
+
+# -- one run -------------------------------------------------------------------
+
+class _Progress:
+    """rsync --info=progress2 output (\r-separated updates) as a log line every PROGRESS_EVERY s."""
+
+    def __init__(self, log):
+        self.log, self.partial, self.last_line, self.last_time = log, "", "", 0.0
+
+    def __call__(self, text: str) -> None:
+        *done, self.partial = re.split(r"[\r\n]", self.partial + text)
+        lines = [d.strip() for d in done if d.strip()]
+        if not lines:
+            return
+        self.last_line = lines[-1]
+        if time.monotonic() - self.last_time >= PROGRESS_EVERY:
+            self.last_time = time.monotonic()
+            self.log.write(f"progress: {self.last_line}\n")
+            self.log.flush()
+
+    def close(self) -> None:
+        final = self.partial.strip() or self.last_line
+        if final:
+            self.log.write(f"progress: {final}\n")
+
+
+def _rsync(daq: hosts.Host, config: dict, run: str, log) -> float | None:
+    """Run rsync on the DAQ, progress lines to the log; the DAQ's clock at its start."""
+    progress = _Progress(log)
+    res = daq.run_guarded(rsync_argv(config, run), check=False, log=log, on_stdout=progress)
+    progress.close()
+    if res.stderr.strip():
+        log.write(res.stderr if res.stderr.endswith("\n") else res.stderr + "\n")
+    if res.returncode != 0:
+        tail = (res.stderr.strip().splitlines() or [""])[-1]
+        raise TransferError(f"rsync exited with {res.returncode}: {tail}")
+    return res.started
+
+
+def _scan_both(daq: hosts.Host, cluster: hosts.Host, source: str, copy: str, algos: list[str], log):
+    """Checksums on both ends at once, each computed where the data lies, with one algorithm."""
+    with ThreadPoolExecutor(2) as pool:
+        fs = pool.submit(hosts.scan, daq, source, algos, log=log)
+        fc = pool.submit(hosts.scan, cluster, copy, algos, log=log)
+        src, dst = fs.result(), fc.result()
+    if src.algorithm != dst.algorithm:
+        # One side lacks the better tool: recompute the other side with the common one.
+        if algos.index(src.algorithm) < algos.index(dst.algorithm):
+            src = hosts.scan(daq, source, [dst.algorithm], log=log)
+        else:
+            dst = hosts.scan(cluster, copy, [src.algorithm], log=log)
+    return src, dst
 
 
 def transfer_run(db: RunsDB, config: dict, run: str, marker_path: str, log) -> dict:
     """Transfer one run; write its marker; return the marker."""
-    pattern = config["run_name_pattern"]
-    hosts.check_run_name(run, pattern)
+    hosts.check_run_name(run, config["run_name_pattern"])
     doc = db.get(run)
-    algo = config["transfer"]["checksum"]
+    t = config["transfer"]
     cl = fa_config.cluster(config)
     loc = locations(config, run)
     daq, cluster = daq_host(config), cluster_host(config)
@@ -67,71 +308,246 @@ def transfer_run(db: RunsDB, config: dict, run: str, marker_path: str, log) -> d
         raise TransferError(f"run {run}: raw_status is {doc['raw_status']}, nothing to transfer")
     if doc["raw_status"] == "ondeck":
         # The marker was lost: re-verify the copy against what the DB recorded.
-        recorded = (doc.get("transfer") or {}).get("checksums") or []
-        problems = hosts.compare_manifests(recorded, hosts.manifest(cluster, loc["final"], algo))
+        recorded = doc.get("transfer") or {}
+        copy = hosts.scan(cluster, recorded.get("destination") or loc["final"],
+                          [recorded.get("checksum_algorithm") or "sha256"], log=log)
+        problems = hosts.compare_manifests(recorded.get("checksums") or [], copy.files)
         if problems:
             raise TransferError(f"run {run}: ondeck copy does not match its recorded checksums ({problems[0]}); "
                                 f"reset it with `fulliautomatix retry {run}`")
-        marker = markers.run_marker("transfer", run, {"raw_location": doc["raw_location"]}, doc.get("transfer") or {})
+        marker = markers.run_marker("transfer", run, {"raw_location": doc["raw_location"]}, recorded)
         markers.write(marker_path, marker)
         return marker
 
     attempts = int((doc.get("transfer") or {}).get("attempts", 0)) + 1
+    started_at = states.now()
     doc = db.transition(run, states.RAW, "transferring", expect=("acquired", "transferring"),
-                        fields={"transfer.attempts": attempts, "transfer.started": states.now()}, doc=doc)
+                        fields={"transfer.attempts": attempts, "transfer.started": started_at}, doc=doc)
     t0 = time.monotonic()
     try:
-        # A copy renamed into place by a tick that died before its DB write goes back to
-        # staging, so the same verification decides about it.
-        cluster.run(["bash", "-c", 'mkdir -p "$1" && { [ ! -d "$2" ] || [ -d "$3" ] || mv "$2" "$3"; }',
-                     "mkdirs", f"{loc['final'].rsplit('/', 1)[0]}/.incoming", loc["final"], loc["staging"]], log=log)
-        proc = daq.run(rsync_argv(config, run), check=False, log=log)
-        log.write(proc.stdout + proc.stderr)
-        if proc.returncode != 0:
-            raise TransferError(f"rsync exited with {proc.returncode}: {(proc.stderr.strip().splitlines() or [''])[-1]}")
-        source = hosts.manifest(daq, loc["source"], algo)
-        if not source:
+        cluster.run(prepare_argv(config, run), log=log)
+        snapshot = _rsync(daq, config, run, log)
+        rsync_seconds = hosts.elapsed(t0)
+        t1 = time.monotonic()
+        source, copy = _scan_both(daq, cluster, loc["source"], loc["staging"], algorithms(config), log)
+        verify_seconds = hosts.elapsed(t1)
+        if not source.files:
             raise TransferError(f"source directory {loc['source']} holds no files")
-        copy = hosts.manifest(cluster, loc["staging"], algo)
-        problems = hosts.compare_manifests(source, copy)
+        settle = float(config["daq"]["settle_seconds"])
+        if snapshot is not None and source.newest_mtime is not None and source.newest_mtime > snapshot - settle:
+            when = ("while it was copied" if source.newest_mtime > snapshot
+                    else f"{snapshot - source.newest_mtime:.0f} s before the copy started (settle time {settle:g} s)")
+            raise TransferError(f"the DAQ wrote to {loc['source']} {when}: it is still being written")
+        problems = hosts.compare_manifests(source.files, copy.files)
         if problems:
-            raise TransferError(f"copy does not verify: {'; '.join(problems[:3])}")
-        cluster.run(["mv", "-T", loc["staging"], loc["final"]], log=log)
+            bad = hosts.bad_paths(source.files, copy.files)
+            _discard(cluster, loc["staging"], bad, log)
+            raise TransferError(f"copy does not verify: {'; '.join(problems[:3])}"
+                                + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
+                                + (f"; removed {len(bad)} bad files from staging" if bad else ""))
+        cluster.run(["mv", "-T", "--", loc["staging"], loc["final"]], log=log)
     except (TransferError, hosts.CommandFailed) as exc:
         db.transition(run, states.RAW, "acquired", fields={"transfer.error": str(exc)}, note="transfer failed", doc=doc)
-        left = config["transfer"]["max_attempts"] - attempts
-        hint = f"the next tick retries ({left} attempts left)" if left > 0 else f"no attempts left: fix it, then `fulliautomatix retry {run}`"
+        left = t["max_attempts"] - attempts
+        hint = (f"the next tick retries ({left} attempts left)" if left > 0
+                else f"no attempts left: fix it, then `fulliautomatix retry {run}`")
         raise TransferError(f"run {run}: transfer failed: {exc}; {hint}") from None
 
-    seconds = round(time.monotonic() - t0, 3)
+    seconds = hosts.elapsed(t0)
+    nbytes = sum(f["size"] for f in source.files)
     measured = {
-        "bytes": sum(f["size"] for f in source),
-        "files": len(source),
+        "bytes": nbytes,
+        "files": len(source.files),
         "seconds": seconds,
-        "checksum_algorithm": algo,
+        "rsync_seconds": rsync_seconds,
+        "verify_seconds": verify_seconds,
+        "mb_per_second": round(nbytes / 1e6 / max(rsync_seconds, 1e-3), 3),
+        "checksum_algorithm": source.algorithm,
+        "cluster": cl["name"],
         "destination": loc["final"],
         "attempts": attempts,
     }
-    fields = {"raw_location": f"{cl['name']}/{cl['username']}",
-              "transfer": {**measured, "checksums": source, "finished": states.now(), "error": None}}
+    info = {**measured, "checksums": source.files, "started": started_at, "finished": states.now(),
+            "error": None, "daq_copy": "kept", "daq_snapshot": snapshot}
+    fields = {"raw_location": f"{cl['name']}/{cl['username']}", "transfer": info}
     marker = markers.run_marker("transfer", run, fields, measured)
     markers.write(marker_path, marker)
+    log.write(f"verified {len(source.files)} files, {nbytes} bytes ({source.algorithm}) in {loc['final']} "
+              f"on {cluster.name}; {seconds:.1f} s\n")
     try:
         sync.apply(db, marker, doc=doc, note="transfer verified")
     except Exception as exc:  # the marker stands; the next tick's sync replays it
         log.write(f"runs DB update failed ({exc}); the next tick will repair it from the marker\n")
-    purge_daq_copy(config, run, doc=None, log=log)
+        return marker
+    if t["purge"] == "purge_after_verify":
+        try:
+            how = purge_daq_copy(config, run, source.files, snapshot, log)
+            db.update(run, {"transfer.daq_copy": how, "transfer.daq_purge": {
+                "at": states.now(), "policy": "purge_after_verify", "verified_by": f"copy {loc['final']} "
+                f"on {cluster.name}, verified {info['finished']}", "error": None}})
+        except (PurgeRefused, hosts.CommandFailed) as exc:
+            log.write(f"DAQ copy of {run} kept: {exc}; a later tick tries again\n")
+            db.update(run, {"transfer.daq_purge": {"at": states.now(), "error": str(exc)}})
     return marker
 
 
-def purge_daq_copy(config: dict, run: str, doc: dict | None, log) -> bool:
-    """Delete the DAQ copy if the purge policy says so (verified copy exists)."""
-    policy = config["transfer"]["purge"]
-    if policy == "keep":
-        return False
-    if policy == "purge_after_days":
-        return False  # purged by age at a later tick (three-machine issue)
-    daq_host(config).run(["rm", "-rf", "--", locations(config, run)["source"]], log=log)
-    log.write(f"purged DAQ copy of {run} (policy {policy}; verified copy on the cluster)\n")
-    return True
+def _discard(cluster: hosts.Host, staging: str, bad: list[str], log) -> None:
+    """Delete the files of a copy that did not verify, so the retry copies them afresh."""
+    if not bad:
+        return
+    if len(bad) > 200 or sum(len(p) for p in bad) > 32768:
+        cluster.run(["rm", "-rf", "--", staging], log=log)
+    else:
+        cluster.run(["bash", "-c", 'cd -- "$1" && shift && rm -f -- "$@"', "fa-discard", staging, *bad], log=log)
 
+
+# -- the purge policy ----------------------------------------------------------
+
+# Deletes a DAQ run directory only if its files are exactly the verified ones
+# (size and path records "<size>\t<path>" NUL-separated on stdin) and none was
+# modified at or after the verified snapshot time.  Deletes exactly those
+# files, then the empty directories; anything else that appeared meanwhile
+# stays.  Prints PURGED or ABSENT.
+PURGE = r"""
+dir=$1; since=$2
+[ -e "$dir" ] || { echo ABSENT; exit 0; }
+cd -- "$dir" || exit 3
+list=$(mktemp) || exit 3
+trap 'rm -f -- "$list"' EXIT
+LC_ALL=C sort -z > "$list"
+if ! find . -type f -printf '%s\t%P\0' | LC_ALL=C sort -z | cmp -s - "$list"; then
+  echo "its files differ from the verified ones (added, removed or resized)" >&2; exit 6
+fi
+changed=$(find . -type f -newermt "@$since" -printf '%P ' | head -c 300)
+if [ -n "$changed" ]; then echo "modified after it was verified: $changed" >&2; exit 7; fi
+cut -z -f2- "$list" | xargs -0 -r rm -f -- || exit 8
+find . -depth -mindepth 1 -type d -empty -delete
+cd / && rmdir -- "$dir" || { echo "files that appeared meanwhile were kept in $dir" >&2; exit 9; }
+echo PURGED
+"""
+
+
+def purge_daq_copy(config: dict, run: str, verified: list[dict], snapshot: float | None, log) -> str:
+    """Delete the DAQ copy of a run whose copy elsewhere verified; 'purged' or 'absent'.
+
+    `verified` are the per-file records the copy was verified against and
+    `snapshot` the DAQ's clock when that copy started.  Raises PurgeRefused.
+    """
+    hosts.check_run_name(run, config["run_name_pattern"])
+    if not verified or snapshot is None:
+        raise PurgeRefused(f"run {run}: no verified file list or snapshot time recorded")
+    source = locations(config, run)["source"]
+    records = "".join(f"{f['size']}\t{f['path']}\0" for f in verified)
+    daq = daq_host(config)
+    proc = daq.run(["bash", "-c", PURGE, "fa-purge", source, f"{snapshot:.9f}"], check=False, input=records, log=log)
+    if proc.returncode != 0:
+        err = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        raise PurgeRefused(f"DAQ copy {source} on {daq.name} not purged: {err}")
+    if "ABSENT" in proc.stdout:
+        log.write(f"DAQ copy {source} of {run} was already gone\n")
+        return "absent"
+    log.write(f"purged DAQ copy {source} of {run} on {daq.name} ({len(verified)} verified files)\n")
+    return "purged"
+
+
+def _cluster_copy_verifies(config: dict, doc: dict, log) -> str:
+    """Where a checksum-verified copy of the run exists now; raises PurgeRefused."""
+    tr = doc.get("transfer") or {}
+    name = tr.get("cluster") or config["tick"]["cluster"]
+    if name not in config["clusters"]:
+        raise PurgeRefused(f"cluster {name} of its copy is not in the config")
+    cluster = cluster_host(config, name)
+    raw = doc.get(states.RAW)
+    tried = []
+    if raw in ("ondeck", "compressing") and tr.get("destination"):
+        try:
+            copy = hosts.scan(cluster, tr["destination"], [tr.get("checksum_algorithm") or "sha256"], log=log)
+            problems = hosts.compare_manifests(tr.get("checksums") or [], copy.files)
+            if not problems:
+                return f"copy {tr['destination']} on {cluster.name} re-verified"
+            tried.append(f"copy {tr['destination']} does not verify ({problems[0]})")
+        except hosts.CommandFailed as exc:
+            tried.append(f"copy {tr['destination']} unreadable ({exc})")
+    c = doc.get("compressed") or {}
+    if raw in ("compressing", "compressed", "archiving") and c.get("path") and c.get("hash"):
+        proc = cluster.run(["sha256sum", "--", c["path"]], check=False, log=log)
+        digest = proc.stdout.split()[0] if proc.returncode == 0 and proc.stdout.split() else None
+        if digest == c["hash"]:
+            return f"compressed copy {c['path']} on {cluster.name} re-verified"
+        tried.append(f"compressed copy {c['path']} does not verify")
+    raise PurgeRefused("; ".join(tried) or f"no copy to verify in raw_status {raw}")
+
+
+def _archive_copy_verifies(config: dict, doc: dict, read_back: dict, log) -> str:
+    """The archived copy, read back now, matches the recorded checksum; raises PurgeRefused."""
+    from . import archive
+
+    a = doc.get("archive") or {}
+    tarball, member = a.get("tarball"), a.get("member")
+    recorded = a.get("hash") or (doc.get("compressed") or {}).get("hash")
+    if not (tarball and member and recorded):
+        raise PurgeRefused("archived, but no tarball, member or checksum recorded")
+    key = (a.get("backend"), a.get("host"), tarball)
+    if key not in read_back:
+        try:  # one read-back per tarball and tick, however many of its runs are due
+            be = archive.make(config, name=a.get("backend"), host=a.get("host"))
+            read_back[key] = be.read_back(tarball, log)[0]
+        except Exception as exc:  # any failure of the backend means: not verified now
+            read_back[key] = exc
+    got = read_back[key]
+    if isinstance(got, Exception):
+        raise PurgeRefused(f"archive copy {tarball} cannot be read back: {got}")
+    entry = got.get(member)
+    if entry is None or entry.sha256 is None:
+        raise PurgeRefused(f"archive copy {tarball}#{member} was not checksummed on read-back")
+    if entry.sha256 != recorded:
+        raise PurgeRefused(f"archive copy {tarball}#{member} does not verify")
+    return f"archive copy {tarball}#{member} re-verified"
+
+
+def purge_cutoff(config: dict, now: _dt.datetime | None = None) -> str | None:
+    """Runs verified at or before this time may lose their DAQ copy (None: never)."""
+    t = config["transfer"]
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    if t["purge"] == "keep":
+        return None
+    if t["purge"] == "purge_after_days":
+        now -= _dt.timedelta(days=float(t["purge_after_days"]))
+    return now.isoformat(timespec="seconds")
+
+
+def purge_daq_copies(db: RunsDB, config: dict, tick: str, report_path: str, log) -> dict:
+    """The periodic purge: DAQ copies due under the policy whose copy elsewhere still verifies.
+
+    Catches runs whose purge after verification failed, and is the only way
+    `purge_after_days` purges.  At most transfer.purge_per_tick runs per tick.
+    """
+    cutoff = purge_cutoff(config)
+    report = {"tick": tick, "policy": config["transfer"]["purge"], "cutoff": cutoff, "purged": [], "kept": {}}
+    docs = db.daq_copies_due(cutoff, config["transfer"]["purge_per_tick"]) if cutoff else []
+    read_back: dict = {}
+    for doc in docs:
+        run = doc.get("name")
+        tr = doc.get("transfer") or {}
+        try:
+            hosts.check_run_name(run, config["run_name_pattern"])
+            if doc.get(states.RAW) == "archived":
+                how = _archive_copy_verifies(config, doc, read_back, log)
+            else:
+                how = _cluster_copy_verifies(config, doc, log)
+            status = purge_daq_copy(config, run, tr.get("checksums") or [], tr.get("daq_snapshot"), log)
+        except (PurgeRefused, hosts.CommandFailed, hosts.BadRunName) as exc:
+            log.write(f"run {run}: DAQ copy kept: {exc}\n")
+            report["kept"][str(run)] = str(exc)
+            try:
+                db.update(run, {"transfer.daq_purge": {"at": states.now(), "error": str(exc)}}, doc=doc)
+            except Exception as db_exc:
+                log.write(f"run {run}: could not record that in the runs DB ({db_exc})\n")
+            continue
+        db.update(run, {"transfer.daq_copy": status, "transfer.daq_purge": {
+            "at": states.now(), "policy": config["transfer"]["purge"], "verified_by": how, "error": None}}, doc=doc)
+        report["purged"].append(run)
+    log.write(f"purge policy {report['policy']}: purged {len(report['purged'])} DAQ copies, "
+              f"kept {len(report['kept'])}\n")
+    markers.write(report_path, report)
+    return report

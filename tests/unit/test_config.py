@@ -162,8 +162,11 @@ def test_the_cluster_is_chosen_by_option_then_config(write):
     assert c["tick"]["cluster"] == "local"
     assert c["clusters"]["local"]["username"], "empty username: the user running fulliautomatix"
     c = fa_config.load(path, {"tick": {"cluster": "big"}})
-    assert fa_config.cluster(c) == {"name": "big", "host": "local", "scratch": "/scratch/fa",
-                                    "username": "asterix", "profile": str(fa_config.ROOT / "profiles/local")}
+    chosen = fa_config.cluster(c)
+    assert {k: chosen[k] for k in ("name", "host", "scratch", "username", "profile")} == {
+        "name": "big", "host": "local", "scratch": "/scratch/fa", "username": "asterix",
+        "profile": str(fa_config.ROOT / "profiles/local")}
+    assert chosen["ssh"][0] == "ssh" and chosen["from_daq"]["host"] == "", "ssh keys filled from the schema"
 
 
 @pytest.mark.parametrize("overrides, data", [

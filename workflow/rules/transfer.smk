@@ -16,3 +16,22 @@ rule transfer_run:
     localrule: True
     script:
         "../scripts/transfer_run.py"
+
+
+# Each tick with the transfer stage and a purge policy other than keep: delete
+# DAQ copies that are due, each only after its copy on the cluster or in the
+# archive verifies again and the DAQ copy is still exactly what was verified.
+
+
+rule purge_daq_copies:
+    output:
+        report="state/purges/{tick}.json",
+    log:
+        "logs/purge_daq_copies/{tick}.log",
+    benchmark:
+        "benchmarks/purge_daq_copies/{tick}.tsv"
+    conda:
+        "../envs/fulliautomatix.yaml"
+    localrule: True
+    script:
+        "../scripts/purge_daq_copies.py"
