@@ -149,6 +149,26 @@ class RunsDB:
         except pymongo.errors.DuplicateKeyError:
             raise RunsDBError(f"run {doc['name']}: already in the runs DB") from None
 
+    def insert_runs(self, docs: list[dict]) -> int:
+        """Insert many run documents in bulk (imports, benchmarks); return how many.
+
+        Unlike :meth:`insert_run` a document may bring its own history and
+        rev (a run imported with its past); the default is a new run's.
+        """
+        for doc in docs:
+            missing = [f for f in REQUIRED_FIELDS if f not in doc]
+            if missing:
+                raise RunsDBError(f"run {doc.get('name')}: missing fields {', '.join(missing)}")
+        if not docs:
+            return 0
+        try:
+            res = self.col.insert_many([{"history": [], "rev": 0, **doc} for doc in docs], ordered=True)
+        except pymongo.errors.BulkWriteError as exc:
+            first = (exc.details.get("writeErrors") or [{}])[0]
+            raise RunsDBError(f"bulk insert stopped after {exc.details.get('nInserted', 0)} runs: "
+                              f"{first.get('errmsg', exc)}") from None
+        return len(res.inserted_ids)
+
     def transition(
         self,
         name: str,

@@ -1,0 +1,126 @@
+"""P2 backlog planning: a tick facing N freshly acquired runs vs 10.
+
+Each site holds N runs just written by the DAQ (small raw directories and
+their documents, raw_status acquired).  The real cron tick starts; the clock
+stops when the first transfer begins (the first `$ rsync` line in a
+transfer_run job log), and the tick is then stopped.  Peak memory up to
+that moment is the sum of the kernel's high-water marks (VmHWM) of the
+tick's own processes (the cron wrapper and the Snakemake that plans); the
+sampled peak of the whole process tree (jobs included) is shown beside it.
+Figures: time and memory with N divided by the same with 10 (N = 200 by
+default, 1,000 with --full).  The local profile uses Snakemake's greedy
+scheduler; one extra tick with the ILP scheduler shows why.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import yaml
+
+from fulliautomatix import config as fa_config
+from fulliautomatix import rawformat
+
+from .common import FA, Context, Figure, Site, TreeMemory, clean_env, daq_doc, median, mib, seed, spread
+
+ID, NAME, OP, GOAL = "P2", "backlog-planning", "<=", 100
+
+
+def _site(ctx: Context, label: str, n: int, profile: str | None = None) -> Site:
+    overrides = {"clusters": {"local": {"profile": profile}}} if profile else {}
+    site = Site(ctx.root / label, **overrides)
+    raw = Path(site.config["daq"]["raw_dir"])
+    for i in range(n):
+        rawformat.write_run(raw / daq_doc(i)["name"], daq_doc(i)["name"], 20)
+    seed(site.db, (daq_doc(i, events=20) for i in range(n)))
+    return site
+
+
+def _first_rsync(log_dir: Path) -> bool:
+    try:
+        entries = list(os.scandir(log_dir))
+    except FileNotFoundError:
+        return False
+    for e in entries:
+        try:
+            with open(e.path, errors="replace") as fh:
+                if any(line.startswith("$ ") and "rsync" in line for line in fh):
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+def time_to_first_transfer(site: Site, timeout: float = 900) -> tuple[float, int, int]:
+    """(seconds until the first rsync starts, the tick's own peak memory, peak tree RSS)."""
+    log_dir = Path(site.config["work_dir"]) / "logs" / "transfer_run"
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([FA, "--config", str(site.config_path), "--transfer"], env=clean_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    mem = TreeMemory(proc.pid).start()
+    try:
+        while not _first_rsync(log_dir):
+            if proc.poll() is not None:
+                raise RuntimeError(f"tick ended before any transfer began: {proc.stderr.read().decode()[-2000:]}")
+            if time.perf_counter() - t0 > timeout:
+                raise RuntimeError(f"no transfer began within {timeout:.0f} s")
+            time.sleep(0.01)
+        seconds = time.perf_counter() - t0
+    finally:
+        mem.stop()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        proc.stderr.close()
+    return seconds, mem.own_peak(), mem.peak_sum
+
+
+def _ilp_profile(ctx: Context) -> str:
+    """A copy of profiles/local with Snakemake's default ILP scheduler."""
+    src = fa_config.ROOT / "profiles" / "local"
+    dst = ctx.root / "profile-ilp"
+    shutil.copytree(src, dst)
+    cfg = yaml.safe_load((dst / "config.yaml").read_text())
+    cfg["scheduler"] = "ilp"
+    (dst / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return str(dst)
+
+
+def run(ctx: Context) -> Figure:
+    small, big = 10, ctx.size(200, 1_000)
+    reps = max(2, ctx.reps - 2)
+    ctx.say(f"  {reps} ticks each facing {small} and {big:,} acquired runs (fresh sites) ...")
+    results: dict[int, list[tuple[float, int, int]]] = {small: [], big: []}
+    for r in range(reps):
+        for n in (small, big):
+            with _site(ctx, f"p2-{n}-{r}", n) as site:
+                results[n].append(time_to_first_transfer(site))
+    with _site(ctx, f"p2-{big}-ilp", big, profile=_ilp_profile(ctx)) as site:
+        ilp = time_to_first_transfer(site)
+    t = {n: [x[0] for x in results[n]] for n in results}
+    m = {n: median([x[1] for x in results[n]]) for n in results}
+    tree = {n: median([x[2] for x in results[n]]) for n in results}
+    time_ratio = median(t[big]) / median(t[small])
+    mem_ratio = m[big] / m[small]
+    fig = Figure(ID, NAME, max(time_ratio, mem_ratio), OP, GOAL, details=[
+        f"time to first transfer: {small} runs {spread(t[small])}; {big:,} runs {spread(t[big])}; "
+        f"ratio {time_ratio:.2f}",
+        f"peak memory (wrapper + Snakemake, VmHWM): {small} runs {mib(m[small])}; {big:,} runs {mib(m[big])}; "
+        f"ratio {mem_ratio:.2f}",
+        f"sampled peak of the whole process tree (jobs included): {small} runs {mib(tree[small])}; "
+        f"{big:,} runs {mib(tree[big])}",
+        f"same tick, {big:,} runs, Snakemake's ILP scheduler instead of greedy: {ilp[0]:.3f} s to first "
+        f"transfer ({ilp[0] / median(t[big]):.2f}x greedy)",
+        "figure = the larger of the time and memory ratios",
+    ])
+    return fig

@@ -1,0 +1,105 @@
+"""P5 compression throughput: the compress stage, verification included, vs `tar -I 'zstd -T0 -3'`.
+
+One processed run (the same size as P4's: 256 MiB in 256 files, 1 GiB in
+1,024 files with --full) sits on scratch with its transfer checksums in the
+runs DB.  The compress stage (:func:`fulliautomatix.compress.compress_run`,
+called in-process as its Snakemake job calls it: tar | zstd, read the
+archive back and check every member against the recorded checksums, hash
+the archive, update the DB) and a plain `tar -I 'zstd -T0 -3' -cf` of the
+same directory take turns.  Figure: the stage's throughput as a fraction of
+tar's (tar's median time divided by the stage's).  The parts of the stage
+are then timed one by one on the archive it wrote.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+from fulliautomatix import compress, hosts, markers, transfer
+
+from . import rawdata
+from .common import Context, Figure, Site, daq_doc, interleaved, median, run_name, seed, spread
+from .p4_transfer import _link_copy
+
+ID, NAME, OP, GOAL = "P5", "compression-throughput", ">=", 0.9
+
+
+class Compressions:
+    def __init__(self, site: Site, data: Path):
+        self.site, self.data, self.next = site, data, 0
+        self.scratch = Path(site.config["clusters"]["local"]["scratch"])
+        self.algo = transfer.algorithms(site.config)
+        self.manifest = hosts.scan(hosts.Host(), str(data), self.algo)
+        self.logs = site.root / "p5-logs"
+        self.logs.mkdir()
+        self.last_archive: Path | None = None
+
+    def _new_run(self) -> str:
+        """A processed run on scratch, as the transfer and process stages leave it."""
+        i, self.next = self.next, self.next + 1
+        name = run_name(i)
+        _link_copy(self.data, self.scratch / "raw" / name)
+        doc = daq_doc(i)
+        doc.update(raw_status="ondeck", processed_status="processed", raw_location="local/bench",
+                   transfer={"checksums": self.manifest.files, "checksum_algorithm": self.manifest.algorithm,
+                             "bytes": sum(f["size"] for f in self.manifest.files)},
+                   processing={"processor_version": "ref-1", "exit_code": 0})
+        seed(self.site.db, [doc])
+        marker = markers.run_marker("process", name, {"processing": doc["processing"]}, {})
+        markers.write(self.site.state / "processed" / f"{name}.json", marker)
+        return name
+
+    def timed_stage(self) -> float:
+        run = self._new_run()
+        with open(self.logs / f"{run}.log", "w") as log:
+            t0 = time.perf_counter()
+            compress.compress_run(self.site.db, self.site.config, run,
+                                  str(self.site.state / "processed" / f"{run}.json"),
+                                  str(self.site.state / "compressed" / f"{run}.json"), log)
+            seconds = time.perf_counter() - t0
+        archive = compress.paths(self.site.config, run)["archive"]
+        if self.last_archive and self.last_archive != archive:
+            self.last_archive.unlink(missing_ok=True)
+        self.last_archive = archive
+        return seconds
+
+    def timed_tar(self) -> float:
+        run = self._new_run()
+        out = self.scratch / "tar-baseline.tar.zst"
+        t0 = time.perf_counter()
+        subprocess.run(["tar", "-C", str(self.scratch / "raw"), "-I", "zstd -T0 -3", "-cf", str(out), run],
+                       check=True)
+        seconds = time.perf_counter() - t0
+        subprocess.run(["rm", "-rf", str(self.scratch / "raw" / run)], check=True)
+        return seconds
+
+
+def run(ctx: Context) -> Figure:
+    size, files = ctx.size((256 << 20, 256), (1 << 30, 1024))
+    data = ctx.root / "p5-data"
+    ctx.say(f"  writing a {size >> 20} MiB run in {files} files; {ctx.reps} compressions each way ...")
+    rawdata.write_run(data, size, files)
+    with Site(ctx.root / "p5") as site:
+        c = Compressions(site, data)
+        c.timed_tar()  # warm-up
+        times = interleaved({"stage": c.timed_stage, "tar": c.timed_tar}, ctx.reps)
+        archive = c.last_archive
+        run_ = archive.name[: -len(".tar.zst")]
+        t0 = time.perf_counter()
+        compress.tar_manifest(archive, run_, c.manifest.algorithm)
+        t_verify = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        compress.file_hash(archive)
+        t_hash = time.perf_counter() - t0
+        ratio_size = size / archive.stat().st_size
+    value = median(times["tar"]) / median(times["stage"])
+    mb = size / 1e6
+    return Figure(ID, NAME, value, OP, GOAL, details=[
+        f"compress stage: {spread(times['stage'])}, {mb / median(times['stage']):.0f} MB/s",
+        f"tar -I 'zstd -T0 -3': {spread(times['tar'])}, {mb / median(times['tar']):.0f} MB/s; "
+        f"compression ratio {ratio_size:.2f}",
+        f"parts of the stage, timed alone: read back + {c.manifest.algorithm} of every member "
+        f"{t_verify:.3f} s; sha256 of the archive file {t_hash:.3f} s",
+    ])
