@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from . import archive, embedded, planning, runsdb, simulate, states, status
+from . import archive, embedded, planning, runsdb, scheduler, simulate, states, status
 from . import config as fa_config
 
 log = logging.getLogger("fulliautomatix")
@@ -118,8 +118,8 @@ def resolve_runs(db: runsdb.RunsDB, refs: list[str]) -> tuple[list[str], list[st
 
 def tick(args, config: dict) -> int:
     stages = [s for s in STAGES if getattr(args, s)] or list(STAGES)
-    if args.reprocess:
-        raise Failure("--reprocess is not available yet: it comes with processing on real clusters")
+    if args.reprocess and "process" not in stages:
+        raise Failure("--reprocess needs the process stage (give --process, or no stage flag)")
     state = fa_config.state_dir(config)
     try:
         planning.acquire_lock(state)
@@ -136,19 +136,34 @@ def tick(args, config: dict) -> int:
                 log.error("%s", e)
             if not runs:
                 raise Failure("none of the runs given with --run is in the runs DB; nothing done")
+        reprocess: list[str] = []
+        if args.reprocess:
+            reprocess, more = resolve_runs(db, args.reprocess)
+            for e in more:
+                log.error("%s", e)
+            errors += more
+            if not reprocess:
+                raise Failure("none of the runs given with --reprocess is in the runs DB; nothing done")
         if args.dry_run:
             print(planning.describe(db, config, stages, runs))
+            if reprocess:
+                print(f"reprocess (processor version {config['processing']['version']}, new output beside "
+                      f"the old one): {', '.join(reprocess)}")
             return 1 if errors else 0
-        rc = run_snakemake(config, stages, runs, db.uri, state)
+        rc = run_snakemake(config, stages, runs, db.uri, state, reprocess)
+        if scheduler.profile_submits_jobs(fa_config.cluster(config)["profile"]):
+            scheduler.collect(db, config)  # record at once what this tick's jobs did
     return rc or (1 if errors else 0)
 
 
-def run_snakemake(config: dict, stages: list[str], runs: list[str], uri: str, state: Path) -> int:
+def run_snakemake(config: dict, stages: list[str], runs: list[str], uri: str, state: Path,
+                  reprocess: list[str] = ()) -> int:
     tick_id = planning.tick_id(config)
     tick_file = state / "ticks" / f"{tick_id}.yaml"
     tick_file.parent.mkdir(parents=True, exist_ok=True)
     overrides = {k: v for k, v in config.items() if k != "tick"}
-    overrides["tick"] = {"id": tick_id, "stages": stages, "runs": runs, "cluster": config["tick"]["cluster"]}
+    overrides["tick"] = {"id": tick_id, "stages": stages, "runs": runs, "cluster": config["tick"]["cluster"],
+                         "reprocess": list(reprocess)}
     tick_file.write_text(yaml.safe_dump(overrides, sort_keys=False))
     cluster = fa_config.cluster(config)
     argv = [sys.executable, "-m", "snakemake", "--snakefile", str(fa_config.ROOT / "workflow" / "Snakefile"),
@@ -156,14 +171,20 @@ def run_snakemake(config: dict, stages: list[str], runs: list[str], uri: str, st
     env = dict(os.environ)
     env[fa_config.DB_ENV] = uri
     env[planning.LOCK_ENV] = f"{state / 'tick.lock'}:{os.getpid()}"
+    # The profiles' submit/status/cancel commands are `python -m fulliautomatix.scheduler`.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     log.info("tick %s: stages %s%s", tick_id, ", ".join(stages), f"; runs {', '.join(runs)}" if runs else "")
     log.debug("$ %s", shlex.join(argv))
     log_file = Path(config["log_dir"]) / "snakemake" / f"{tick_id}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "w") as out:
-        proc = subprocess.run(argv, cwd=fa_config.ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL)
-    tick_file.unlink(missing_ok=True)
+    batch = scheduler.profile_submits_jobs(cluster["profile"])
+    returncode, detached = scheduler.run_bounded(
+        argv, cwd=fa_config.ROOT, env=env, log_file=log_file, work_dir=config["work_dir"],
+        wait_seconds=config["processing"]["tick_wait_seconds"] if batch else None)
+    if batch:
+        scheduler.prune_ticks(tick_file.parent, keep_days=14)  # jobs still to start read their tick's file
+    else:
+        tick_file.unlink(missing_ok=True)
     errors = 0
     for line in log_file.read_text(errors="replace").splitlines():
         for prefix, level in planning.REPORT_PREFIXES.items():
@@ -174,11 +195,14 @@ def run_snakemake(config: dict, stages: list[str], runs: list[str], uri: str, st
         else:
             if "Building DAG" in line or line.startswith(("WorkflowError", "MissingInput")):
                 log.debug("%s", line)
-    if proc.returncode != 0:
+    if detached:
+        log.info("tick %s done; its batch jobs still run, later ticks collect them", tick_id)
+        return 1 if errors else 0
+    if returncode != 0:
         log.error("tick %s: some jobs failed; details in %s", tick_id, log_file)
     else:
         log.info("tick %s done", tick_id)
-    return 1 if proc.returncode or errors else 0
+    return 1 if returncode or errors else 0
 
 
 # -- commands ------------------------------------------------------------------

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import config as fa_config
-from . import embedded, markers, runsdb, selection, transfer
+from . import embedded, markers, process, runsdb, selection, transfer
 
 log = logging.getLogger("fulliautomatix")
 
@@ -106,7 +106,9 @@ def prepare(config: dict) -> TickPlan:
     try:
         db.ping()
         db.ensure_indexes()
-        docs = db.pending()
+        # Jobs of earlier ticks first: what they did changes the documents.
+        jobs = process.plan_jobs(db, config)
+        docs = [d for d in db.pending() if d.get("name") not in jobs.exclude]
     finally:
         db.close()
     wanted = set(config["tick"]["runs"])
@@ -122,8 +124,16 @@ def prepare(config: dict) -> TickPlan:
         return markers.path(state, stage, run).exists()
 
     chosen = selection.plan_targets(docs, plan.stages, config["run_name_pattern"], limits, has_marker)
-    plan.targets = [stage_marker(stage, run) for stage, run in chosen.targets]
-    plan.bad, plan.held = chosen.bad, chosen.held
+    db = runsdb.RunsDB(rdb["uri"], rdb["database"], rdb["collection"], rdb["timeout_seconds"])
+    try:
+        targets = process.limit_targets(db, config, docs, chosen.targets, jobs)
+    finally:
+        db.close()
+    plan.targets = [stage_marker(stage, run) for stage, run in targets]
+    if "process" in plan.stages:
+        plan.targets += jobs.reprocess
+    plan.bad, plan.held = chosen.bad, chosen.held + jobs.warnings
+    plan.messages += jobs.messages
     return plan
 
 

@@ -272,3 +272,140 @@ def request_reprocess(db: RunsDB, config: dict, run: str) -> str:
     db.update(run, {"reprocess": {"tag": tag, "version": config["processing"]["version"],
                                   "requested": states.now()}, "processed_outputs": outputs}, doc=doc)
     return tag
+
+
+# -- planning a tick's processing (the Snakefile's main process) -------------------------
+
+class JobPlan:
+    """What a tick may do about processing, after collecting the jobs of earlier ticks.
+
+    ``held``: runs whose job is still queued or running (never submitted
+    again); ``reprocess``: this tick's reprocessing targets; ``exclude``: runs
+    the ordinary stage chain must leave alone (held, or being reprocessed).
+    """
+
+    def __init__(self):
+        self.held: dict[str, str | None] = {}
+        self.reprocess: list[str] = []
+        self.exclude: set[str] = set()
+        self.messages: list[str] = []  # information
+        self.warnings: list[str] = []  # a human should look
+        self.finished: list[str] = []
+        self.failed: list[str] = []
+
+
+def reprocess_marker(run: str, tag: str) -> str:
+    return f"state/reprocessed/{run}/{tag}.json"
+
+
+def plan_jobs(db: RunsDB, config: dict) -> JobPlan:
+    """Collect finished jobs, then choose this tick's reprocessing targets."""
+    plan = JobPlan()
+    if on_cluster(config):
+        scheduler.write_settings(config)
+    collected = scheduler.collect(db, config)
+    plan.held = dict(collected.held)
+    plan.finished, plan.failed = collected.finished, collected.failed
+    if plan.finished:
+        plan.messages.append(f"jobs finished since the last tick: {', '.join(plan.finished)}")
+    if plan.held:
+        plan.messages.append(f"jobs still queued or running (left alone): "
+                             f"{', '.join(f'{r} ({j})' for r, j in sorted(plan.held.items()))}")
+    plan.exclude |= set(plan.held)
+    for run in config["tick"]["reprocess"]:
+        try:
+            request_reprocess(db, config, run)
+        except (ReprocessRefused, Exception) as exc:  # noqa: BLE001 - one line per run, the others go on
+            plan.warnings.append(str(exc) if isinstance(exc, ReprocessRefused) else f"run {run}: {exc}")
+    wanted = set(config["tick"]["runs"]) | set(config["tick"]["reprocess"])
+    limit = config["processing"]["max_attempts"]
+    for doc in db.reprocess_pending():
+        run = doc["name"]
+        plan.exclude.add(run)
+        if run in plan.held or (wanted and run not in wanted):
+            continue
+        tag = doc["reprocess"]["tag"]
+        p = doc.get("processing") or {}
+        if doc["processed_status"] == "failed" and p.get("tag") == tag and p.get("attempts", 0) >= limit:
+            plan.warnings.append(f"run {run}: reprocessing failed {p['attempts']} times (exit {p.get('exit_code')}); "
+                                 f"see its log, then `fulliautomatix retry {run}`")
+            continue
+        if doc["raw_status"] in ("compressing", "archiving", "transferring"):
+            continue  # the raw data is on its way; a later tick
+        try:
+            write_request(config, make_request(config, doc, tag))
+        except walltime.WalltimeTooLong as exc:
+            plan.warnings.append(str(exc))
+            continue
+        plan.reprocess.append(reprocess_marker(run, tag))
+    return plan
+
+
+def limit_targets(db: RunsDB, config: dict, docs: list[dict], targets: list[tuple[str, str]],
+                  jobs: JobPlan) -> list[tuple[str, str]]:
+    """Write the requests of runs whose chain includes processing, within processing.max_jobs.
+
+    A run over the limit, or whose walltime no queue allows, keeps the stages
+    before processing (its transfer still happens) and waits for a later tick.
+    """
+    from . import selection
+
+    if not on_cluster(config):
+        return targets
+    by_name = {d["name"]: d for d in docs}
+    limits = {"transfer_attempts": config["transfer"]["max_attempts"],
+              "process_attempts": config["processing"]["max_attempts"]}
+    free = config["processing"]["max_jobs"] - len(jobs.held) - len(jobs.reprocess)
+    out, waiting = [], []
+    for last, run in targets:
+        doc = by_name[run]
+        first, _ = selection.start_stage(doc, limits)
+        chain = selection.CHAIN[selection.CHAIN.index(first): selection.CHAIN.index(last) + 1]
+        if "process" not in chain or doc["processed_status"] == "processed":
+            out.append((last, run))
+            continue
+        problem = None
+        if free <= 0:
+            waiting.append(run)
+            problem = "wait"
+        else:
+            try:
+                write_request(config, make_request(config, doc))
+                free -= 1
+            except walltime.WalltimeTooLong as exc:
+                jobs.warnings.append(str(exc))
+                problem = "walltime"
+                try:
+                    db.update(run, {"processing.error": str(exc)}, doc=doc)
+                except Exception:  # noqa: BLE001 - the warning line stands
+                    pass
+        if problem is None:
+            out.append((last, run))
+        elif chain[0] == "transfer":
+            out.append(("transfer", run))
+    if waiting:
+        jobs.messages.append(f"{len(waiting)} runs wait for a free job slot (processing.max_jobs="
+                             f"{config['processing']['max_jobs']}): {', '.join(waiting[:10])}"
+                             f"{' ...' if len(waiting) > 10 else ''}")
+    return out
+
+
+def job_resources(config: dict, run: str, attempt: int = 1) -> dict:
+    """Queue, walltime (HH:MM:SS) and minutes of a run's next job, for Snakemake's resources.
+
+    Read from the run's request, so the same answer comes in the main process
+    and in the job.  Snakemake's own restarts (attempt > 1) grow the walltime
+    like a walltime kill would.
+    """
+    if not on_cluster(config):
+        return {"queue": "local", "walltime": "", "minutes": 0}
+    try:
+        req = read_request(config, run)
+    except scheduler.SchedulerError:
+        # Not planned by this tick (its output exists, or it is held); never submitted then.
+        first = walltime.queues(fa_config.cluster(config))[0]
+        return {"queue": first.name, "walltime": walltime.format(60), "minutes": 1}
+    if attempt > 1:
+        req = {**req, **walltime.plan(run, req["events"], req["source"], config["processing"]["walltime"],
+                                      fa_config.cluster(config), int(req.get("timeouts", 0)) + attempt - 1)}
+    return {"queue": req["queue"], "walltime": req["walltime"], "minutes": walltime.parse(req["walltime"]) // 60}

@@ -78,6 +78,7 @@ class RunsDB:
         self.col.create_index(states.RAW)
         self.col.create_index(states.PROCESSED)
         self.col.create_index("archive.batch")
+        self.col.create_index("reprocess.tag")
         self.col.create_index("transfer.daq_copy")
 
     def close(self) -> None:
@@ -123,6 +124,10 @@ class RunsDB:
         """
         query = {"transfer.daq_copy": "kept", "transfer.finished": {"$lte": verified_before}}
         return list(self.col.find(query, {"history": 0}).sort("transfer.finished", 1).limit(int(limit)))
+
+    def reprocess_pending(self) -> list[dict]:
+        """Runs with a reprocessing request not yet fulfilled, without history (index-backed)."""
+        return list(self.col.find({"reprocess.tag": {"$exists": True}}, {"history": 0}).sort("name", 1))
 
     def counts(self) -> dict[tuple[str, str], int]:
         """Number of runs per (raw_status, processed_status): one aggregation."""

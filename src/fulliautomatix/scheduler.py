@@ -7,7 +7,7 @@ the start of every tick::
     python -m fulliautomatix.scheduler submit --rule process_run --run 170101_0001 \\
         --queue standby --walltime 00:05:00 JOBSCRIPT     # prints the job id
     python -m fulliautomatix.scheduler status 1234        # prints running, success or failed
-    python -m fulliautomatix.scheduler cancel 1234 1235
+    python -m fulliautomatix.scheduler cancel 1234 1235   # or: fulliautomatix-cancel 1234 1235
 
 All three run in Snakemake's working directory (the config's ``work_dir``) and
 read the cluster's settings from ``state/scheduler.json``, written by the
@@ -618,5 +618,110 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def cancel_main(argv: list[str] | None = None) -> int:
+    """`fulliautomatix-cancel ID...`: the profiles' cancel command (called without a shell)."""
+    return main(["cancel", *(sys.argv[1:] if argv is None else argv)])
+
+
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# -- the tick's Snakemake: waiting for batch jobs, within bounds ------------------------------
+
+SUBMITTED_LINES = ("with external jobid", "has been submitted with SLURM jobid")
+
+
+def _local_work(pid: int) -> bool:
+    """Whether Snakemake (pid) runs a local job: a workflow script among its descendants."""
+    import psutil
+
+    try:
+        for child in psutil.Process(pid).children(recursive=True):
+            try:
+                if any(".snakemake/scripts/" in word for word in child.cmdline()):
+                    return True
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+    except psutil.NoSuchProcess:
+        return False
+    return False
+
+
+def _submitted(log_file: Path) -> bool:
+    try:
+        text = log_file.read_text(errors="replace")
+    except OSError:
+        return False
+    return any(s in text for s in SUBMITTED_LINES)
+
+
+def run_bounded(argv: list[str], *, cwd, env: dict, log_file: Path, work_dir, wait_seconds: float | None,
+                poll: float = 1.0, quiet_seconds: float = 3.0) -> tuple[int | None, bool]:
+    """Run the tick's Snakemake; leave its batch jobs running once its own work is done.
+
+    Returns (exit status, detached).  With wait_seconds (a profile that
+    submits batch jobs) Snakemake is stopped -- SIGKILL to its process group,
+    so no job is cancelled -- once it has run for wait_seconds, has submitted
+    jobs, and has had no local job for quiet_seconds.  The submit lock is held
+    meanwhile, so no submission is cut between the scheduler's answer and its
+    record.  What it leaves is exactly what a killed tick leaves: the next
+    tick collects the jobs (:func:`collect`).
+    """
+    import signal
+
+    with open(log_file, "w") as out:
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    t0 = time.monotonic()
+    quiet_since = None
+    try:
+        while True:
+            try:
+                return proc.wait(timeout=poll), False
+            except subprocess.TimeoutExpired:
+                pass
+            if wait_seconds is None or time.monotonic() - t0 < wait_seconds or not _submitted(log_file):
+                continue
+            if _local_work(proc.pid):
+                quiet_since = None
+                continue
+            quiet_since = quiet_since or time.monotonic()
+            if time.monotonic() - quiet_since < quiet_seconds:
+                continue
+            with submit_lock(work_dir, timeout=300):
+                if proc.poll() is not None:
+                    return proc.returncode, False
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            return None, True
+    except BaseException:
+        if proc.poll() is None:  # Ctrl-C or an error here: Snakemake stops as on Ctrl-C (cancels its jobs)
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        raise
+
+
+def profile_submits_jobs(profile_dir: str) -> bool:
+    """Whether a Snakemake profile runs jobs through a batch scheduler (not executor: local)."""
+    import yaml
+
+    try:
+        with open(Path(profile_dir) / "config.yaml") as fh:
+            return (yaml.safe_load(fh) or {}).get("executor", "local") not in ("local", "dryrun", "touch")
+    except OSError:
+        return False
+
+
+def prune_ticks(directory: Path, keep_days: float) -> None:
+    """Tick config files are read by batch jobs that may start days later; drop old ones."""
+    cutoff = time.time() - keep_days * 86400
+    for p in directory.glob("*.yaml"):
+        try:
+            if p.stat().st_mtime < cutoff:
+                p.unlink()
+        except OSError:
+            continue

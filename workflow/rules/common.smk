@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(workflow.basedir).parent / "src"))
 
 from fulliautomatix import config as fa_config
 from fulliautomatix import planning
+from fulliautomatix import process
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -23,6 +24,7 @@ wildcard_constraints:
     run=config["run_name_pattern"].strip("^$"),
     batch="[0-9A-Za-z_]+",
     tick="[0-9A-Za-z_-]+",
+    tag="[0-9A-Za-z_.-]+",
 
 
 workflow.register_resource("transfer_slots", config["transfer"]["concurrency"])
@@ -65,3 +67,18 @@ def get_batch_members(wildcards):
     """Compressed markers of the runs in one batch."""
     runs = get_tick_plan()["batches"][wildcards.batch]
     return expand(rules.compress_run.output.marker, run=runs)
+
+
+def get_queue(wildcards):
+    """Queue of a run's processing job (first queue whose limit holds its walltime)."""
+    return process.job_resources(config, wildcards.run)["queue"]
+
+
+def get_walltime(wildcards, attempt):
+    """Walltime (HH:MM:SS) of a run's processing job: events, source, earlier walltime kills."""
+    return process.job_resources(config, wildcards.run, attempt)["walltime"]
+
+
+def get_runtime_minutes(wildcards, attempt):
+    """The same walltime in minutes, as the Slurm executor wants it."""
+    return process.job_resources(config, wildcards.run, attempt)["minutes"]

@@ -1,5 +1,6 @@
 # Stage 3: ondeck -> compressing -> compressed.  tar + zstd, verified against
 # the transfer checksums before the uncompressed copy on scratch is removed.
+# A local rule: it runs where the tick runs, never as a batch job.
 
 
 rule compress_run:
@@ -13,5 +14,6 @@ rule compress_run:
         "benchmarks/compress_run/{run}.tsv"
     conda:
         "../envs/fulliautomatix.yaml"
+    localrule: True
     script:
         "../scripts/compress_run.py"

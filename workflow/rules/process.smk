@@ -1,5 +1,10 @@
 # Stage 2: processed_status none -> queued -> processing -> processed (or failed).
-# Runs the configured processor on the raw copy on scratch.
+# Runs the configured processor on the raw copy on scratch: here with the local
+# profile, or as a batch job with a cluster profile.  A job's queue and walltime
+# come from the run's request (events, source, earlier walltime kills), written
+# by the tick's main process; the profile's submit command records the job id.
+# Reprocessing (--reprocess) stages the raw data back from the compressed or
+# archived copy and writes a new output beside the old one.
 
 
 rule process_run:
@@ -11,7 +16,46 @@ rule process_run:
         "logs/process_run/{run}.log",
     benchmark:
         "benchmarks/process_run/{run}.tsv"
+    resources:
+        queue=get_queue,
+        walltime=get_walltime,
+        runtime=get_runtime_minutes,
+        slurm_partition=get_queue,
     conda:
         "../envs/fulliautomatix.yaml"
     script:
         "../scripts/process_run.py"
+
+
+rule stage_raw:
+    output:
+        marker="state/staged/{run}.json",
+    log:
+        "logs/stage_raw/{run}.log",
+    benchmark:
+        "benchmarks/stage_raw/{run}.tsv"
+    conda:
+        "../envs/fulliautomatix.yaml"
+    localrule: True
+    script:
+        "../scripts/stage_raw.py"
+
+
+rule reprocess_run:
+    input:
+        staged=rules.stage_raw.output.marker,
+    output:
+        marker="state/reprocessed/{run}/{tag}.json",
+    log:
+        "logs/reprocess_run/{run}/{tag}.log",
+    benchmark:
+        "benchmarks/reprocess_run/{run}/{tag}.tsv"
+    resources:
+        queue=get_queue,
+        walltime=get_walltime,
+        runtime=get_runtime_minutes,
+        slurm_partition=get_queue,
+    conda:
+        "../envs/fulliautomatix.yaml"
+    script:
+        "../scripts/reprocess_run.py"

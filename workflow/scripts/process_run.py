@@ -1,4 +1,4 @@
-"""Snakemake adapter: process one run (see fulliautomatix.process)."""
+"""Snakemake adapter: process one run, here or as a batch job (see fulliautomatix.process)."""
 
 from fulliautomatix import jobs, process
 
@@ -7,4 +7,4 @@ def stage(db, config, smk, log):
     process.process_run(db, config, smk.wildcards.run, smk.input.ondeck, smk.output.marker, log, smk.log[0])
 
 
-jobs.run(snakemake, stage)  # noqa: F821 - injected by Snakemake
+jobs.run(snakemake, stage, connect=process.needs_db(snakemake.config))  # noqa: F821 - injected by Snakemake
