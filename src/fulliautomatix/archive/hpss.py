@@ -73,9 +73,10 @@ def parse_ls(output: str) -> dict[str, int]:
 
 
 def _last_error(proc: subprocess.CompletedProcess) -> str:
+    """The first and the last error line of htar or hsi (the cause, and the summary)."""
     lines = [ln.strip() for ln in (proc.stderr or "").splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith(("ERROR", "***"))]
-    return (errors or lines or ["no message"])[-1]
+    errors = [ln for ln in lines if ln.startswith(("ERROR", "***"))] or lines[-1:] or ["no message"]
+    return errors[0] if len(errors) == 1 else f"{errors[0]} ... {errors[-1]}"
 
 
 class HpssBackend:
@@ -137,8 +138,15 @@ class HpssBackend:
         proc = self.hsi(["mkdir", "-p", self.root], log)
         if proc.returncode != 0:
             raise ArchiveError(f"hsi mkdir -p {self.root} failed (exit {proc.returncode}): {_last_error(proc)}")
-        self.htar(["-cvf", location, f"-Hverify={self.verify}", *[_member(f.name) for f in files]], log,
-                  cwd=files[0].parent, what=f"writing {location}")
+        try:
+            self.htar(["-cvf", location, f"-Hverify={self.verify}", *[_member(f.name) for f in files]], log,
+                      cwd=files[0].parent, what=f"writing {location}")
+        except ArchiveError:
+            try:  # whatever a failed htar left there is never trusted
+                self.discard(location, log)
+            except ArchiveError as exc:
+                log.write(f"could not delete what the failed htar left ({exc}); the next attempt will\n")
+            raise
         return location
 
     def read_back(self, location: str, log) -> tuple[dict[str, Member], dict]:

@@ -203,7 +203,10 @@ def restore(db: RunsDB, config: dict, run: str, dest: Path, log=None) -> Path:
     work = dest / f".{run}.restoring"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    member = be.fetch(a["tarball"], a["member"], work, log)
+    try:
+        member = be.fetch(a["tarball"], a["member"], work, log)
+    except ArchiveError as exc:
+        raise ArchiveError(f"run {run}: {exc}") from None
     recorded = a.get("hash") or (doc.get("compressed") or {}).get("hash")
     if _sha256(member) != recorded:
         raise ArchiveError(f"run {run}: {a['member']} fetched from {be.url(a['tarball'])} differs from its "
