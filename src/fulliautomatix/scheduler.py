@@ -123,7 +123,7 @@ class Commands:
         env = [f"{k}={v}" for k, v in sorted(self.s["env"].items())]
         return self.host.argv((["env", *env] if env else []) + argv)
 
-    def run(self, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
+    def run(self, argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess:
         return subprocess.run(self._argv(argv), capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)
 
@@ -524,11 +524,13 @@ def _finish(db, config: dict, r: dict, job: Job | None, out: Collected) -> None:
             doc = db.get(run)
             if doc.get("processing", {}).get("job_id") not in (None, r["job_id"]):
                 pass  # the DB already moved on to a later job
-            elif ok:
-                _replay_started(db, config, r, doc)
-                sync.apply(db, markers.read(marker_file), note="job finished (collected)")
             else:
-                _record_failure(db, config, r, doc, rc, timed_out)
+                _replay_started(db, config, r, doc)
+                doc = db.get(run)
+                if ok:
+                    sync.apply(db, markers.read(marker_file), doc=doc, note="job finished (collected)")
+                else:
+                    _record_failure(db, config, r, doc, rc, timed_out)
         except Exception as exc:
             log.error("run %s: cannot record its finished job %s in the runs DB: %s; the next tick retries",
                       run, r["job_id"], exc)
@@ -657,7 +659,7 @@ def _submitted(log_file: Path) -> bool:
 
 
 def run_bounded(argv: list[str], *, cwd, env: dict, log_file: Path, work_dir, wait_seconds: float | None,
-                poll: float = 1.0, quiet_seconds: float = 3.0) -> tuple[int | None, bool]:
+                poll: float = 1.0, quiet_seconds: float = 3.0, pass_fds: tuple[int, ...] = ()) -> tuple[int | None, bool]:
     """Run the tick's Snakemake; leave its batch jobs running once its own work is done.
 
     Returns (exit status, detached).  With wait_seconds (a profile that
@@ -667,12 +669,17 @@ def run_bounded(argv: list[str], *, cwd, env: dict, log_file: Path, work_dir, wa
     meanwhile, so no submission is cut between the scheduler's answer and its
     record.  What it leaves is exactly what a killed tick leaves: the next
     tick collects the jobs (:func:`collect`).
+
+    Without wait_seconds Snakemake stays in the tick's process group, so
+    killing the tick (kill -9 of its group) stops its Snakemake and local jobs
+    too.  pass_fds hands Snakemake the tick lock, held as long as it runs.
     """
     import signal
 
+    own_group = wait_seconds is not None
     with open(log_file, "w") as out:
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=own_group, pass_fds=pass_fds)
     t0 = time.monotonic()
     quiet_since = None
     try:
@@ -697,11 +704,12 @@ def run_bounded(argv: list[str], *, cwd, env: dict, log_file: Path, work_dir, wa
             return None, True
     except BaseException:
         if proc.poll() is None:  # Ctrl-C or an error here: Snakemake stops as on Ctrl-C (cancels its jobs)
-            os.killpg(proc.pid, signal.SIGINT)
+            signal_snakemake = (lambda sig: os.killpg(proc.pid, sig)) if own_group else proc.send_signal
+            signal_snakemake(signal.SIGINT)
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+                signal_snakemake(signal.SIGKILL)
         raise
 
 
