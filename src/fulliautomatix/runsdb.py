@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,6 +29,11 @@ log = logging.getLogger(__name__)
 
 # Fields the DAQ writes; a document without them is malformed.
 REQUIRED_FIELDS = ("name", "number", "events", "source", "raw_status", "raw_location", "processed_status")
+
+# The fields queries select on; ensure_indexes creates one index on each.
+INDEXES = (("name", True), ("number", False), (states.RAW, False), (states.PROCESSED, False),
+           ("archive.batch", False), ("reprocess.tag", False), ("transfer.daq_copy", False))
+PENDING_RAW = tuple(states.PENDING_QUERY[states.RAW]["$in"])
 
 
 class RunsDBError(Exception):
@@ -73,13 +79,8 @@ class RunsDB:
             ) from None
 
     def ensure_indexes(self) -> None:
-        self.col.create_index("name", unique=True)
-        self.col.create_index("number")
-        self.col.create_index(states.RAW)
-        self.col.create_index(states.PROCESSED)
-        self.col.create_index("archive.batch")
-        self.col.create_index("reprocess.tag")
-        self.col.create_index("transfer.daq_copy")
+        """Create the indexes of INDEXES (one round trip; existing ones are left alone)."""
+        self.col.create_indexes([pymongo.IndexModel(key, unique=unique) for key, unique in INDEXES])
 
     def close(self) -> None:
         self.client.close()
@@ -107,10 +108,21 @@ class RunsDB:
 
     def pending(self) -> list[dict]:
         """Runs in non-final states, without their history (index-backed)."""
-        return list(self.col.find(states.PENDING_QUERY, {"history": 0}).sort("name", 1))
+        return self.by_status(states.RAW, PENDING_RAW)
 
-    def by_status(self, field: str, values: list[str]) -> list[dict]:
-        return list(self.col.find({field: {"$in": list(values)}}, {"history": 0}).sort("name", 1))
+    def by_status(self, field: str, values, projection: dict | None = None) -> list[dict]:
+        """Runs whose `field` is one of `values`, by name, without their history.
+
+        One equality query per value, each served by the field's index on
+        MongoDB and on nx-27017 alike.  nx-27017 evaluates ``$in`` on any
+        field but ``_id`` by reading every document (measured: 300 ms with
+        100,000 archived runs, against 0.5 ms per equality query), which
+        would make a tick's cost follow the whole history.
+        """
+        docs = []
+        for value in values:
+            docs += self.col.find({field: value}, projection or {"history": 0})
+        return sorted(docs, key=lambda d: str(d.get("name")))
 
     def in_batch(self, batch: str) -> list[dict]:
         """Every run assigned to an archive batch, in any state, without history (index-backed)."""
@@ -126,11 +138,45 @@ class RunsDB:
         return list(self.col.find(query, {"history": 0}).sort("transfer.finished", 1).limit(int(limit)))
 
     def reprocess_pending(self) -> list[dict]:
-        """Runs with a reprocessing request not yet fulfilled, without history (index-backed)."""
-        return list(self.col.find({"reprocess.tag": {"$exists": True}}, {"history": 0}).sort("name", 1))
+        """Runs with a reprocessing request not yet fulfilled, without history (index-backed).
+
+        A request's tag is a non-empty string, so ``$gt: ""`` finds exactly
+        the runs that have one, as a range on the index; nx-27017 answers
+        ``$exists`` by reading every document.
+        """
+        return list(self.col.find({"reprocess.tag": {"$gt": ""}}, {"history": 0}).sort("name", 1))
 
     def counts(self) -> dict[tuple[str, str], int]:
-        """Number of runs per (raw_status, processed_status): one aggregation."""
+        """Number of runs per (raw_status, processed_status).
+
+        Two one-field ``$group`` aggregations (runs per raw_status, runs per
+        processed_status) and the pending runs' own pairs; the final runs'
+        pairs are what is left.  nx-27017 runs a one-field ``$group`` in SQL
+        but groups on a compound or computed key document by document in
+        Python (100,000 runs: 12 ms against 0.9 to 12 s).  When runs in
+        unknown raw states make the split ambiguous, or the runs moved
+        between the queries, the exact (slow) aggregation answers instead.
+        """
+        raw = self._group(states.RAW)
+        proc = self._group(states.PROCESSED)
+        out: Counter = Counter()
+        for doc in self.by_status(states.RAW, PENDING_RAW, {"_id": 0, states.RAW: 1, states.PROCESSED: 1}):
+            out[(doc[states.RAW], _label(doc.get(states.PROCESSED)))] += 1
+        rest = {r: n for r, n in raw.items() if r not in PENDING_RAW}
+        left = proc - Counter(p for (_, p) in out.elements())
+        pending_total = sum(n for r, n in raw.items() if r in PENDING_RAW)
+        if len(rest) <= 1 and pending_total == sum(out.values()) and sum(left.values()) == sum(rest.values()):
+            for r in rest:
+                out.update({(r, p): n for p, n in left.items() if n > 0})
+            return dict(out)
+        return self._counts_exact()
+
+    def _group(self, field: str) -> Counter:
+        rows = self.col.aggregate([{"$group": {"_id": f"${field}", "n": {"$sum": 1}}}])
+        return Counter({_label(row["_id"]): int(row["n"]) for row in rows})
+
+    def _counts_exact(self) -> dict[tuple[str, str], int]:
+        """counts() in one aggregation over every document (slow on nx-27017)."""
         pipeline = [
             {"$project": {"k": {"$concat": [
                 {"$ifNull": ["$raw_status", "?"]}, "|", {"$ifNull": ["$processed_status", "?"]},
@@ -235,6 +281,11 @@ class RunsDB:
         for k, v in new_sets.items():
             _nested_set(doc, k, v)
         return True
+
+
+def _label(value) -> str:
+    """A state as counts() shows it: "?" when missing."""
+    return "?" if value is None else str(value)
 
 
 def _redact(uri: str) -> str:
