@@ -57,6 +57,15 @@ class TickPlan:
 _held: dict[str, object] = {}
 
 
+def lock_fds() -> tuple[int, ...]:
+    """File descriptors of the tick locks this process holds.
+
+    Handing them to the tick's Snakemake (``pass_fds``) keeps the lock held
+    while Snakemake runs, even if the wrapper that took it is killed.
+    """
+    return tuple(fh.fileno() for fh in _held.values())
+
+
 def acquire_lock(state_dir: Path) -> None:
     """Hold the tick lock until this process exits, or raise TickBusy.
 
