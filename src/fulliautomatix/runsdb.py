@@ -142,9 +142,11 @@ class RunsDB:
 
         A request's tag is a non-empty string, so ``$gt: ""`` finds exactly
         the runs that have one, as a range on the index; nx-27017 answers
-        ``$exists`` by reading every document.
+        ``$exists``, or a range sorted on another field, by reading every
+        document, so the few runs found are sorted here.
         """
-        return list(self.col.find({"reprocess.tag": {"$gt": ""}}, {"history": 0}).sort("name", 1))
+        docs = self.col.find({"reprocess.tag": {"$gt": ""}}, {"history": 0})
+        return sorted(docs, key=lambda d: str(d.get("name")))
 
     def counts(self) -> dict[tuple[str, str], int]:
         """Number of runs per (raw_status, processed_status).
