@@ -1,7 +1,8 @@
 """Issue 5 through the real CLI, for each backend (local, rsync to fa-cluster, hpss stand-in).
 
-Runs are made `compressed` by one tick (transfer, process, compress); then
-archive ticks run:
+Runs are made `compressed` by calling the stages directly (the whole chain
+through the CLI is tests/integration/test_lifecycle.py); then archive ticks
+run through the CLI:
 
 * a batch archived, verified, its runs `archived` with their tarball
   location, the compressed copies purged only after verification, and
@@ -17,16 +18,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from archive_beds import sha256
+from archive_beds import compress_runs, sha256
 
 
-def compressed_runs(fa, config_path, db, tmp_path, n: int) -> list[str]:
-    """n simulated runs taken to `compressed` by one tick."""
-    r = fa(config_path, "simulate-daq", "--runs", str(n), "--events", "100")
-    assert r.returncode == 0, r.stderr
-    r = fa(config_path, "--transfer", "--process", "--compress")
-    assert r.returncode == 0, r.stderr
-    names = sorted(p.name for p in (tmp_path / "daq").iterdir())
+def compressed_runs(config, db, n: int) -> list[str]:
+    """n simulated runs, `compressed` (the stages called directly: a Snakemake tick costs seconds)."""
+    names = compress_runs(db, config, n, events=100)
     assert [db.get(name)["raw_status"] for name in names] == ["compressed"] * n
     return names
 
@@ -74,8 +71,8 @@ def assert_archived(db, tmp_path, runs, bed, batch):
     assert log.rindex("verified ") < log.rindex(f"purged {len(runs)} compressed copies")
 
 
-def test_a_batch_is_archived_verified_purged_and_restored(fa, config_path, db, tmp_path, bed):
-    names = compressed_runs(fa, config_path, db, tmp_path, 2)
+def test_a_batch_is_archived_verified_purged_and_restored(fa, config_path, config, db, tmp_path, bed):
+    names = compressed_runs(config, db, 2)
     batch = f"{names[0]}_to_{names[1]}"
     r = fa(config_path, "--archive")
     assert r.returncode == 0, r.stderr
@@ -84,7 +81,7 @@ def test_a_batch_is_archived_verified_purged_and_restored(fa, config_path, db, t
     assert sorted(marker["runs"]) == names
     if bed.backend == "hpss":
         log = job_log(tmp_path, batch)
-        assert "-Hverify=1" in log and "htar -Kvf" in log and "htar -xf" in log
+        assert "-Hverify=1" in log and "hsi -q ls -l" in log and "htar -tvf" in log and "htar -xf" in log
 
     r = fa(config_path, "restore", *names, "--to", str(tmp_path / "restored"))
     assert r.returncode == 0, r.stderr
@@ -106,8 +103,9 @@ def test_a_batch_is_archived_verified_purged_and_restored(fa, config_path, db, t
     assert not (tmp_path / "restored" / fresh).exists()
 
 
-def test_a_half_way_upload_and_a_corrupted_tarball_are_retried_next_tick(fa, config_path, db, tmp_path, bed):
-    names = compressed_runs(fa, config_path, db, tmp_path, 4)
+def test_a_half_way_upload_and_a_corrupted_tarball_are_retried_next_tick(fa, config_path, config, db, tmp_path,
+                                                                         bed):
+    names = compressed_runs(config, db, 4)
     batches = {f"{names[0]}_to_{names[1]}": names[:2], f"{names[2]}_to_{names[3]}": names[2:]}
     # the first upload of this tick is cut half-way, the second arrives corrupted
     bed.fault("halfway")

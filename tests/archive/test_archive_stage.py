@@ -65,6 +65,21 @@ def test_hpss_unreachable_keeps_runs_compressed(config, db, bed, job_log):
     assert [db.get(r)["raw_status"] for r in runs] == ["archived", "archived"]
 
 
+@one_backend("hpss")
+def test_hpss_without_read_back_relies_on_htar_crcs(config, db, bed, job_log):
+    config["archive"]["hpss"]["read_back"] = False
+    runs = compress_runs(db, config, 4)
+    bed.fault("corrupt")  # bit rot after htar's own -Hverify pass
+    with pytest.raises(archive.ArchiveError) as err:
+        run_batch(db, config, runs[:2], job_log)
+    assert "CRC mismatch" in str(err.value) and "htar -K" not in str(err.value)
+    run_batch(db, config, runs[2:], job_log)
+    checks = db.get(runs[2])["archive"]["checks"]
+    assert "htar -K: archived data against the index CRCs" in checks
+    assert any("not read back" in c for c in checks)
+    assert "htar -xf" not in job_log.text.split("-Kvf")[-1]
+
+
 @one_backend("local")
 def test_a_verified_tarball_from_an_earlier_attempt_is_used_as_it_is(config, db, bed, job_log):
     runs = compress_runs(db, config, 2)

@@ -22,11 +22,12 @@ How a batch is written and verified:
 * Read-back: ``hsi -q ls -l`` must show the tarball and its index;
   ``htar -tvf`` must list exactly the expected members with their sizes
   (htar's own consistency file ``/tmp/HTAR_CF_CHK_*`` is ignored);
-  ``htar -Kf`` re-checks the archived data against the CRCs in the index;
   and with ``archive.hpss.read_back`` (default) every member is extracted
-  again, one at a time, into the staging directory and its sha256 computed,
-  so the checksums in the run documents are compared with bytes that came
-  back out of HPSS.
+  again, one at a time, into the staging directory (htar checks its CRC on
+  the way) and its sha256 computed, so the checksums in the run documents
+  are compared with bytes that came back out of HPSS.  Without read_back,
+  ``htar -Kf`` re-checks the archived data against the index CRCs instead,
+  and member checksums are not compared (the run documents record that).
 * Restore extracts only the run's member (``htar -xf <tarball> <member>``);
   htar seeks to it through the index.
 """
@@ -159,10 +160,11 @@ class HpssBackend:
         checks.append("hsi ls -l: tarball and index present")
         listed = parse_listing(self.htar(["-tvf", location], log, what=f"listing {location}").stdout)
         checks.append("htar -tvf: members and sizes")
-        self.htar(["-Kvf", location], log, what=f"checking {location} against its index CRCs")
-        checks.append("htar -K: archived data against the index CRCs")
         members = {m: Member(size, None) for m, size in listed.items()}
-        if self.read_back_members:
+        if not self.read_back_members:
+            self.htar(["-Kvf", location], log, what=f"checking {location} against its index CRCs")
+            checks.append("htar -K: archived data against the index CRCs")
+        else:  # a superset of -K for our members: htar checks each CRC while extracting
             self.staging.mkdir(parents=True, exist_ok=True)
             work = Path(tempfile.mkdtemp(prefix="read-back-", dir=self.staging))
             try:
