@@ -248,7 +248,7 @@ class _Progress:
     """rsync --info=progress2 output (\r-separated updates) as a log line every PROGRESS_EVERY s."""
 
     def __init__(self, log):
-        self.log, self.partial, self.last_line, self.last_time = log, "", "", 0.0
+        self.log, self.partial, self.last_line, self.last_time, self.written = log, "", "", 0.0, ""
 
     def __call__(self, text: str) -> None:
         *done, self.partial = re.split(r"[\r\n]", self.partial + text)
@@ -260,10 +260,11 @@ class _Progress:
             self.last_time = time.monotonic()
             self.log.write(f"progress: {self.last_line}\n")
             self.log.flush()
+            self.written = self.last_line
 
     def close(self) -> None:
         final = self.partial.strip() or self.last_line
-        if final:
+        if final and final != self.written:
             self.log.write(f"progress: {final}\n")
 
 

@@ -17,6 +17,7 @@ DAQ_PORT="${TESTBED_DAQ_PORT:-22022}"
 CLUSTER_PORT="${TESTBED_CLUSTER_PORT:-22023}"
 LISTEN_ADDR=127.0.0.1
 DATA_PATH=/srv/asterix          # the data path as seen on every host
+GROUP="${TESTBED_GROUP:-darkmatter}"   # a group for shared scratch (created if missing)
 HOSTS=(daq cluster)
 
 die() { echo "up.sh: $*" >&2; exit 1; }
@@ -35,7 +36,7 @@ port_of() { case "$1" in daq) echo "$DAQ_PORT";; cluster) echo "$CLUSTER_PORT";;
 
 # --- 1. packages --------------------------------------------------------------
 need_pkgs=()
-for p in openssh-server openssh-client rsync xxhash; do
+for p in openssh-server openssh-client rsync xxhash procps; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
     || need_pkgs+=("$p")
 done
@@ -46,6 +47,13 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
 command -v xxh128sum >/dev/null || die "xxh128sum not found after installing xxhash"
+
+# The group shared scratch is given to (transfer.group in config/testbed.yaml),
+# as the seed's "darkmatter" groups on the clusters.
+if ! getent group "$GROUP" >/dev/null; then
+  log "adding group $GROUP"
+  groupadd --system "$GROUP"
+fi
 
 # --- 2. layout, keys ----------------------------------------------------------
 S="$TESTBED_DIR/ssh"
@@ -185,6 +193,8 @@ export FA_TESTBED_DAQ_PORT=$DAQ_PORT
 export FA_TESTBED_CLUSTER_PORT=$CLUSTER_PORT
 # The data path as seen *on* each host (same path, different content):
 export FA_TESTBED_DATA_PATH=$DATA_PATH
+# A group for shared scratch, as the clusters' "darkmatter" groups:
+export FA_TESTBED_GROUP='$GROUP'
 # The same directories as seen from the machine running the tool (host side),
 # e.g. to seed DAQ data or inspect results in tests:
 export FA_TESTBED_DAQ_ROOT='$TESTBED_DIR/hosts/daq/srv${DATA_PATH#/srv}'
