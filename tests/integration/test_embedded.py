@@ -1,0 +1,79 @@
+"""The embedded default: runs_db.uri = embedded starts a private nx-27017 server per command."""
+
+import datetime as dt
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pymongo
+import yaml
+
+from conftest import FA
+from fulliautomatix import config as fa_config
+from fulliautomatix import embedded
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def assert_stopped(state):
+    """No embedded server of this work dir is left running."""
+    assert embedded.running_uri(state) is None
+    pid_file = embedded.paths(state)["pid"]
+    if pid_file.exists():
+        pid = int(pid_file.read_text().split()[0])
+        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+def test_the_embedded_runs_db_serves_every_command(fa, make_config, tmp_path):
+    path = make_config()
+    data = yaml.safe_load(path.read_text())
+    data["runs_db"] = {"uri": "embedded"}  # the default config's runs DB
+    path.write_text(yaml.safe_dump(data))
+    state = tmp_path / "work" / "state"
+
+    r = fa(path, "--log", "debug", "simulate-daq", "--runs", "2", "--events", "200")
+    assert r.returncode == 0, r.stderr
+    assert (state / "runsdb.sqlite").is_file()
+    assert_stopped(state)
+    day = dt.date.today().isoformat()
+    assert "simulated 2 runs" in (tmp_path / "logs" / f"fulliautomatix-{day}.log").read_text()
+
+    r = fa(path, "--transfer")
+    assert r.returncode == 0, r.stderr
+    assert_stopped(state)
+    r = fa(path, "status")
+    assert r.returncode == 0, r.stderr
+    assert ["ondeck", "none", "2"] in [ln.split() for ln in r.stdout.splitlines()]
+    assert_stopped(state)
+
+    # `db serve` serves the same data to other clients (a DAQ, mongosh) until stopped.
+    port = free_port()
+    server = subprocess.Popen([FA, "--config", str(path), "db", "serve", "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                              env={k: v for k, v in os.environ.items() if k != fa_config.DB_ENV})
+    client = pymongo.MongoClient(f"mongodb://127.0.0.1:{port}/", serverSelectionTimeoutMS=500)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client.admin.command("ping")
+                break
+            except pymongo.errors.PyMongoError:
+                assert server.poll() is None, server.communicate()
+                assert time.monotonic() < deadline, "db serve never answered"
+                time.sleep(0.1)
+        runs = client["asterix"]["runs"]
+        assert sorted(d["raw_status"] for d in runs.find({}, {"raw_status": 1})) == ["ondeck", "ondeck"]
+        r = fa(path, "status")
+        assert r.returncode == 0 and ["ondeck", "none", "2"] in [ln.split() for ln in r.stdout.splitlines()]
+        assert embedded.running_uri(state) == f"mongodb://127.0.0.1:{port}/", "commands reuse the served DB"
+    finally:
+        client.close()
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
