@@ -84,8 +84,8 @@ def make(config: dict, name: str | None = None, host: str | None = None):
     if name == "local":
         return disk.DiskBackend.local(a["location"], a["rsync"]["command"], staging)
     if name == "rsync":
-        return disk.DiskBackend.remote(host or a["rsync"]["host"], a["rsync"]["ssh"], a["location"],
-                                       a["rsync"]["command"], staging)
+        section = {**a["rsync"], "host": host or a["rsync"]["host"]}
+        return disk.DiskBackend.remote(section, a["location"], a["rsync"]["command"], staging)
     if name == "hpss":
         h = a["hpss"]
         return hpss.HpssBackend(a["location"], h["htar"], h["hsi"], h["verify"], h["read_back"], staging)

@@ -86,10 +86,11 @@ class DiskBackend:
         return cls("local", hosts.Host("local"), location, command, staging)
 
     @classmethod
-    def remote(cls, host: str, ssh: list[str], location: str, command: list[str], staging: Path) -> DiskBackend:
-        if not host or host == "local":
+    def remote(cls, section: dict, location: str, command: list[str], staging: Path) -> DiskBackend:
+        """The rsync backend; `section` has host, user, port and ssh (archive.rsync)."""
+        if not section.get("host") or section["host"] == "local":
             raise ArchiveError("config key archive.rsync.host: the rsync backend needs an ssh destination")
-        return cls("rsync", hosts.Host(host, tuple(ssh)), location, command, staging)
+        return cls("rsync", hosts.Host.from_config(section), location, command, staging)
 
     # -- where things are -------------------------------------------------
     def tarball(self, batch: str) -> str:
@@ -136,7 +137,7 @@ class DiskBackend:
             digest = _sha256(staged)
             incoming = self._incoming(batch)
             self._run(["mkdir", "-p", "--", incoming.rsplit("/", 1)[0]], log, "creating the archive directory")
-            ssh = [] if self.host.is_local else ["-e", shlex.join(self.host.ssh)]
+            ssh = [] if self.host.is_local else ["-e", hosts.rsync_shell(self.host)]
             argv = [*self.command, *ssh, str(staged), self.host.path(incoming)]
             log.write(f"$ {shlex.join(argv)}\n")
             log.flush()
@@ -156,9 +157,14 @@ class DiskBackend:
         return incoming
 
     def read_back(self, location: str, log) -> tuple[dict[str, Member], dict]:
-        """Checksums of the file and of every member, computed on the archive host."""
-        proc = self._run(["bash", "-c", READ_BACK, "read-back", location], log, "reading the tarball back",
-                         check=False)
+        """Checksums of the file and of every member, computed on the archive host.
+
+        Guarded (hosts.Host.run_guarded): if this tick dies, the remote read stops too.
+        """
+        try:
+            proc = self.host.run_guarded(["bash", "-c", READ_BACK, "read-back", location], check=False, log=log)
+        except OSError as exc:
+            raise ArchiveError(f"reading the tarball back: {exc}") from None
         if proc.returncode != 0:
             raise ArchiveError(f"cannot read {self.url(location)} back (exit {proc.returncode}): "
                                f"{(proc.stderr.strip().splitlines() or [''])[-1]}")
