@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as _dt
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
-from . import rawformat
+from . import hosts, rawformat
 from .runsdb import RunsDB
 
 
@@ -17,18 +20,40 @@ def next_names(db: RunsDB, count: int, today: _dt.date | None = None) -> list[tu
     return [(f"{prefix}_{(number + i) % 10000:04d}", number + i) for i in range(count)]
 
 
+def _push(config: dict, local_run: Path, name: str) -> None:
+    """Put a run written here into the raw directory of a remote DAQ machine (over its ssh)."""
+    daq = hosts.Host.from_config(config["daq"])
+    raw_dir = config["daq"]["raw_dir"].rstrip("/")
+    tmp = f"{raw_dir}/.{name}.writing"
+    daq.run(["mkdir", "-p", "--", raw_dir])
+    subprocess.run(["rsync", "-a", "-e", hosts.rsync_shell(daq), "--", f"{local_run}/", daq.path(tmp) + "/"],
+                   check=True, capture_output=True)
+    daq.run(["mv", "-T", "--", tmp, f"{raw_dir}/{name}"])
+
+
 def simulate(db: RunsDB, config: dict, runs: int, events: int, source: str) -> list[str]:
-    """Write `runs` simulated runs into the DAQ directory and register them."""
-    raw_dir = Path(config["daq"]["raw_dir"])
+    """Write `runs` simulated runs into the DAQ directory and register them.
+
+    With a remote DAQ (daq.host) each run is written here first and copied
+    to the DAQ machine, then renamed into place there, complete.
+    """
+    remote = config["daq"].get("host", "local") != "local"
+    raw_dir = Path(tempfile.mkdtemp(prefix="fa-simulate-")) if remote else Path(config["daq"]["raw_dir"])
     made = []
-    for name, number in next_names(db, runs):
-        tmp = raw_dir / f".{name}.writing"
-        rawformat.write_run(tmp, name, events)
-        tmp.rename(raw_dir / name)
-        db.insert_run({
-            "name": name, "number": number, "events": events, "source": source,
-            "raw_status": "acquired", "raw_location": config["daq"]["name"], "processed_status": "none",
-            "start": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        })
-        made.append(name)
+    try:
+        for name, number in next_names(db, runs):
+            tmp = raw_dir / f".{name}.writing"
+            rawformat.write_run(tmp, name, events)
+            tmp.rename(raw_dir / name)
+            if remote:
+                _push(config, raw_dir / name, name)
+            db.insert_run({
+                "name": name, "number": number, "events": events, "source": source,
+                "raw_status": "acquired", "raw_location": config["daq"]["name"], "processed_status": "none",
+                "start": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            })
+            made.append(name)
+    finally:
+        if remote:
+            shutil.rmtree(raw_dir, ignore_errors=True)
     return made

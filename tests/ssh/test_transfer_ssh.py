@@ -229,3 +229,13 @@ def test_a_transfer_killed_half_way_is_completed_by_the_next_tick(bed, tmp_path)
     assert doc["raw_status"] == "ondeck" and doc["transfer"]["attempts"] == 2
     assert digests(copy) == sums == digests(bed.daq_view / RUN), "completed, and the DAQ copy intact throughout"
     assert not staging.exists()
+
+
+def test_simulate_daq_writes_to_the_remote_daq_machine(bed):
+    cfg = bed.config()
+    r = bed.fa(cfg, "simulate-daq", "--runs", "2", "--events", "50")
+    assert r.returncode == 0, r.stderr
+    names = sorted(p.name for p in bed.daq_view.iterdir())
+    assert len(names) == 2 and all(bed.db.get(n)["raw_status"] == "acquired" for n in names)
+    assert all(list((bed.daq_view / n).glob("raw_*.bin")) for n in names)
+    assert not Path(bed.daq_dir).exists(), "written on fa-daq, not here"
