@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -84,19 +85,37 @@ class Site:
         self.config_path = self.root / "config.yaml"
         self.config_path.write_text(yaml.safe_dump(base, sort_keys=False))
         self.config = fa_config.load(self.config_path)
-        Path(self.config["daq"]["raw_dir"]).mkdir(parents=True, exist_ok=True)
+        if self.config["daq"]["host"] == "local":
+            Path(self.config["daq"]["raw_dir"]).mkdir(parents=True, exist_ok=True)
         self.state = fa_config.state_dir(self.config)
         self.uri, self._server = embedded.ensure(self.state)
         rdb = self.config["runs_db"]
         self.db = runsdb.RunsDB(self.uri, rdb["database"], rdb["collection"], rdb["timeout_seconds"])
         self.db.ensure_indexes()
 
+    def server_cpu(self) -> float:
+        """CPU seconds the embedded server has used so far."""
+        import psutil
+
+        if self._server is None or self._server.poll() is not None:
+            return 0.0
+        t = psutil.Process(self._server.pid).cpu_times()
+        return t.user + t.system
+
     def tick(self, *args: str, env: dict | None = None, check: bool = True) -> float:
-        """Run one real cron tick (`fulliautomatix --config ...`); return its wall time."""
+        """Run one real cron tick (`fulliautomatix --config ...`); return its wall time.
+
+        Its CPU time, every process of the tick plus the DB server's share,
+        is left in `last_cpu`: unlike wall time it hardly moves when other
+        work shares the machine.
+        """
+        r0, s0 = resource.getrusage(resource.RUSAGE_CHILDREN), self.server_cpu()
         t0 = time.perf_counter()
         proc = subprocess.run([FA, "--config", str(self.config_path), *args], env=env or clean_env(),
                               capture_output=True, text=True, stdin=subprocess.DEVNULL)
         seconds = time.perf_counter() - t0
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.last_cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime) + self.server_cpu() - s0
         if check and proc.returncode != 0:
             raise RuntimeError(f"tick failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
         return seconds
@@ -220,6 +239,21 @@ def interleaved(fns: dict, reps: int) -> dict[str, list[float]]:
 
 def median(values) -> float:
     return statistics.median(values)
+
+
+def cpu_now() -> float:
+    """CPU seconds used so far by this process and its finished children."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def paired_ratio(a: list[float], b: list[float]) -> float:
+    """Median of a[i] / b[i] over pairs measured back to back.
+
+    A pair shares the machine's load of its moment, so this is steadier on a
+    busy machine than the ratio of the two medians.
+    """
+    return median([x / y for x, y in zip(a, b)])
 
 
 def spread(values) -> str:

@@ -7,8 +7,8 @@ transfer_run job log), and the tick is then stopped.  Peak memory up to
 that moment is the sum of the kernel's high-water marks (VmHWM) of the
 tick's own processes (the cron wrapper and the Snakemake that plans); the
 sampled peak of the whole process tree (jobs included) is shown beside it.
-Figures: time and memory with N divided by the same with 10 (N = 200 by
-default, 1,000 with --full).  The local profile uses Snakemake's greedy
+Figures: time and memory with N divided by the same with 10, medians over
+back-to-back pairs (N = 200 by default, 1,000 with --full).  The local profile uses Snakemake's greedy
 scheduler; one extra tick with the ILP scheduler shows why.
 """
 
@@ -26,7 +26,8 @@ import yaml
 from fulliautomatix import config as fa_config
 from fulliautomatix import rawformat
 
-from .common import FA, Context, Figure, Site, TreeMemory, clean_env, daq_doc, median, mib, seed, spread
+from .common import (FA, Context, Figure, Site, TreeMemory, clean_env, daq_doc, median, mib, paired_ratio, seed,
+                     spread)
 
 ID, NAME, OP, GOAL = "P2", "backlog-planning", "<=", 100
 
@@ -110,8 +111,8 @@ def run(ctx: Context) -> Figure:
     t = {n: [x[0] for x in results[n]] for n in results}
     m = {n: median([x[1] for x in results[n]]) for n in results}
     tree = {n: median([x[2] for x in results[n]]) for n in results}
-    time_ratio = median(t[big]) / median(t[small])
-    mem_ratio = m[big] / m[small]
+    time_ratio = paired_ratio(t[big], t[small])
+    mem_ratio = paired_ratio([x[1] for x in results[big]], [x[1] for x in results[small]])
     fig = Figure(ID, NAME, max(time_ratio, mem_ratio), OP, GOAL, details=[
         f"time to first transfer: {small} runs {spread(t[small])}; {big:,} runs {spread(t[big])}; "
         f"ratio {time_ratio:.2f}",

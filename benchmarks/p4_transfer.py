@@ -6,15 +6,22 @@ sits in the DAQ directory.  Fulliautomatix's transfer stage
 Snakemake job calls it: state change in the runs DB, rsync, checksums of
 every file on both ends, rename into place, DB update) and a plain
 `rsync -a` of the same files over the same path (local directories on the
-embedded default) take turns; the figure is the median time of the stage
-divided by the median time of rsync.  Every copy goes to a fresh
+embedded default) take turns; the figure is the stage's time divided by rsync's (median
+over back-to-back pairs).  Every copy goes to a fresh
 destination.  Then 8 runs of an eighth of the size each are transferred one
 after another and all at once (8 threads).
+
+When the ssh test bed is up (testbed/ssh/up.sh: `fa-daq` and `fa-cluster`),
+the same comparison runs over ssh as well -- the stage pushing from fa-daq
+to fa-cluster, against `ssh fa-daq rsync -a <run>/ fa-cluster:<dest>/` --
+and that figure, the path the issue asks about, becomes the headline.
 """
 
 from __future__ import annotations
 
 import copy
+import os
+import shlex
 import shutil
 import subprocess
 import threading
@@ -24,7 +31,8 @@ from pathlib import Path
 from fulliautomatix import transfer
 
 from . import rawdata
-from .common import Context, Figure, Site, daq_doc, interleaved, median, run_name, seed, spread
+from .common import (Context, Figure, Site, cpu_now, daq_doc, interleaved, median, paired_ratio, run_name, seed,
+                     spread)
 
 ID, NAME, OP, GOAL = "P4", "transfer-efficiency", "<=", 1.25
 
@@ -37,17 +45,29 @@ def _link_copy(src: Path, dst: Path, files: list[str] | None = None) -> None:
 
 
 class Transfers:
-    """New runs in one site's DAQ directory, transferred by the stage or by rsync."""
+    """New runs in one site's DAQ directory, transferred by the stage or by rsync.
 
-    def __init__(self, site: Site, data: Path):
-        self.site, self.data, self.next = site, data, 0
-        self.raw = Path(site.config["daq"]["raw_dir"])
-        self.scratch = Path(site.config["clusters"]["local"]["scratch"])
+    `bed` (the ssh test bed's environment) makes the DAQ fa-daq and the
+    cluster fa-cluster; `raw` and `scratch` are then where this machine sees
+    their directories.
+    """
+
+    def __init__(self, site: Site, data: Path, bed: dict | None = None, tid: str = ""):
+        self.site, self.data, self.next, self.bed = site, data, 0, bed
+        if bed:
+            self.raw = Path(bed["FA_TESTBED_DAQ_ROOT"]) / tid / "daq"
+            self.scratch = Path(bed["FA_TESTBED_CLUSTER_ROOT"]) / tid / "scratch"
+            self.remote_raw = site.config["daq"]["raw_dir"]
+            self.remote_scratch = site.config["clusters"]["local"]["scratch"]
+        else:
+            self.raw = Path(site.config["daq"]["raw_dir"])
+            self.scratch = Path(site.config["clusters"]["local"]["scratch"])
         self.markers = site.state / "ondeck"
         self.markers.mkdir(parents=True, exist_ok=True)
         self.logs = site.root / "p4-logs"
         self.logs.mkdir(exist_ok=True)
-        self.last_marker: dict = {}
+        self.measured: list[dict] = []  # what each timed stage recorded
+        self.cpu: dict[str, list[float]] = {"stage": [], "rsync": []}
 
     def new_runs(self, count: int, files: list[str] | None = None) -> list[str]:
         idx = range(self.next, self.next + count)
@@ -57,16 +77,19 @@ class Transfers:
         seed(self.site.db, [daq_doc(i) for i in idx])
         return [run_name(i) for i in idx]
 
-    def stage(self, run: str, config: dict | None = None) -> None:
+    def stage(self, run: str, config: dict | None = None) -> dict:
         with open(self.logs / f"{run}.log", "w") as log:
-            self.last_marker = transfer.transfer_run(self.site.db, config or self.site.config, run,
-                                                     str(self.markers / f"{run}.json"), log)
+            return transfer.transfer_run(self.site.db, config or self.site.config, run,
+                                         str(self.markers / f"{run}.json"), log)
 
     def timed_stage(self, config: dict | None = None) -> float:
         run = self.new_runs(1)[0]
-        t0 = time.perf_counter()
-        self.stage(run, config)
+        c0, t0 = cpu_now(), time.perf_counter()
+        marker = self.stage(run, config)
         seconds = time.perf_counter() - t0
+        if config is None:
+            self.cpu["stage"].append(cpu_now() - c0)
+            self.measured.append(marker.get("measured", {}))
         self.cleanup()
         return seconds
 
@@ -74,9 +97,16 @@ class Transfers:
         run = self.new_runs(1)[0]
         dest = self.scratch / "rsync-baseline" / run
         dest.parent.mkdir(parents=True, exist_ok=True)
-        t0 = time.perf_counter()
-        subprocess.run(["rsync", "-a", f"{self.raw / run}/", f"{dest}/"], check=True)
+        if self.bed:
+            argv = [*shlex.split(self.bed["FA_TESTBED_SSH"]), "fa-daq", "--",
+                    shlex.join(["rsync", "-a", f"{self.remote_raw}/{run}/",
+                                f"fa-cluster:{self.remote_scratch}/rsync-baseline/{run}/"])]
+        else:
+            argv = ["rsync", "-a", f"{self.raw / run}/", f"{dest}/"]
+        c0, t0 = cpu_now(), time.perf_counter()
+        subprocess.run(argv, check=True, stdin=subprocess.DEVNULL)
         seconds = time.perf_counter() - t0
+        self.cpu["rsync"].append(cpu_now() - c0)
         self.cleanup()
         return seconds
 
@@ -86,16 +116,69 @@ class Transfers:
             shutil.rmtree(d, ignore_errors=True)
 
 
+def ssh_bed() -> dict | None:
+    """The ssh test bed's environment if it is up and answers, else None."""
+    env_file = Path(os.environ.get("TESTBED_DIR", "/tmp/fulliautomatix-testbed")) / "ssh" / "env.sh"
+    if not env_file.exists():
+        return None
+    env = {}
+    for line in env_file.read_text().splitlines():
+        if line.startswith("export ") and "=" in line:
+            key, _, value = line[len("export "):].partition("=")
+            env[key] = shlex.split(value)[0] if value else ""
+    try:
+        ok = subprocess.run([*shlex.split(env["FA_TESTBED_SSH"]), "fa-daq", "--", "ssh fa-cluster true"],
+                            capture_output=True, timeout=20, stdin=subprocess.DEVNULL).returncode == 0
+    except (KeyError, OSError, subprocess.TimeoutExpired):
+        return None
+    return env if ok else None
+
+
+def over_ssh(ctx: Context, data: Path, bed: dict) -> tuple[float, list[str]]:
+    """The stage vs rsync -a between the test bed's fa-daq and fa-cluster."""
+    tid = f"bench-{os.getpid()}"
+    remote = f"{bed['FA_TESTBED_DATA_PATH']}/{tid}"
+    ssh = shlex.split(bed["FA_TESTBED_SSH"])
+    views = [Path(bed["FA_TESTBED_DAQ_ROOT"]) / tid, Path(bed["FA_TESTBED_CLUSTER_ROOT"]) / tid]
+    try:
+        for v in views:
+            (v / "daq").mkdir(parents=True)
+        (views[1] / "scratch").mkdir()
+        local_data = views[0] / "data"  # hard links need the test bed's file system
+        shutil.copytree(data, local_data, copy_function=os.link)
+        site = Site(ctx.root / "p4-ssh", daq={"host": "fa-daq", "ssh": ssh, "raw_dir": f"{remote}/daq"},
+                    clusters={"local": {"host": "fa-cluster", "ssh": ssh, "username": "asterix",
+                                        "scratch": f"{remote}/scratch"}})
+        with site:
+            t = Transfers(site, local_data, bed, tid)
+            t.timed_stage()
+            t.measured.clear()
+            times = interleaved({"stage": t.timed_stage, "rsync": t.timed_rsync}, ctx.reps)
+            parts = {k: median([m.get(k, 0) for m in t.measured]) for k in ("rsync_seconds", "verify_seconds")}
+    finally:
+        for v in views:
+            shutil.rmtree(v, ignore_errors=True)
+    ratio = paired_ratio(times["stage"], times["rsync"])
+    return ratio, [
+        f"over ssh (test bed: fa-daq -> fa-cluster, loopback): stage {spread(times['stage'])}, of which rsync "
+        f"{parts['rsync_seconds']:.2f} s, checksums {parts['verify_seconds']:.2f} s; "
+        f"ssh fa-daq rsync -a: {spread(times['rsync'])}; ratio {ratio:.2f}",
+    ]
+
+
 def run(ctx: Context) -> Figure:
     size, files = ctx.size((256 << 20, 256), (1 << 30, 1024))
     data = ctx.root / "p4-data"
-    ctx.say(f"  writing a {size >> 20} MiB run in {files} files; {ctx.reps} transfers each way ...")
+    ctx.say(f"  writing a {size >> 20} MiB run in {files} files; {2 * ctx.reps} transfers each way ...")
     rawdata.write_run(data, size, files)
     with Site(ctx.root / "p4") as site:
         t = Transfers(site, data)
         t.timed_stage()  # warm-up: page cache, first connection
-        times = interleaved({"stage": t.timed_stage, "rsync": t.timed_rsync}, ctx.reps)
-        measured = t.last_marker.get("measured", {})
+        t.measured.clear()
+        t.cpu = {"stage": [], "rsync": []}
+        times = interleaved({"stage": t.timed_stage, "rsync": t.timed_rsync}, 2 * ctx.reps)
+        parts = {k: median([m.get(k, 0) for m in t.measured]) for k in ("rsync_seconds", "verify_seconds")}
+        algo = t.measured[-1].get("checksum_algorithm", "?")
         sha = copy.deepcopy(site.config)
         sha["transfer"]["checksum"] = "sha256"
         sha_times = [t.timed_stage(sha) for _ in range(max(1, ctx.reps - 1))]
@@ -116,13 +199,24 @@ def run(ctx: Context) -> Figure:
             th.join()
         parallel = time.perf_counter() - t0
         t.cleanup()
-    ratio = median(times["stage"]) / median(times["rsync"])
+    ratio = paired_ratio(times["stage"], times["rsync"])
     mb = size / 1e6
-    return Figure(ID, NAME, ratio, OP, GOAL, details=[
-        f"transfer stage ({measured.get('checksum_algorithm', '?')} verification): {spread(times['stage'])}, "
-        f"{mb / median(times['stage']):.0f} MB/s; last one: rsync {measured.get('rsync_seconds', 0):.2f} s "
-        f"+ checksums of both copies {measured.get('verify_seconds', 0):.2f} s",
+    bed = ssh_bed()
+    if bed:
+        ctx.say("  the ssh test bed is up: the same over ssh ...")
+        ssh_ratio, ssh_lines = over_ssh(ctx, data, bed)
+    else:
+        ssh_ratio, ssh_lines = None, ["over ssh: not measured (the ssh test bed is not up; testbed/ssh/up.sh)"]
+    return Figure(ID, NAME, ssh_ratio if ssh_ratio is not None else ratio, OP, GOAL, details=[
+        f"figure measured {'over ssh' if ssh_ratio is not None else 'between local directories'}",
+        *ssh_lines,
+        f"local directories: ratio {ratio:.2f}",
+        f"transfer stage ({algo} verification): {spread(times['stage'])}, {mb / median(times['stage']):.0f} MB/s; "
+        f"of which rsync {parts['rsync_seconds']:.2f} s, checksums of both copies {parts['verify_seconds']:.2f} s "
+        f"(medians, as the stage records them)",
         f"plain rsync -a: {spread(times['rsync'])}, {mb / median(times['rsync']):.0f} MB/s",
+        f"CPU time (this process + its commands): stage {median(t.cpu['stage']):.2f} s, rsync "
+        f"{median(t.cpu['rsync']):.2f} s, ratio {paired_ratio(t.cpu['stage'], t.cpu['rsync']):.2f}",
         f"with transfer.checksum sha256: {median(sha_times):.3f} s, "
         f"ratio {median(sha_times) / median(times['rsync']):.2f}",
         f"8 runs of {len(eighth)} files: one after another {sequential:.2f} s, all at once {parallel:.2f} s "
