@@ -173,6 +173,8 @@ def run_snakemake(config: dict, stages: list[str], runs: list[str], uri: str, st
     env[planning.LOCK_ENV] = f"{state / 'tick.lock'}:{os.getpid()}"
     # The profiles' submit/status/cancel commands are `python -m fulliautomatix.scheduler`.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    if cluster.get("submit_host", "local") == "local":
+        env.update(cluster.get("scheduler_env") or {})  # the Slurm executor runs sbatch/squeue itself
     log.info("tick %s: stages %s%s", tick_id, ", ".join(stages), f"; runs {', '.join(runs)}" if runs else "")
     log.debug("$ %s", shlex.join(argv))
     log_file = Path(config["log_dir"]) / "snakemake" / f"{tick_id}.log"

@@ -484,8 +484,9 @@ def _repair_active(db, config: dict, r: dict) -> None:
         return
     try:
         doc = db.get(r["run"])
-        p = doc.get("processing") or {}
-        if doc["processed_status"] in ("queued", "processing") and p.get("job_id") == r["job_id"]:
+        if (doc.get("processing") or {}).get("job_id") == r["job_id"]:
+            # The DB knows this job (it may even have finished writing it, while the
+            # scheduler still lists it as completing): only a start marker may be new.
             _replay_started(db, config, r, doc)
             return
         request = read_request(config["work_dir"], r["run"])

@@ -183,7 +183,14 @@ started_at="$(date +%Y-%m-%dT%H:%M:%S)"
 if ! alive "$S/run/slurmd.pid"; then
     port_busy "$SLURMD_PORT" && die "port $SLURMD_PORT (SlurmdPort) is already in use; set TESTBED_SLURMD_PORT"
     rm -f "$S/run/slurmd.pid"
-    slurmd -f "$CONF" -N "$NODE" >>"$S/log/slurmd.stdout" 2>&1 \
+    # slurmd runs in its own mount namespace where /etc/slurm is this test bed's config
+    # directory: jobs on the node find slurm.conf at the default path, as on a real
+    # cluster, without SLURM_CONF (the Slurm executor's job steps drop SLURM_* variables
+    # before calling srun). The machine's /etc/slurm is left as it is.
+    mkdir -p "$S/etc" /etc/slurm
+    ln -sfn "$CONF" "$S/etc/slurm.conf"
+    unshare --mount --propagation private sh -c 'mount --bind "$1" /etc/slurm && exec slurmd -f "$2" -N "$3"' \
+        slurmd-ns "$S/etc" "$CONF" "$NODE" >>"$S/log/slurmd.stdout" 2>&1 \
         || die "slurmd failed to start; see $S/log/slurmd.log"
     fresh_slurmd=1
 fi
