@@ -78,8 +78,13 @@ def settings_for(config: dict) -> dict:
 
     cl = fa_config.cluster(config)
     rdb = config["runs_db"]
+    # Over ssh, the login node is reached with the cluster's ssh options (and its
+    # user and port when it is the cluster's host itself).
+    same = cl["submit_host"] == cl.get("host")
+    ssh = {"ssh": list(cl.get("ssh") or hosts.DEFAULT_SSH), "user": cl.get("user", "") if same else "",
+           "port": cl.get("port") if same else None}
     return {
-        "cluster": cl["name"], "scheduler": cl["scheduler"], "submit_host": cl["submit_host"],
+        "cluster": cl["name"], "scheduler": cl["scheduler"], "submit_host": cl["submit_host"], "submit_ssh": ssh,
         "status_query": cl["status_query"], "env": cl["scheduler_env"], "username": cl["username"],
         "job_name_prefix": cl["job_name_prefix"], "job_prefix": cl["job_prefix"], "queues": cl["queues"],
         "work_dir": config["work_dir"], "python": sys.executable,
@@ -117,7 +122,9 @@ class Commands:
 
     def __init__(self, s: dict):
         self.s = s
-        self.host = hosts.Host(s["submit_host"])
+        ssh = s.get("submit_ssh") or {}
+        self.host = hosts.Host(s["submit_host"], tuple(ssh.get("ssh") or hosts.DEFAULT_SSH), ssh.get("user") or "",
+                               ssh.get("port"))
 
     def _argv(self, argv: list[str]) -> list[str]:
         env = [f"{k}={v}" for k, v in sorted(self.s["env"].items())]

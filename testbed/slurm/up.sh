@@ -187,10 +187,17 @@ if ! alive "$S/run/slurmd.pid"; then
     # directory: jobs on the node find slurm.conf at the default path, as on a real
     # cluster, without SLURM_CONF (the Slurm executor's job steps drop SLURM_* variables
     # before calling srun). The machine's /etc/slurm is left as it is.
+    # With the ssh test bed up (testbed/ssh), the node also sees the cluster's /srv, as
+    # fa-cluster does: jobs read and write the scratch space the cluster's login host has.
     mkdir -p "$S/etc" /etc/slurm
     ln -sfn "$CONF" "$S/etc/slurm.conf"
-    unshare --mount --propagation private sh -c 'mount --bind "$1" /etc/slurm && exec slurmd -f "$2" -N "$3"' \
-        slurmd-ns "$S/etc" "$CONF" "$NODE" >>"$S/log/slurmd.stdout" 2>&1 \
+    NODE_SRV=""
+    [ -d "$TESTBED_DIR/hosts/cluster/srv" ] && NODE_SRV="$TESTBED_DIR/hosts/cluster/srv"
+    unshare --mount --propagation private sh -c '
+        mount --bind "$1" /etc/slurm || exit 1
+        if [ -n "$4" ]; then mount --bind "$4" /srv || exit 1; fi
+        exec slurmd -f "$2" -N "$3"' \
+        slurmd-ns "$S/etc" "$CONF" "$NODE" "$NODE_SRV" >>"$S/log/slurmd.stdout" 2>&1 \
         || die "slurmd failed to start; see $S/log/slurmd.log"
     fresh_slurmd=1
 fi
