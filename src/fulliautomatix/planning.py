@@ -170,6 +170,7 @@ def describe(db: runsdb.RunsDB, config: dict, stages: list[str], runs: list[str]
             if stage == "transfer":
                 argv = transfer.daq_host(config).argv(transfer.rsync_argv(config, run))
             elif stage == "process":
+                lines += [f"    {line}" for line in process.submission_preview(config, doc)]
                 argv = process.command(config, run, doc["source"])
             else:
                 argv = compress.command(config, run, compress.paths(config, run)["archive"])

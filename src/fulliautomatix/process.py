@@ -409,3 +409,19 @@ def job_resources(config: dict, run: str, attempt: int = 1) -> dict:
         req = {**req, **walltime.plan(run, req["events"], req["source"], config["processing"]["walltime"],
                                       fa_config.cluster(config), int(req.get("timeouts", 0)) + attempt - 1)}
     return {"queue": req["queue"], "walltime": req["walltime"], "minutes": walltime.parse(req["walltime"]) // 60}
+
+
+def submission_preview(config: dict, doc: dict) -> list[str]:
+    """What a cluster tick would submit for a run (for --dry_run); nothing on the local profile."""
+    if not on_cluster(config):
+        return []
+    try:
+        req = make_request(config, doc)
+    except walltime.WalltimeTooLong as exc:
+        return [f"NOT SUBMITTED: {exc}"]
+    s = scheduler.settings_for(config)
+    cmds = scheduler.Commands(s)
+    job_dir = f"{config['work_dir']}/jobs/{doc['name']}/<attempt>"
+    argv = cmds._argv(cmds.submit_argv(req["queue"], req["walltime"], f"{s['job_name_prefix']}-{doc['name']}",
+                                       job_dir))
+    return [f"$ {shlex.join(argv)}   # the job runs:"]
