@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -20,16 +19,7 @@ import yaml
 from fulliautomatix import config as fa_config
 from fulliautomatix import embedded, runsdb
 
-ROOT = Path(__file__).resolve().parents[1]
-FA = str(Path(sys.executable).with_name("fulliautomatix"))
-REQUIRE_TESTBEDS = os.environ.get("FULLIAUTOMATIX_REQUIRE_TESTBEDS") == "1"
-
-
-def skip_or_fail(reason: str):
-    """Skip a test whose test bed cannot start; in CI that is a failure."""
-    if REQUIRE_TESTBEDS:
-        pytest.fail(f"test bed required in CI: {reason}")
-    pytest.skip(reason)
+from fa_testlib import FA, REQUIRE_TESTBEDS, ROOT, skip_or_fail  # noqa: F401 - re-exported
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import time
 import pymongo
 import yaml
 
-from conftest import FA
+from fa_testlib import FA
 from fulliautomatix import config as fa_config
 from fulliautomatix import embedded
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FA, ROOT
+from fa_testlib import FA, ROOT
 from fulliautomatix import config as fa_config
 
 def simulate(fa, config_path, n):
