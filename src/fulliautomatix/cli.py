@@ -184,7 +184,7 @@ def run_snakemake(config: dict, stages: list[str], runs: list[str], uri: str, st
         argv, cwd=fa_config.ROOT, env=env, log_file=log_file, work_dir=config["work_dir"],
         wait_seconds=config["processing"]["tick_wait_seconds"] if batch else None, pass_fds=planning.lock_fds())
     if batch:
-        scheduler.prune_ticks(tick_file.parent, keep_days=14)  # jobs still to start read their tick's file
+        scheduler.tidy(config["work_dir"], tick_file.parent)  # jobs still to start read their tick's file
     else:
         tick_file.unlink(missing_ok=True)
     errors = 0

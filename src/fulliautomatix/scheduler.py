@@ -191,11 +191,24 @@ def id_index_path(work_dir: Path | str, job_id: str) -> Path:
     return Path(work_dir) / "state" / "jobs" / "by-id" / short_id(job_id)
 
 
-def read_record(work_dir, run: str) -> dict | None:
-    try:
-        return markers.read(record_path(work_dir, run))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+def done_path(work_dir: Path | str, run: str) -> Path:
+    return Path(work_dir) / "state" / "jobs" / "done" / f"{run}.json"
+
+
+def read_record(work_dir, run: str, done: bool = False) -> dict | None:
+    """The run's submission still to be collected (or, with done, the last collected one)."""
+    for path in [record_path(work_dir, run)] + ([done_path(work_dir, run)] if done else []):
+        try:
+            return markers.read(path)
+        except (FileNotFoundError, json.JSONDecodeError):
+            continue
+    return None
+
+
+def retire(work_dir, record: dict) -> None:
+    """A collected submission leaves the active records, so a tick reads only the pending ones."""
+    markers.write(done_path(work_dir, record["run"]), record)
+    record_path(work_dir, record["run"]).unlink(missing_ok=True)
 
 
 def all_records(work_dir) -> list[dict]:
@@ -293,7 +306,7 @@ def submit(s: dict, rule: str, run: str, queue: str, walltime: str, jobscript: s
         proc = cmds.run(cmds.submit_argv(queue, walltime, name, str(job_dir)))
         if proc.returncode != 0:
             record["collected"] = "not submitted"
-            markers.write(record_path(work_dir, run), record)
+            retire(work_dir, record)
             raise SchedulerError(f"run {run}: submission failed (exit {proc.returncode}): {proc.stderr.strip()[:300]}")
         job_id = short_id(proc.stdout.strip().splitlines()[-1].split(";")[0]) if proc.stdout.strip() else ""
         if not job_id:
@@ -365,7 +378,7 @@ def status(s: dict, job_id: str) -> str:
     record = None
     try:
         run = id_index_path(work_dir, job_id).read_text().strip()
-        record = read_record(work_dir, run)
+        record = read_record(work_dir, run, done=True)
     except OSError:
         pass
     if record and record.get("job_id") == job_id:
@@ -373,7 +386,7 @@ def status(s: dict, job_id: str) -> str:
         if rc is not None:
             return "success" if rc == 0 else "failed"
     submitted = 0.0
-    if record:
+    if record and record_path(work_dir, record["run"]).exists():
         submitted = os.path.getmtime(record_path(work_dir, record["run"]))
     jobs = cached_listing(s)
     if job_id not in jobs and submitted:
@@ -479,7 +492,7 @@ def collect(db, config: dict) -> Collected:
                 out.held[run] = None  # a submission may be under way (another process)
                 continue
             r["collected"] = "never submitted"
-            markers.write(record_path(work_dir, run), r)
+            retire(work_dir, r)
             continue
         _finish(db, config, r, jobs.get(r["job_id"]), out)
     return out
@@ -545,7 +558,7 @@ def _finish(db, config: dict, r: dict, job: Job | None, out: Collected) -> None:
             return
     clear_incomplete(work_dir, [output])
     r["collected"] = "success" if ok else ("timeout" if timed_out else f"failed (exit {rc})")
-    markers.write(record_path(work_dir, run), r)
+    retire(work_dir, r)
     (out.finished if ok else out.failed).append(run)
 
 
@@ -732,12 +745,23 @@ def profile_submits_jobs(profile_dir: str) -> bool:
         return False
 
 
-def prune_ticks(directory: Path, keep_days: float) -> None:
-    """Tick config files are read by batch jobs that may start days later; drop old ones."""
+def tidy(work_dir, tick_dir: Path, keep_days: float = 14) -> None:
+    """Drop what ticks that submitted jobs leave behind, once no job can need it.
+
+    Tick config files are read by batch jobs that may start days later; the
+    job-script directories (``.snakemake/tmp.*``) of a Snakemake left running
+    jobs are not needed at all (every job runs its own copy, see :func:`submit`).
+    """
     cutoff = time.time() - keep_days * 86400
-    for p in directory.glob("*.yaml"):
+    for p in tick_dir.glob("*.yaml"):
         try:
             if p.stat().st_mtime < cutoff:
                 p.unlink()
+        except OSError:
+            continue
+    for d in (Path(work_dir) / ".snakemake").glob("tmp.*"):
+        try:
+            if d.is_dir() and d.stat().st_mtime < time.time() - 86400:
+                shutil.rmtree(d, ignore_errors=True)
         except OSError:
             continue
