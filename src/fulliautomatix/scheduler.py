@@ -439,6 +439,27 @@ def clear_incomplete(work_dir, rel_paths: list[str]) -> None:
         (base / base64.urlsafe_b64encode(rel.encode()).decode()).unlink(missing_ok=True)
 
 
+def _clear_finished_incomplete(work_dir, active_runs: set) -> None:
+    """Stale 'incomplete' records of processing markers that exist, for runs with no job running.
+
+    Covers jobs submitted without our submit command (the Slurm executor), whose
+    Snakemake was killed before it saw them end: markers are written whole, so
+    one that exists is complete, and Snakemake must not run its job again.
+    """
+    base = Path(work_dir) / ".snakemake" / "incomplete"
+    if not base.is_dir():
+        return
+    for entry in base.iterdir():
+        try:
+            rel = base64.urlsafe_b64decode(entry.name.encode()).decode()
+        except (ValueError, UnicodeDecodeError):
+            continue
+        parts = rel.split("/")
+        if (rel.startswith(("state/processed/", "state/reprocessed/")) and len(parts) >= 3
+                and parts[2].split(".json")[0] not in active_runs and (Path(work_dir) / rel).is_file()):
+            entry.unlink(missing_ok=True)
+
+
 @dataclass
 class Collected:
     held: dict  # run -> job id of jobs still queued or running
@@ -479,6 +500,7 @@ def collect(db, config: dict) -> Collected:
             active[run] = job
     for run, job in active.items():
         out.held[run] = job.id
+    _clear_finished_incomplete(work_dir, set(active))
     for r in records:
         run = r["run"]
         if run in active:

@@ -81,3 +81,18 @@ def test_a_job_marker_replays_through_the_processing_state():
     assert sync._steps("processed_status", "queued", "processed", ["processing"]) == ["processing", "processed"]
     assert sync._steps("processed_status", "processing", "processed", ["processing"]) == ["processed"]
     assert sync._steps("processed_status", "queued", "processed", []) == ["processed"]
+
+
+def test_stale_incomplete_records_of_finished_jobs_are_dropped(tmp_path):
+    import base64
+
+    inc = tmp_path / ".snakemake" / "incomplete"
+    inc.mkdir(parents=True)
+    for run in ("170101_0001", "170101_0002", "170101_0003"):
+        (inc / base64.urlsafe_b64encode(f"state/processed/{run}.json".encode()).decode()).write_text("{}")
+    (tmp_path / "state" / "processed").mkdir(parents=True)
+    (tmp_path / "state" / "processed" / "170101_0001.json").write_text("{}")  # its job finished
+    (tmp_path / "state" / "processed" / "170101_0003.json").write_text("{}")  # written, but a job still runs
+    scheduler._clear_finished_incomplete(tmp_path, {"170101_0003"})
+    left = sorted(base64.urlsafe_b64decode(p.name).decode() for p in inc.iterdir())
+    assert left == ["state/processed/170101_0002.json", "state/processed/170101_0003.json"]
