@@ -21,7 +21,6 @@ import datetime as _dt
 import logging
 import os
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 

@@ -17,7 +17,6 @@ import logging
 import re
 from collections import Counter
 from contextlib import contextmanager
-from pathlib import Path
 
 import pymongo
 import pymongo.errors

@@ -22,13 +22,13 @@ there.
 
 from __future__ import annotations
 
-import hashlib
 import shlex
 import subprocess
 from pathlib import Path
 
 from .. import hosts
 from .backend import ArchiveError, Member
+from ..checksums import file_hash
 
 # Run on the archive host with the tarball's path as $1.  Prints "B <bytes>",
 # "F <sha256 of the file>" and one "M <size> <sha256> <name>" per member.
@@ -42,14 +42,6 @@ d=$(mktemp -d) || exit 4
 trap 'rm -rf "$d"' EXIT
 cd "$d" && tar -xf "$f" --to-command='s=$(sha256sum) && printf "M %s %s %s\n" "$TAR_SIZE" "${s%% *}" "$TAR_FILENAME"'
 """
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def parse_read_back(text: str) -> tuple[dict[str, Member], dict]:
@@ -134,7 +126,7 @@ class DiskBackend:
             raise ArchiveError(f"tar could not build {staged} (exit {proc.returncode}): {proc.stderr.strip()}")
         partial.rename(staged)
         try:
-            digest = _sha256(staged)
+            digest = file_hash(staged)
             incoming = self._incoming(batch)
             self._run(["mkdir", "-p", "--", incoming.rsplit("/", 1)[0]], log, "creating the archive directory")
             ssh = [] if self.host.is_local else ["-e", hosts.rsync_shell(self.host)]

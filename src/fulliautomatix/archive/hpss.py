@@ -34,7 +34,6 @@ How a batch is written and verified:
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shlex
 import shutil
@@ -43,6 +42,7 @@ import tempfile
 from pathlib import Path
 
 from .backend import ArchiveError, Member
+from ..checksums import file_hash
 
 CONSISTENCY_FILE = "/tmp/HTAR_CF_CHK_"  # htar's own last member, never ours
 SUCCESS = "HTAR: HTAR SUCCESSFUL"
@@ -171,7 +171,7 @@ class HpssBackend:
                 for m, size in listed.items():
                     self.htar(["-xf", location, _member(m)], log, cwd=work, what=f"reading {m} back from {location}")
                     got = work / m
-                    members[m] = Member(got.stat().st_size, _sha256(got))
+                    members[m] = Member(got.stat().st_size, file_hash(got))
                     got.unlink()
             finally:
                 shutil.rmtree(work, ignore_errors=True)
@@ -205,9 +205,3 @@ def _member(name: str) -> str:
     return name
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

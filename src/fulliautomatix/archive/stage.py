@@ -25,7 +25,6 @@ checksums recorded when the run left the DAQ.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -35,16 +34,9 @@ from pathlib import Path
 from .. import hosts, markers, states, sync
 from ..runsdb import RunsDB
 from .backend import ArchiveError, Member, compare, make, member_name
+from ..checksums import file_hash
 
 logger = logging.getLogger("fulliautomatix")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def expected_member(doc: dict) -> Member:
@@ -76,7 +68,7 @@ def check_sources(files: dict[str, Path], expected: dict[str, Member], log) -> N
     for member, path in files.items():
         if not path.is_file():
             raise ArchiveError(f"compressed copy {path} is missing")
-        if path.stat().st_size != expected[member].size or _sha256(path) != expected[member].sha256:
+        if path.stat().st_size != expected[member].size or file_hash(path) != expected[member].sha256:
             raise ArchiveError(f"compressed copy {path} differs from its recorded sha256; "
                                "it must be compressed again before it can be archived")
     log.write(f"checked {len(files)} compressed copies against their recorded sha256\n")
@@ -208,7 +200,7 @@ def restore(db: RunsDB, config: dict, run: str, dest: Path, log=None) -> Path:
     except ArchiveError as exc:
         raise ArchiveError(f"run {run}: {exc}") from None
     recorded = a.get("hash") or (doc.get("compressed") or {}).get("hash")
-    if _sha256(member) != recorded:
+    if file_hash(member) != recorded:
         raise ArchiveError(f"run {run}: {a['member']} fetched from {be.url(a['tarball'])} differs from its "
                            f"recorded sha256; left in {work}")
     proc = subprocess.run(["tar", "-C", str(work), "-I", "zstd", "-xf", str(member)], capture_output=True,
