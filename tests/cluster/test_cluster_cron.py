@@ -63,7 +63,7 @@ def test_long_jobs_do_not_hold_up_ticks_survive_kill_9_and_walltime_kills(fa, cl
     new, = simulate(fa, cfg, 1)
     r, seconds = timed(fa, cfg)
     assert r.returncode == 0, r.stderr
-    assert seconds < 45, f"a tick took {seconds:.0f} s while a long job ran"
+    assert seconds < 60, f"a tick took {seconds:.0f} s while a long job ran"
     assert db.get(new)["raw_status"] in ("ondeck", "compressed")
     assert db.get(new)["processing"]["job_id"], "the new run was submitted in the same tick"
     assert job_info(slurm, job1)["state"] == "RUNNING"
