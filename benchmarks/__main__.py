@@ -16,6 +16,7 @@ matter.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import platform
 import shutil
@@ -76,32 +77,36 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.pop("FULLIAUTOMATIX_RUNS_DB", None)
     root = args.work or Path(tempfile.mkdtemp(prefix="fulliautomatix-bench-"))
     root.mkdir(parents=True, exist_ok=True)
-    ctx = Context(root=root, full=args.full, reps=max(1, args.reps))
+    reps = max(1, args.reps)
     print(machine())
     print(f"sizes: {'full (--full)' if args.full else 'default (small; --full for the issue sizes)'}; "
-          f"reps {ctx.reps}; work dir {root}\n", flush=True)
+          f"reps {reps}; work dir {root}\n", flush=True)
     figures: list[Figure] = []
     broken = []
     try:
         for id_ in ids:
-            import importlib
-
             mod = importlib.import_module(f".{BENCHMARKS[id_]}", __package__)
             print(f"== {id_} {mod.NAME}", flush=True)
             t0 = time.perf_counter()
+            ctx = Context(root=root / id_, full=args.full, reps=reps)
+            shutil.rmtree(ctx.root, ignore_errors=True)  # left by an earlier --keep in the same --work
+            ctx.root.mkdir()
             try:
                 fig = mod.run(ctx)
             except Exception as exc:  # a broken benchmark must not hide the others
                 traceback.print_exc()
-                print(f"{id_} {mod.NAME}: failed ({type(exc).__name__}: {exc}) (goal {mod.OP} {mod.GOAL:g})\n",
+                print(f"{id_} {mod.NAME}: failed ({type(exc).__name__}: {exc}) (goal {mod.OP} {mod.GOAL:g})",
                       flush=True)
                 broken.append(id_)
-                continue
-            figures.append(fig)
-            print(fig.line())
-            for d in fig.details:
-                print(f"    {d}")
-            print(f"    ({time.perf_counter() - t0:.0f} s)\n", flush=True)
+            else:
+                figures.append(fig)
+                print(fig.line())
+                for d in fig.details:
+                    print(f"    {d}")
+                print(f"    ({time.perf_counter() - t0:.0f} s)", flush=True)
+            if not args.keep:  # a history can be 100,000s of files: free them now
+                shutil.rmtree(ctx.root, ignore_errors=True)
+            print(flush=True)
     finally:
         if not args.keep and not args.work:
             shutil.rmtree(root, ignore_errors=True)

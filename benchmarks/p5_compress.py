@@ -17,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from fulliautomatix import compress, hosts, markers, transfer
+from fulliautomatix import checksums, compress, hosts, markers, transfer
 
 from . import rawdata
 from .common import (Context, Figure, Site, cpu_now, daq_doc, interleaved, median, paired_ratio, run_name, seed,
@@ -96,7 +96,7 @@ def run(ctx: Context) -> Figure:
         compress.tar_manifest(archive, run_, c.manifest.algorithm)
         t_verify = time.perf_counter() - t0
         t0 = time.perf_counter()
-        compress.file_hash(archive)
+        checksums.file_hash(archive)
         t_hash = time.perf_counter() - t0
         ratio_size = size / archive.stat().st_size
     value = paired_ratio(times["tar"], times["stage"])
