@@ -1,23 +1,26 @@
 """Stage 3: compress a processed run's raw data, verify it, then drop the plain copy.
 
-``tar | zstd`` writes ``<scratch>/compressed/<run>.tar.zst``.  The archive is
-then read back (decompressed as a stream) and every member's size and checksum
-compared with the checksums recorded at transfer.  Only a full match removes
-the uncompressed copy ``<scratch>/raw/<run>``.
+Everything happens on the cluster's host (``clusters.<name>.host``, reached
+over ssh; "local" for the embedded default), where scratch is, so the data
+never crosses the network::
+
+    cluster: tar -C <scratch>/raw -I zstd -cf <scratch>/compressed/.<run>.tar.zst.partial -- <run>
+    cluster: read it back: zstd -dc | tar -x --to-command=<checksum tool>   (tarsums.READ_BACK)
+    cluster: sync, mv .partial -> <run>.tar.zst, rm -rf <scratch>/raw/<run>   (only after a full match)
+
+The read-back gives every member's size and checksum (with the algorithm the
+transfer used), compared here with the checksums recorded at transfer, and the
+sha256 and size of the archive file, recorded as ``compressed.hash/bytes``.
+Only a full match removes the uncompressed copy ``<scratch>/raw/<run>``.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tarfile
 import time
 from pathlib import Path
 
 from . import config as fa_config
-from . import hosts, markers, states, sync
-from .checksums import file_hash, hasher
+from . import hosts, markers, states, sync, tarsums
 from .runsdb import RunsDB
 
 
@@ -25,42 +28,38 @@ class CompressionError(Exception):
     pass
 
 
+def cluster_host(config: dict) -> hosts.Host:
+    return hosts.Host.from_config(fa_config.cluster(config))
+
+
 def paths(config: dict, run: str) -> dict[str, Path]:
+    """Where the run's copies are, as the cluster's host names them."""
     scratch = Path(fa_config.cluster(config)["scratch"])
     return {"raw": scratch / "raw" / run, "archive": scratch / "compressed" / f"{run}.tar.zst"}
 
 
 def command(config: dict, run: str, out: Path) -> list[str]:
-    """tar piped through zstd, writing `out`."""
+    """tar piped through zstd, writing `out` (run on the cluster's host)."""
     c = config["compression"]
     raw = paths(config, run)["raw"]
     return ["tar", "-C", str(raw.parent), "-I", f"zstd -T{c['threads']} -{c['level']}", "-cf", str(out), "--", run]
 
 
-def tar_manifest(archive: Path, run: str, algorithm: str) -> list[dict]:
-    """Size and checksum of every file in a .tar.zst, read as one stream."""
-    proc = subprocess.Popen(["zstd", "-dc", "--", str(archive)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+# Prints "raw" if the plain copy $1 is a directory, "archive" if $2 is a file.
+PROBE = '[ -d "$1" ] && echo raw; [ -f "$2" ] && echo archive; exit 0'
+
+
+def _manifest(sums: tarsums.TarSums, run: str) -> list[dict]:
     files = []
-    try:
-        with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                h = hasher(algorithm)
-                fh = tar.extractfile(member)
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-                rel = member.name[len(run) + 1:] if member.name.startswith(run + "/") else member.name
-                files.append({"path": rel, "size": member.size, "hash": h.hexdigest()})
-    except tarfile.TarError as exc:
-        raise CompressionError(f"{archive} is not a readable archive: {exc}") from None
-    finally:
-        proc.stdout.close()
-        err = proc.stderr.read().decode(errors="replace")
-        proc.stderr.close()
-        if proc.wait() != 0:
-            raise CompressionError(f"zstd could not read {archive}: {err.strip()}")
+    for name, (size, digest) in sums.members.items():
+        rel = name[len(run) + 1:] if name.startswith(run + "/") else name
+        files.append({"path": rel, "size": size, "hash": digest})
     return sorted(files, key=lambda f: f["path"])
+
+
+def _sha256(host: hosts.Host, path: str, log) -> str | None:
+    proc = host.run(["sha256sum", "--", path], check=False, log=log)
+    return proc.stdout.split()[0] if proc.returncode == 0 and proc.stdout.split() else None
 
 
 def compress_run(db: RunsDB, config: dict, run: str, processed_marker: str, marker_path: str, log) -> dict:
@@ -69,6 +68,8 @@ def compress_run(db: RunsDB, config: dict, run: str, processed_marker: str, mark
     sync.apply(db, markers.read(processed_marker), doc=doc)
     doc = db.get(run)
     p = paths(config, run)
+    raw, final = str(p["raw"]), str(p["archive"])
+    cluster = cluster_host(config)
     recorded = (doc.get("transfer") or {}).get("checksums") or []
     algo = (doc.get("transfer") or {}).get("checksum_algorithm") or config["transfer"]["checksum"]
     if not recorded:
@@ -76,48 +77,56 @@ def compress_run(db: RunsDB, config: dict, run: str, processed_marker: str, mark
                                f"re-transfer it with `fulliautomatix retry {run}`")
     if doc["raw_status"] == "compressed":
         prev = doc.get("compressed") or {}
-        if p["archive"].exists() and file_hash(p["archive"]) == prev.get("hash"):
+        if prev.get("hash") and _sha256(cluster, prev.get("path") or final, log) == prev["hash"]:
             marker = markers.run_marker("compress", run, {"compressed": prev}, prev)
             markers.write(marker_path, marker)
             return marker
-        raise CompressionError(f"run {run}: compressed copy {p['archive']} is missing or differs from the runs DB")
+        raise CompressionError(f"run {run}: compressed copy {cluster.path(final)} is missing or differs from the "
+                               "runs DB")
     doc = db.transition(run, states.RAW, "compressing", expect=("ondeck", "compressing"), doc=doc)
     t0 = time.monotonic()
-    p["archive"].parent.mkdir(parents=True, exist_ok=True)
-    tmp = p["archive"].with_name(f".{p['archive'].name}.partial")
+    tmp = str(p["archive"].with_name(f".{p['archive'].name}.partial"))
     try:
-        if not p["raw"].is_dir():
-            if p["archive"].exists():  # raw already removed after an earlier verified compression
-                tmp = p["archive"]
+        try:
+            found = cluster.run(["bash", "-c", PROBE, "fa-probe", raw, final], log=log).stdout.split()
+            if "raw" not in found:
+                if "archive" in found:  # raw already removed after an earlier verified compression
+                    tmp = final
+                else:
+                    raise CompressionError(f"raw copy {cluster.path(raw)} is missing and no compressed copy "
+                                           "exists")
             else:
-                raise CompressionError(f"raw copy {p['raw']} is missing and no compressed copy exists")
-        else:
-            argv = command(config, run, tmp)
-            log.write("$ " + " ".join(argv) + "\n")
-            proc = subprocess.run(argv, capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise CompressionError(f"tar/zstd exited with {proc.returncode}: {proc.stderr.strip()}")
-        problems = hosts.compare_manifests(recorded, tar_manifest(tmp, run, algo))
-        if problems:
-            raise CompressionError(f"compressed archive does not verify: {'; '.join(problems[:3])}")
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        if tmp != p["archive"]:
-            os.replace(tmp, p["archive"])
+                cluster.run(["mkdir", "-p", "--", str(p["archive"].parent)], log=log)
+                res = cluster.run(command(config, run, Path(tmp)), check=False, log=log)
+                if res.returncode != 0:
+                    raise CompressionError(f"tar/zstd on {cluster.name} exited with {res.returncode}: "
+                                           f"{res.stderr.strip()}")
+            sums = tarsums.read_back(cluster, tmp, algo, compressed=True, log=log)
+            problems = hosts.compare_manifests(recorded, _manifest(sums, run))
+            if problems:
+                raise CompressionError(f"compressed archive does not verify: {'; '.join(problems[:3])}")
+            info = {"path": final, "host": None if cluster.is_local else cluster.dest,
+                    "cluster": fa_config.cluster(config)["name"], "bytes": sums.bytes, "hash": sums.sha256,
+                    "algorithm": "sha256", "members_verified": len(recorded), "at": states.now(),
+                    "seconds": round(time.monotonic() - t0, 3), "error": None}
+            marker = markers.run_marker("compress", run, {"compressed": info}, info)
+            if tmp != final:
+                cluster.run(["bash", "-c", 'sync -- "$1" && mv -f -T -- "$1" "$2"', "fa-promote", tmp, final],
+                            log=log)
+        except (hosts.CommandFailed, tarsums.ReadBackError, OSError) as exc:
+            raise CompressionError(str(exc)) from None
     except CompressionError as exc:
-        if tmp != p["archive"]:
-            tmp.unlink(missing_ok=True)
+        if tmp != final:
+            cluster.run(["rm", "-f", "--", tmp], check=False)
         db.transition(run, states.RAW, "ondeck", doc=doc, note="compression failed",
                       fields={"compressed.error": str(exc)})
         raise CompressionError(f"run {run}: {exc}; the raw copy is untouched and the next tick retries") from None
-    info = {"path": str(p["archive"]), "bytes": p["archive"].stat().st_size, "hash": file_hash(p["archive"]),
-            "algorithm": "sha256", "members_verified": len(recorded), "at": states.now(),
-            "seconds": round(time.monotonic() - t0, 3), "error": None}
-    marker = markers.run_marker("compress", run, {"compressed": info}, info)
     markers.write(marker_path, marker)
     # Verified: the uncompressed copy on scratch may go (the DAQ copy is untouched).
-    shutil.rmtree(p["raw"], ignore_errors=True)
-    log.write(f"verified {len(recorded)} files in {p['archive']}; removed {p['raw']}\n")
+    rm = cluster.run(["rm", "-rf", "--", raw], check=False, log=log)
+    if rm.returncode != 0:
+        log.write(f"could not remove {cluster.path(raw)}: {rm.stderr.strip()}\n")
+    log.write(f"verified {len(recorded)} files in {cluster.path(final)}; removed {cluster.path(raw)}\n")
     try:
         sync.apply(db, marker, doc=doc, note="compressed and verified")
     except Exception as exc:

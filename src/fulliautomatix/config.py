@@ -110,6 +110,12 @@ def finalize(config: dict) -> dict:
         known = ", ".join(sorted(config["clusters"]))
         raise ConfigError(f"config key cluster: unknown cluster {cluster!r} (known: {known})")
     config["tick"]["cluster"] = cluster
+    host = config["clusters"][cluster].get("host", "local")
+    if config["archive"]["backend"] == "hpss" and host != "local":
+        raise ConfigError(
+            f"config key archive.backend: hpss needs the compressed copies on this machine (htar reads them here), "
+            f"but cluster {cluster}'s scratch is on {host}; run the tick on the cluster's front-end with "
+            f"clusters.{cluster}.host: local, or archive with backend local or rsync")
     return config
 
 

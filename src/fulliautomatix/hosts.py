@@ -31,23 +31,28 @@ DEFAULT_SSH = ("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=30")
 
 # Runs "$@" and stops it when stdin reaches EOF (the controlling side is gone).
 # Prints "fa-guard-start <epoch>" on stderr first: the far side's clock when
-# the command started.  Needs bash >= 4.3 (wait -n).
+# the command started.  It polls (read -t on stdin, no fork) rather than
+# using `wait -n`: bash 5.2's wait -n can miss a job that ended before it was
+# called and then wait forever (seen within a dozen fast local commands).
 GUARD = r"""
 printf 'fa-guard-start %s\n' "$(date +%s.%N)" >&2
-exec 3<&0
-"$@" </dev/null 3<&- &
+"$@" </dev/null &
 job=$!
-cat <&3 >/dev/null 2>&1 &
-eof=$!
-exec 3<&-
-wait -n
-if kill -0 "$job" 2>/dev/null; then
-  kill -TERM "$job" 2>/dev/null
-  wait "$job"
-  echo "fa-guard: the controlling side went away; stopped $1" >&2
-  exit 129
-fi
-kill "$eof" 2>/dev/null
+t=0.002
+while kill -0 "$job" 2>/dev/null; do
+  IFS= read -r -t "$t" _
+  st=$?
+  case $t in 0.002) t=0.01 ;; 0.01) t=0.05 ;; *) t=0.2 ;; esac   # quick commands end quickly
+  if [ "$st" -ne 0 ] && [ "$st" -le 128 ]; then
+    if kill -0 "$job" 2>/dev/null; then
+      kill -TERM "$job" 2>/dev/null
+      wait "$job"
+      echo "fa-guard: the controlling side went away; stopped $1" >&2
+      exit 129
+    fi
+    break
+  fi
+done
 wait "$job"
 """
 

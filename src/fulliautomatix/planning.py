@@ -173,7 +173,8 @@ def describe(db: runsdb.RunsDB, config: dict, stages: list[str], runs: list[str]
                 lines += [f"    {line}" for line in process.submission_preview(config, doc)]
                 argv = process.command(config, run, doc["source"])
             else:
-                argv = compress.command(config, run, compress.paths(config, run)["archive"])
+                argv = compress.cluster_host(config).argv(
+                    compress.command(config, run, compress.paths(config, run)["archive"]))
             lines.append("    $ " + " ".join(shlex.quote(a) for a in argv))
     if "archive" in stages:
         batches = selection.plan_batches(

@@ -7,8 +7,10 @@ compressed copies (``<run>.tar.zst``).  It offers:
     url(location)               the location as recorded in raw_location, e.g.
                                 "hpss:/home/asterix/batches/B.tar"
     exists(location, log)       is anything stored there (trusted or not)?
-    upload(batch, files, log)   store a new tarball; returns the location of
-                                the copy, which nobody trusts yet
+    upload(batch, files, log, source)  store a new tarball of `files`, which
+                                are on host `source` (hosts.Host: this machine,
+                                or the cluster's host); returns the location
+                                of the copy, which nobody trusts yet
     read_back(location, log)    list the stored tarball and checksum its
                                 members from the archived copy itself:
                                 ({member: Member}, facts); raises ArchiveError

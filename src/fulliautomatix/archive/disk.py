@@ -6,11 +6,16 @@ with a disk (a group server, another site), reached with ``archive.rsync.ssh``.
 Both work the same way, the local one simply without ssh:
 
 1. ``tar -cf`` builds the tarball in the staging directory on scratch and its
-   sha256 is computed there;
+   sha256 is computed there, on the host scratch is on (this machine, or the
+   cluster's host over ssh: the compressed copies never cross the network
+   for this);
 2. ``archive.rsync.command`` copies it to ``<location>/.incoming/<batch>.tar``
    (with ``--partial``, a copy cut short stays there and the next attempt
-   resumes it);
-3. the copy is read back *on the archive host* (:data:`READ_BACK`): the sha256
+   resumes it): pushed from here; pulled from the cluster's host when scratch
+   is remote and the archive is here; run on the cluster's host when both are
+   remote (a plain local copy when the archive is on that host, else its own
+   ssh must reach ``archive.rsync.host``);
+3. the copy is read back *on the archive host* (:data:`tarsums.READ_BACK`): the sha256
    of the whole file, which must equal the staged one, and the size and
    sha256 of every member, in one pass of GNU tar;
 4. only a copy that verified is renamed to ``<location>/<batch>.tar``.  A copy
@@ -26,40 +31,17 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from .. import hosts
+from .. import hosts, tarsums
 from .backend import ArchiveError, Member
-from ..checksums import file_hash
-
-# Run on the archive host with the tarball's path as $1.  Prints "B <bytes>",
-# "F <sha256 of the file>" and one "M <size> <sha256> <name>" per member.
-READ_BACK = r"""
-f=$1
-[ -f "$f" ] || { echo "no such file: $f" >&2; exit 3; }
-printf 'B %s\n' "$(stat -c %s -- "$f")" || exit 4
-sum=$(sha256sum < "$f") || exit 4
-printf 'F %s\n' "${sum%% *}"
-d=$(mktemp -d) || exit 4
-trap 'rm -rf "$d"' EXIT
-cd "$d" && tar -xf "$f" --to-command='s=$(sha256sum) && printf "M %s %s %s\n" "$TAR_SIZE" "${s%% *}" "$TAR_FILENAME"'
-"""
-
 
 def parse_read_back(text: str) -> tuple[dict[str, Member], dict]:
-    """({member: Member}, {tarball_bytes, tarball_sha256}) from READ_BACK's output."""
-    members: dict[str, Member] = {}
-    facts: dict = {}
-    for line in text.splitlines():
-        kind, _, rest = line.partition(" ")
-        if kind == "B":
-            facts["tarball_bytes"] = int(rest)
-        elif kind == "F":
-            facts["tarball_sha256"] = rest.strip()
-        elif kind == "M":
-            size, digest, name = rest.split(" ", 2)
-            members[name] = Member(int(size), digest)
-    if "tarball_bytes" not in facts or "tarball_sha256" not in facts:
-        raise ArchiveError("read-back printed no size or checksum of the tarball")
-    return members, facts
+    """({member: Member}, {tarball_bytes, tarball_sha256}) from tarsums.READ_BACK's output."""
+    try:
+        sums = tarsums.parse(text)
+    except tarsums.ReadBackError as exc:
+        raise ArchiveError(str(exc)) from None
+    members = {name: Member(size, digest) for name, (size, digest) in sums.members.items()}
+    return members, {"tarball_bytes": sums.bytes, "tarball_sha256": sums.sha256}
 
 
 class DiskBackend:
@@ -113,40 +95,61 @@ class DiskBackend:
             raise ArchiveError(f"cannot reach archive host {self.host.dest} (exit {rc})")
         return rc == 0
 
-    def upload(self, batch: str, files: list[Path], log) -> str:
-        """Build the tarball on scratch and copy it into .incoming on the archive host."""
-        self.staging.mkdir(parents=True, exist_ok=True)
-        staged = self.staging / f"{batch}.tar"
-        partial = self.staging / f".{batch}.tar.partial"
-        argv = ["tar", "-cf", str(partial), "-C", str(files[0].parent), "--", *[f.name for f in files]]
-        log.write(f"$ {shlex.join(argv)}\n")
-        proc = subprocess.run(argv, capture_output=True, text=True)
-        if proc.returncode != 0:
-            partial.unlink(missing_ok=True)
-            raise ArchiveError(f"tar could not build {staged} (exit {proc.returncode}): {proc.stderr.strip()}")
-        partial.rename(staged)
+    def upload(self, batch: str, files: list[Path], log, source: hosts.Host | None = None) -> str:
+        """Build the tarball on the scratch's host (`source`) and copy it into .incoming on the archive host.
+
+        `source` is where the compressed copies and the staging directory
+        are: this machine, or the cluster's host over ssh.
+        """
+        source = source or hosts.Host()
+        staging = str(self.staging)
+        staged, partial = f"{staging}/{batch}.tar", f"{staging}/.{batch}.tar.partial"
         try:
-            digest = file_hash(staged)
+            source.run(["mkdir", "-p", "--", staging], log=log)
+            res = source.run(["tar", "-cf", partial, "-C", str(files[0].parent), "--",
+                              *[f.name for f in files]], check=False, log=log)
+            if res.returncode != 0:
+                source.run(["rm", "-f", "--", partial], check=False)
+                raise ArchiveError(f"tar could not build {source.path(staged)} (exit {res.returncode}): "
+                                   f"{res.stderr.strip()}")
+            source.run(["mv", "-f", "-T", "--", partial, staged], log=log)
+            proc = source.run(["sha256sum", "--", staged], log=log)
+            digest = proc.stdout.split()[0]
+        except hosts.CommandFailed as exc:
+            raise ArchiveError(f"building the tarball on {source.name}: {exc}") from None
+        except OSError as exc:
+            raise ArchiveError(f"building the tarball: {exc}") from None
+        try:
             incoming = self._incoming(batch)
             self._run(["mkdir", "-p", "--", incoming.rsplit("/", 1)[0]], log, "creating the archive directory")
-            ssh = [] if self.host.is_local else ["-e", hosts.rsync_shell(self.host)]
-            argv = [*self.command, *ssh, str(staged), self.host.path(incoming)]
-            log.write(f"$ {shlex.join(argv)}\n")
-            log.flush()
+            where, argv = self._copy_argv(source, staged, incoming)
             try:
-                proc = subprocess.run(argv, capture_output=True, text=True)
+                res = where.run(argv, check=False, log=log)
             except OSError as exc:
                 raise ArchiveError(f"cannot run {argv[0]}: {exc}") from None
-            log.write(proc.stdout + proc.stderr)
-            if proc.returncode != 0:
-                last = (proc.stderr.strip().splitlines() or [""])[-1]
+            log.write(res.stdout + res.stderr)
+            if res.returncode != 0:
+                last = (res.stderr.strip().splitlines() or [""])[-1]
                 raise ArchiveError(f"upload of {batch}.tar to {self.url(incoming)} failed "
-                                   f"(exit {proc.returncode}: {last}); the partial copy stays there for the "
+                                   f"(exit {res.returncode}: {last}); the partial copy stays there for the "
                                    "next attempt to resume")
         finally:
-            staged.unlink(missing_ok=True)
+            source.run(["rm", "-f", "--", staged], check=False)
         self._uploaded[incoming] = digest
         return incoming
+
+    def _copy_argv(self, source: hosts.Host, staged: str, incoming: str) -> tuple[hosts.Host, list[str]]:
+        """(where to run it, the rsync argv) copying the staged tarball into .incoming."""
+        if source.is_local:  # push from here
+            ssh = [] if self.host.is_local else ["-e", hosts.rsync_shell(self.host)]
+            return hosts.Host(), [*self.command, *ssh, staged, self.host.path(incoming)]
+        if self.host.is_local:  # the archive is here, the tarball on the cluster: pull it
+            return hosts.Host(), [*self.command, "-e", hosts.rsync_shell(source), source.path(staged), incoming]
+        if (self.host.dest, self.host.user, self.host.port) == (source.dest, source.user, source.port):
+            return source, [*self.command, staged, incoming]  # the archive is on the cluster's host
+        # Pushed by the cluster's host, whose own ssh (keys, ssh_config) reaches the archive host.
+        route = hosts.Host(self.host.dest, hosts.DEFAULT_SSH, self.host.user, self.host.port)
+        return source, [*self.command, "-e", hosts.rsync_shell(route), staged, route.path(incoming)]
 
     def read_back(self, location: str, log) -> tuple[dict[str, Member], dict]:
         """Checksums of the file and of every member, computed on the archive host.
@@ -154,13 +157,11 @@ class DiskBackend:
         Guarded (hosts.Host.run_guarded): if this tick dies, the remote read stops too.
         """
         try:
-            proc = self.host.run_guarded(["bash", "-c", READ_BACK, "read-back", location], check=False, log=log)
-        except OSError as exc:
-            raise ArchiveError(f"reading the tarball back: {exc}") from None
-        if proc.returncode != 0:
-            raise ArchiveError(f"cannot read {self.url(location)} back (exit {proc.returncode}): "
-                               f"{(proc.stderr.strip().splitlines() or [''])[-1]}")
-        members, facts = parse_read_back(proc.stdout)
+            sums = tarsums.read_back(self.host, location, "sha256", log=log)
+        except tarsums.ReadBackError as exc:
+            raise ArchiveError(str(exc)) from None
+        members = {name: Member(size, digest) for name, (size, digest) in sums.members.items()}
+        facts = {"tarball_bytes": sums.bytes, "tarball_sha256": sums.sha256}
         staged = self._uploaded.get(location)
         if staged is not None and facts["tarball_sha256"] != staged:
             raise ArchiveError(f"{self.url(location)}: sha256 of the archived file differs from the tarball "

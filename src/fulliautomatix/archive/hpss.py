@@ -133,7 +133,9 @@ class HpssBackend:
             return False
         raise ArchiveError(f"hsi cannot list {location} (exit {proc.returncode}): {_last_error(proc)}")
 
-    def upload(self, batch: str, files: list[Path], log) -> str:
+    def upload(self, batch: str, files: list[Path], log, source=None) -> str:
+        if source is not None and not source.is_local:  # config.finalize refuses this; never htar a remote path
+            raise ArchiveError(f"the hpss backend runs htar here and cannot read compressed copies on {source.name}")
         location = self.tarball(batch)
         self.discard(location, log)  # never leave an old index next to a new tarball
         proc = self.hsi(["mkdir", "-p", self.root], log)

@@ -7,7 +7,8 @@
 2. a tarball already at the batch's location (left by an earlier attempt) is
    used only if it verifies; otherwise it is deleted and replaced;
 3. the compressed copies on scratch are checked against their recorded
-   sha256, uploaded by the backend, and the upload read back from the
+   sha256 (on the host scratch is on: here, or the cluster's over ssh),
+   uploaded by the backend, and the upload read back from the
    archive: every member's size and sha256 must equal the run documents;
 4. only then do the runs become ``archived`` with ``raw_location``
    ``<backend>:<tarball>#<run>.tar.zst``, and only after that are the
@@ -63,15 +64,50 @@ def verify(be, location: str, expected: dict[str, Member], log) -> dict:
     return facts
 
 
-def check_sources(files: dict[str, Path], expected: dict[str, Member], log) -> None:
-    """The compressed copies on scratch must still be what the runs DB recorded."""
+# Prints "H <size> <sha256> <path>" for each file argument, or "X <path>" where it is missing.
+SOURCES = r"""
+for f; do
+  if [ -f "$f" ]; then
+    s=$(sha256sum < "$f") || exit 4
+    printf 'H %s %s %s\n' "$(stat -c %s -- "$f")" "${s%% *}" "$f"
+  else
+    printf 'X %s\n' "$f"
+  fi
+done
+"""
+
+
+def source_host(config: dict, docs: list[dict]) -> hosts.Host:
+    """The host holding the compressed copies of these runs (their cluster's, as compress recorded it)."""
+    names = {(d.get("compressed") or {}).get("cluster") or config["tick"]["cluster"] for d in docs}
+    if len(names) > 1:
+        raise ArchiveError(f"the runs' compressed copies are on different clusters ({', '.join(sorted(names))}); "
+                           "a batch is built on one")
+    name = names.pop() if names else config["tick"]["cluster"]
+    if name not in config["clusters"]:
+        raise ArchiveError(f"cluster {name} of the compressed copies is not in the config")
+    return hosts.Host.from_config(config["clusters"][name])
+
+
+def check_sources(source: hosts.Host, files: dict[str, Path], expected: dict[str, Member], log) -> None:
+    """The compressed copies on scratch must still be what the runs DB recorded (checked on their host)."""
+    try:
+        res = source.run(["bash", "-c", SOURCES, "fa-check-sources", *map(str, files.values())], log=log)
+    except (hosts.CommandFailed, OSError) as exc:
+        raise ArchiveError(f"cannot check the compressed copies on {source.name}: {exc}") from None
+    found = {}
+    for line in res.stdout.splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind == "H":
+            size, digest, path = rest.split(" ", 2)
+            found[path] = (int(size), digest)
     for member, path in files.items():
-        if not path.is_file():
+        if str(path) not in found:
             raise ArchiveError(f"compressed copy {path} is missing")
-        if path.stat().st_size != expected[member].size or file_hash(path) != expected[member].sha256:
+        if found[str(path)] != (expected[member].size, expected[member].sha256):
             raise ArchiveError(f"compressed copy {path} differs from its recorded sha256; "
                                "it must be compressed again before it can be archived")
-    log.write(f"checked {len(files)} compressed copies against their recorded sha256\n")
+    log.write(f"checked {len(files)} compressed copies against their recorded sha256 on {source.name}\n")
 
 
 def archive_batch(db: RunsDB, config: dict, batch: str, members: list[str], compressed_markers: list[str],
@@ -92,6 +128,7 @@ def archive_batch(db: RunsDB, config: dict, batch: str, members: list[str], comp
         raise ArchiveError(f"batch {batch}: runs {', '.join(stray)} belong to it but are not in this tick's "
                            "plan; run a tick without --run")
     expected = {member_name(d["name"]): expected_member(d) for d in earlier}
+    source = source_host(config, [db.get(run) for run in members])
     docs, files = {}, {}
     for run in members:
         doc = db.get(run)
@@ -119,8 +156,8 @@ def archive_batch(db: RunsDB, config: dict, batch: str, members: list[str], comp
             raise ArchiveError(f"{be.url(location)} is missing, but runs "
                                f"{', '.join(d['name'] for d in earlier)} were archived in it")
         if facts is None:
-            check_sources(files, expected, log)
-            upload = be.upload(batch, list(files.values()), log)
+            check_sources(source, files, expected, log)
+            upload = be.upload(batch, list(files.values()), log, source=source)
             try:
                 facts = verify(be, upload, expected, log)
             except ArchiveError:
@@ -157,8 +194,10 @@ def archive_batch(db: RunsDB, config: dict, batch: str, members: list[str], comp
         log.write(f"runs DB update failed ({exc}); the next tick will repair it from the marker\n")
     # The marker records the verified tarball, so the compressed copies may go now.
     if config["archive"]["purge_compressed"]:
+        rm = source.run(["rm", "-f", "--", *map(str, files.values())], check=False, log=log)
+        if rm.returncode != 0:
+            log.write(f"could not purge every compressed copy on {source.name}: {rm.stderr.strip()}\n")
         for run in members:
-            files[member_name(run)].unlink(missing_ok=True)
             try:
                 db.update(run, {"archive.purged": states.now()})
             except Exception as exc:
