@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from fulliautomatix import config as fa_config
-from fulliautomatix import hosts, transfer
+from fulliautomatix import hosts, purge, transfer
 from fulliautomatix.hosts import Host
 
 RUN = "261127_0001"
@@ -109,10 +109,10 @@ def test_umask_lets_nothing_more_than_the_modes_through():
 
 def test_purge_cutoff_follows_the_policy(load):
     now = _dt.datetime(2026, 11, 27, 12, 0, tzinfo=_dt.timezone.utc)
-    assert transfer.purge_cutoff(load({}), now) is None
-    assert transfer.purge_cutoff(load({"transfer": {"purge": "purge_after_verify"}}), now) == now.isoformat()
+    assert purge.purge_cutoff(load({}), now) is None
+    assert purge.purge_cutoff(load({"transfer": {"purge": "purge_after_verify"}}), now) == now.isoformat()
     c = load({"transfer": {"purge": "purge_after_days", "purge_after_days": 2.5}})
-    assert transfer.purge_cutoff(c, now) == "2026-11-25T00:00:00+00:00"
+    assert purge.purge_cutoff(c, now) == "2026-11-25T00:00:00+00:00"
 
 
 def test_the_daq_survey_here(load, tmp_path):

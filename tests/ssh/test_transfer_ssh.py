@@ -64,7 +64,7 @@ def test_a_run_goes_from_the_daq_to_the_cluster_without_touching_this_host(bed):
         assert lines_with(log, "progress: ") and "100%" in lines_with(log, "progress: ")[-1]
 
     # nothing of the data ever landed on this host
-    assert not Path(bed.scratch).exists() and not Path("/srv/asterix").exists()
+    assert not Path(bed.scratch).exists() and not Path(bed.daq_dir).exists()
     data = {h for s in sums.values() for h in s.values()}
     for p in bed.tmp.rglob("*"):
         if p.is_file():
