@@ -17,8 +17,10 @@ from __future__ import annotations
 import os
 import shlex
 
-from fulliautomatix import rawformat
+import pytest
 from sshbed import ROOT, digests
+
+from fulliautomatix import rawformat
 
 RUNS = ("261127_0001", "261127_0002")
 
@@ -35,16 +37,28 @@ def add_run(bed, run: str, events: int = 300) -> dict[str, str]:
     return digests(run_dir)
 
 
-def test_runs_reach_archived_with_remote_scratch_and_restore_byte_identical(bed, tmp_path):
+@pytest.mark.parametrize("backend", ["local", "rsync"])
+def test_runs_reach_archived_with_remote_scratch_and_restore_byte_identical(bed, tmp_path, backend):
+    """local: the tarball is pulled from fa-cluster to this machine; rsync: the archive is a
+    directory on fa-cluster itself, so the tarball is copied there without leaving it."""
     want = {run: add_run(bed, run) for run in RUNS}
-    archive_dir = tmp_path / "archive"
+    if backend == "local":
+        archive_dir, archive_view = tmp_path / "archive", tmp_path / "archive"
+        archive = {"backend": "local", "location": str(archive_dir), "batch_runs": 2}
+        url = f"local:{archive_dir}"
+    else:
+        archive_dir = f"{bed.env['FA_TESTBED_DATA_PATH']}/{bed.tid}/archive"
+        archive_view = bed.scratch_view.parent / "archive"
+        archive = {"backend": "rsync", "location": archive_dir, "batch_runs": 2,
+                   "rsync": {"host": "fa-cluster", "ssh": bed.ssh()}}
+        url = f"rsync:fa-cluster:{archive_dir}"
     # fa-cluster's /root is its own, so the venv's python (a pyenv link into /root) is not there:
     # the processor needs only the standard library and this checkout's src/.
     processor = (f"env PYTHONPATH={ROOT / 'src'} /usr/bin/python3 -m fulliautomatix.processor "
                  "--config {pax_config} --input {raw} --output {output}")
     cfg = bed.config(
         processing={"command": f"{shlex.join(bed.ssh())} fa-cluster {processor}"},
-        archive={"backend": "local", "location": str(archive_dir), "batch_runs": 2},
+        archive=archive,
     )
 
     for _ in range(4):
@@ -59,8 +73,8 @@ def test_runs_reach_archived_with_remote_scratch_and_restore_byte_identical(bed,
         assert c["path"] == f"{bed.scratch}/compressed/{run}.tar.zst" and c["host"] == "fa-cluster"
         assert c["members_verified"] == len(want[run]) and c["error"] is None
         a = doc["archive"]
-        assert a["backend"] == "local" and a["hash"] == c["hash"] and a["bytes"] == c["bytes"]
-        assert doc["raw_location"] == f"local:{archive_dir}/{a['batch']}.tar#{run}.tar.zst"
+        assert a["backend"] == backend and a["hash"] == c["hash"] and a["bytes"] == c["bytes"]
+        assert doc["raw_location"] == f"{url}/{a['batch']}.tar#{run}.tar.zst"
         steps = [h["to"] for h in doc["history"] if h["field"] == "raw_status"]
         assert steps == ["transferring", "ondeck", "compressing", "compressed", "archiving", "archived"]
         # on fa-cluster: the plain copy went after compression, the compressed one after archiving
@@ -70,10 +84,15 @@ def test_runs_reach_archived_with_remote_scratch_and_restore_byte_identical(bed,
         # compression and the batch tarball were made on fa-cluster, through ssh
         log = (bed.tmp / "work" / "logs" / "compress_run" / f"{run}.log").read_text()
         assert "fa-cluster" in log and "fa-read-back" in log
-    assert sorted(p.name for p in archive_dir.glob("*.tar")) == [f"{RUNS[0]}_to_{RUNS[1]}.tar"]
+    assert sorted(p.name for p in archive_view.glob("*.tar")) == [f"{RUNS[0]}_to_{RUNS[1]}.tar"]
     assert not list((bed.scratch_view / "archive-staging").glob("*.tar")), "staged tarball removed"
     batch_log = next((bed.tmp / "work" / "logs" / "archive_batch").glob("*.log")).read_text()
-    assert "fa-check-sources" in batch_log and "fa-cluster:" in batch_log
+    assert "fa-check-sources" in batch_log
+    copy = [ln for ln in batch_log.splitlines() if ln.startswith("$") and "rsync" in ln]
+    if backend == "local":  # pulled here from fa-cluster
+        assert len(copy) == 1 and copy[0].startswith("$ rsync") and "fa-cluster:" in copy[0], copy
+    else:  # a plain copy on fa-cluster, which is also the archive host
+        assert len(copy) == 1 and copy[0].startswith("$ ssh") and " -e " not in copy[0], copy
 
     restored = tmp_path / "restored"
     r = bed.fa(cfg, "restore", RUNS[0], "--to", str(restored), timeout=120)

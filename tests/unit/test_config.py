@@ -179,6 +179,15 @@ def test_an_unknown_cluster_is_refused_naming_the_known_ones(write, overrides, d
     assert "'nope'" in str(err.value) and "local" in str(err.value)
 
 
+def test_hpss_with_the_clusters_scratch_on_a_remote_host_is_refused_naming_the_limitation(write):
+    path = write({"archive": {"backend": "hpss", "location": "/home/asterix/batches"},
+                  "clusters": {"big": {"host": "login.big", "scratch": "/scratch/fa"}}})
+    assert fa_config.load(path)["archive"]["backend"] == "hpss", "a local cluster is fine"
+    with pytest.raises(ConfigError) as err:
+        fa_config.load(path, {"tick": {"cluster": "big"}})
+    assert "archive.backend" in str(err.value) and "login.big" in str(err.value) and "htar" in str(err.value)
+
+
 def test_deep_update_merges_nested_keys_and_copies():
     base = {"a": {"b": 1, "c": 2}, "d": 3}
     extra = {"a": {"c": [9]}, "e": 4}

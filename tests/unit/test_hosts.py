@@ -163,3 +163,45 @@ def test_every_difference_is_named():
 
 def test_an_empty_copy_of_a_full_directory_does_not_verify():
     assert hosts.compare_manifests([F("a")], []) == ["missing a"]
+
+
+def test_the_guard_returns_for_many_quick_commands_in_a_row():
+    """bash 5.2's `wait -n` missed a job that ended before it was called and hung (within ~12 calls)."""
+    h = Host()
+    for i in range(60):
+        res = h.run_guarded(["sh", "-c", f"echo {i}; exit 3"], check=False)
+        assert (res.returncode, res.stdout) == (3, f"{i}\n")
+
+
+def test_the_guard_stops_the_command_when_the_controlling_side_goes_away():
+    script = hosts.GUARD
+    proc = subprocess.Popen(["bash", "-c", script, "fa-guard", "sleep", "30"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdin.close()  # EOF: what the far side sees when the tick or its ssh dies
+    assert proc.wait(timeout=10) == 129
+    assert b"the controlling side went away; stopped sleep" in proc.stderr.read()
+
+
+def test_where_a_batch_tarball_is_copied_from_and_by_whom():
+    from fulliautomatix.archive import disk
+
+    cluster = Host("fa-cluster", ("ssh", "-F", "cfg"))
+    local = disk.DiskBackend.local("/arch", ["rsync", "-a"], "/st")
+    on_cluster = disk.DiskBackend.remote({"host": "fa-cluster", "ssh": ["ssh", "-F", "cfg"]}, "/arch",
+                                         ["rsync", "-a"], "/st")
+    elsewhere = disk.DiskBackend.remote({"host": "tape", "user": "u", "ssh": ["ssh", "-F", "cfg"]}, "/arch",
+                                        ["rsync", "-a"], "/st")
+    # scratch here: pushed from here
+    assert local._copy_argv(Host(), "/st/b.tar", "/arch/.incoming/b.tar") == (
+        Host(), ["rsync", "-a", "/st/b.tar", "/arch/.incoming/b.tar"])
+    assert elsewhere._copy_argv(Host(), "/st/b.tar", "/in/b.tar")[1] == [
+        "rsync", "-a", "-e", "ssh -F cfg -l u", "/st/b.tar", "u@tape:/in/b.tar"]
+    # scratch on the cluster, archive here: pulled over the cluster's ssh
+    assert local._copy_argv(cluster, "/st/b.tar", "/in/b.tar") == (
+        Host(), ["rsync", "-a", "-e", "ssh -F cfg", "fa-cluster:/st/b.tar", "/in/b.tar"])
+    # archive on the cluster's host: a plain copy there
+    assert on_cluster._copy_argv(cluster, "/st/b.tar", "/in/b.tar") == (
+        cluster, ["rsync", "-a", "/st/b.tar", "/in/b.tar"])
+    # both remote and different: pushed by the cluster's host with its own ssh (not this machine's -F cfg)
+    where, argv = elsewhere._copy_argv(cluster, "/st/b.tar", "/in/b.tar")
+    assert where == cluster and argv[-2:] == ["/st/b.tar", "u@tape:/in/b.tar"] and "cfg" not in argv[3]
