@@ -227,7 +227,10 @@ def cmd_simulate(args, config: dict) -> int:
         raise Failure("--runs and --events must be at least 1")
     with runsdb.connect(config) as db:
         db.ensure_indexes()
-        made = simulate.simulate(db, config, args.runs, args.events, args.source)
+        try:
+            made = simulate.simulate(db, config, args.runs, args.events, args.source)
+        except simulate.SimulationError as exc:
+            raise Failure(f"simulate-daq: {exc}") from None
     log.info("simulated %d runs in %s: %s", len(made), config["daq"]["raw_dir"], ", ".join(made))
     return 0
 

@@ -20,15 +20,32 @@ def next_names(db: RunsDB, count: int, today: _dt.date | None = None) -> list[tu
     return [(f"{prefix}_{(number + i) % 10000:04d}", number + i) for i in range(count)]
 
 
+class SimulationError(Exception):
+    pass
+
+
+# Refuses a run name already on the DAQ (a runs DB reset while the DAQ directory was not), else
+# makes the raw directory and clears a partial copy left by an interrupted simulation.
+_MAKE_ROOM = r"""
+[ ! -e "$1/$2" ] || { echo "$1/$2 already exists on the DAQ machine" >&2; exit 17; }
+mkdir -p -- "$1" && rm -rf -- "$1/.$2.writing"
+"""
+
+
 def _push(config: dict, local_run: Path, name: str) -> None:
     """Put a run written here into the raw directory of a remote DAQ machine (over its ssh)."""
     daq = hosts.Host.from_config(config["daq"])
     raw_dir = config["daq"]["raw_dir"].rstrip("/")
     tmp = f"{raw_dir}/.{name}.writing"
-    daq.run(["mkdir", "-p", "--", raw_dir])
-    subprocess.run(["rsync", "-a", "-e", hosts.rsync_shell(daq), "--", f"{local_run}/", daq.path(tmp) + "/"],
-                   check=True, capture_output=True)
-    daq.run(["mv", "-T", "--", tmp, f"{raw_dir}/{name}"])
+    try:
+        daq.run(["bash", "-c", _MAKE_ROOM, "fa-make-room", raw_dir, name])
+        proc = subprocess.run(["rsync", "-a", "-e", hosts.rsync_shell(daq), "--", f"{local_run}/",
+                               daq.path(tmp) + "/"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SimulationError(f"rsync to the DAQ machine failed: {proc.stderr.strip()}")
+        daq.run(["mv", "-T", "--", tmp, f"{raw_dir}/{name}"])
+    except hosts.CommandFailed as exc:
+        raise SimulationError(f"run {name}: {exc}") from None
 
 
 def simulate(db: RunsDB, config: dict, runs: int, events: int, source: str) -> list[str]:
