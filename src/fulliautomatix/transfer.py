@@ -218,11 +218,14 @@ def check_daq(config: dict, stages: list[str], docs: list[dict]) -> tuple[list[s
 
     When the DAQ is live (or cannot be asked) the transfer stage is dropped
     for this tick; runs the DAQ wrote to within daq.settle_seconds are left
-    out of it.
+    out of it.  A tick with no run to transfer and nothing to purge does not
+    ask the DAQ at all.
     """
     if "transfer" not in stages:
         return stages, docs, []
     waiting = [d["name"] for d in docs if d.get(states.RAW) in ("acquired", "transferring")]
+    if not waiting and config["transfer"]["purge"] == "keep":
+        return stages, docs, []  # nothing would touch the DAQ this tick: do not ask it
     survey = survey_daq(config, waiting)
     if not survey.may_transfer:
         return [s for s in stages if s != "transfer"], docs, [survey.reason]

@@ -145,6 +145,10 @@ def test_check_daq_drops_the_stage_or_the_runs_being_written(load, tmp_path):
     stages, kept, msgs = transfer.check_daq(c, ["transfer", "process"], docs)
     assert stages == ["process"] and kept == docs and len(msgs) == 1
     assert transfer.check_daq(c, ["process"], docs) == (["process"], docs, [])
+    # no run to transfer, nothing to purge: the DAQ is not asked (a live DAQ would drop the stage)
+    assert transfer.check_daq(c, ["transfer"], docs[1:]) == (["transfer"], docs[1:], [])
+    c = load({"daq": {"raw_dir": str(raw), "live_check": ["true"]}, "transfer": {"purge": "purge_after_verify"}})
+    assert transfer.check_daq(c, ["transfer"], docs[1:])[0] == []
 
 
 def test_the_manifest_reports_its_algorithm_and_falls_back(tmp_path):
