@@ -98,7 +98,7 @@ def finalize(config: dict) -> dict:
     config["log_dir"] = _abs(config["log_dir"])
     if config["daq"]["host"] == "local":
         config["daq"]["raw_dir"] = _abs(config["daq"]["raw_dir"])
-    for name, cl in config["clusters"].items():
+    for cl in config["clusters"].values():
         if cl.get("host", "local") == "local":
             cl["scratch"] = _abs(cl["scratch"])
         cl["username"] = cl.get("username") or getpass.getuser()

@@ -702,7 +702,8 @@ def _submitted(log_file: Path) -> bool:
 
 
 def run_bounded(argv: list[str], *, cwd, env: dict, log_file: Path, work_dir, wait_seconds: float | None,
-                poll: float = 1.0, quiet_seconds: float = 3.0, pass_fds: tuple[int, ...] = ()) -> tuple[int | None, bool]:
+                poll: float = 1.0, quiet_seconds: float = 3.0,
+                pass_fds: tuple[int, ...] = ()) -> tuple[int | None, bool]:
     """Run the tick's Snakemake; leave its batch jobs running once its own work is done.
 
     Returns (exit status, detached).  With wait_seconds (a profile that

@@ -53,14 +53,16 @@ def start_stage(doc: dict, limits: dict) -> tuple[str | None, str | None]:
     if raw in ("acquired", "transferring"):
         t = doc.get("transfer") or {}
         if raw == "acquired" and t.get("error") and t.get("attempts", 0) >= limits["transfer_attempts"]:
-            return None, f"run {name}: transfer failed {t['attempts']} times ({t['error']}); fix it, then `fulliautomatix retry {name}`"
+            return None, (f"run {name}: transfer failed {t['attempts']} times ({t['error']}); "
+                          f"fix it, then `fulliautomatix retry {name}`")
         return "transfer", None
     if raw == "ondeck":
         if proc == "processed":
             return "compress", None
         p = doc.get("processing") or {}
         if proc == "failed" and p.get("attempts", 0) >= limits["process_attempts"]:
-            return None, f"run {name}: processing failed {p['attempts']} times (exit {p.get('exit_code')}); see its log, then `fulliautomatix retry {name}`"
+            return None, (f"run {name}: processing failed {p['attempts']} times (exit {p.get('exit_code')}); "
+                          f"see its log, then `fulliautomatix retry {name}`")
         return "process", None
     if raw == "compressing":
         return "compress", None

@@ -24,7 +24,8 @@ def one_backend(name):
 def run_batch(db, config, runs, log):
     state = fa_config.state_dir(config)
     batch = f"{runs[0]}_to_{runs[-1]}"
-    return batch, archive.archive_batch(db, config, batch, runs, [str(markers.path(state, "compress", r)) for r in runs],
+    compressed = [str(markers.path(state, "compress", r)) for r in runs]
+    return batch, archive.archive_batch(db, config, batch, runs, compressed,
                                         str(markers.batch_path(state, batch)), log)
 
 

@@ -43,7 +43,8 @@ def test_the_default_config_file_says_what_the_schema_defaults_say():
     missing += [f"{k}.{sub}" for k, v in defaults.items() if isinstance(v, dict) and k != "clusters"
                 for sub in v if sub not in (documented.get(k) or {})]
     assert missing == [], "keys of the schema missing from config/config.yaml"
-    assert fa_config.validate(documented) == fa_config.validate({}), "config.yaml values differ from the schema defaults"
+    assert fa_config.validate(documented) == fa_config.validate({}), \
+        "config.yaml values differ from the schema defaults"
 
 
 def test_a_partial_file_keeps_the_other_defaults(write):

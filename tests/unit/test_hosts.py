@@ -49,7 +49,8 @@ def test_a_remote_argv_round_trips_through_shlex():
     argv = ["rsync", "-a", "--partial", *NASTY]
     remote = Host("daq").argv(argv)
     assert remote[0] == "ssh" and "daq" in remote[:-1]
-    assert "rsync" not in remote[:-1] and "$(reboot)" not in remote, "the remote command is one word for the remote shell"
+    assert "rsync" not in remote[:-1] and "$(reboot)" not in remote, \
+        "the remote command is one word for the remote shell"
     assert shlex.split(remote[-1]) == argv
 
 

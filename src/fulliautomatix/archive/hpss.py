@@ -170,7 +170,7 @@ class HpssBackend:
             self.staging.mkdir(parents=True, exist_ok=True)
             work = Path(tempfile.mkdtemp(prefix="read-back-", dir=self.staging))
             try:
-                for m, size in listed.items():
+                for m in listed:
                     self.htar(["-xf", location, _member(m)], log, cwd=work, what=f"reading {m} back from {location}")
                     got = work / m
                     members[m] = Member(got.stat().st_size, file_hash(got))
