@@ -8,6 +8,7 @@ and zstd) as subprocesses.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import uuid
 from pathlib import Path
@@ -105,3 +106,26 @@ def run_fa(config_path: Path | None, *args: str, timeout: float = 300, env: dict
 @pytest.fixture
 def fa():
     return run_fa
+
+
+@pytest.fixture(scope="session")
+def ssh_testbed():
+    """The ssh test bed's environment (FA_SSH_CONFIG, FA_TESTBED_DAQ_ROOT, ...).
+
+    Started with testbed/ssh/up.sh (idempotent; it installs its packages with
+    apt on a fresh machine) and left running: tests/ssh and tests/archive share it.
+    """
+    try:
+        proc = subprocess.run(["bash", str(ROOT / "testbed" / "ssh" / "up.sh")], capture_output=True, text=True,
+                              timeout=900, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        skip_or_fail(f"ssh test bed did not start: {exc}")
+    if proc.returncode != 0:
+        skip_or_fail("ssh test bed did not start: " + (proc.stderr.strip().splitlines() or ["?"])[-1])
+    env_file = Path(os.environ.get("TESTBED_DIR", "/tmp/fulliautomatix-testbed")) / "ssh" / "env.sh"
+    env = {}
+    for line in env_file.read_text().splitlines():
+        if line.startswith("export ") and "=" in line:
+            key, _, value = line[len("export "):].partition("=")
+            env[key] = shlex.split(value)[0] if value else ""
+    return env

@@ -2,44 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import shlex
 import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 
-from archive_beds import BACKENDS, TESTS, Log, make_bed
-
-
-def _skip_or_fail(request, reason: str):
-    """tests/conftest.py's skip_or_fail (skip here, fail in CI)."""
-    root = request.config.pluginmanager.get_plugin(str(TESTS / "conftest.py"))
-    root.skip_or_fail(reason)
-
-
-@pytest.fixture(scope="session")
-def ssh_testbed(request):
-    """The ssh test bed's environment (FA_SSH_CONFIG, FA_TESTBED_CLUSTER_ROOT, ...).
-
-    Started with testbed/ssh/up.sh (idempotent) and left running: other test
-    files use it too, and up.sh reuses running hosts.
-    """
-    try:
-        proc = subprocess.run(["bash", str(TESTS.parent / "testbed" / "ssh" / "up.sh")], capture_output=True,
-                              text=True, timeout=600, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        _skip_or_fail(request, f"ssh test bed did not start: {exc}")
-    if proc.returncode != 0:
-        _skip_or_fail(request, "ssh test bed did not start: " + (proc.stderr.strip().splitlines() or ["?"])[-1])
-    env_file = Path(os.environ.get("TESTBED_DIR", "/tmp/fulliautomatix-testbed")) / "ssh" / "env.sh"
-    env = {}
-    for line in env_file.read_text().splitlines():
-        if line.startswith("export ") and "=" in line:
-            key, _, value = line[len("export "):].partition("=")
-            env[key] = shlex.split(value)[0] if value else ""
-    return env
+from archive_beds import BACKENDS, Log, make_bed
 
 
 @pytest.fixture(params=BACKENDS)
