@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from . import archive, embedded, planning, runsdb, scheduler, simulate, states, status
+from . import archive, embedded, planning, runsdb, scheduler, simulate, states, status, tickguard
 from . import config as fa_config
 
 log = logging.getLogger("fulliautomatix")
@@ -116,14 +116,13 @@ def resolve_runs(db: runsdb.RunsDB, refs: list[str]) -> tuple[list[str], list[st
 # -- the cron tick -------------------------------------------------------------
 
 def tick(args, config: dict) -> int:
-    stages = [s for s in STAGES if getattr(args, s)] or list(STAGES)
-    if args.reprocess and "process" not in stages:
-        raise Failure("--reprocess needs the process stage (give --process, or no stage flag)")
+    # --reprocess alone reprocesses only; stage flags beside it ask for more.
+    stages = [s for s in STAGES if getattr(args, s)] or ([] if args.reprocess else list(STAGES))
     state = fa_config.state_dir(config)
     try:
-        planning.acquire_lock(state)
-    except planning.TickBusy as exc:
-        log.info("%s", exc)
+        tickguard.acquire_for_wrapper(state)
+    except tickguard.TickBusy as exc:
+        log.info("%s", exc)  # the documented outcome, exit status 0: cron tries again next time
         return 0
     errors: list[str] = []
     with runsdb.connect(config) as db:
@@ -169,7 +168,7 @@ def run_snakemake(config: dict, stages: list[str], runs: list[str], uri: str, st
             "--profile", cluster["profile"], "--configfile", str(tick_file)]
     env = dict(os.environ)
     env[fa_config.DB_ENV] = uri
-    env[planning.LOCK_ENV] = f"{state / 'tick.lock'}:{os.getpid()}"
+    env[tickguard.LOCK_ENV] = f"{tickguard.lock_path(state)}:{os.getpid()}"
     # The profiles' submit/status/cancel commands are `python -m fulliautomatix.scheduler`.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     if cluster.get("submit_host", "local") == "local":
@@ -181,7 +180,7 @@ def run_snakemake(config: dict, stages: list[str], runs: list[str], uri: str, st
     batch = scheduler.profile_submits_jobs(cluster["profile"])
     returncode, detached = scheduler.run_bounded(
         argv, cwd=fa_config.ROOT, env=env, log_file=log_file, work_dir=config["work_dir"],
-        wait_seconds=config["processing"]["tick_wait_seconds"] if batch else None, pass_fds=planning.lock_fds())
+        wait_seconds=config["processing"]["tick_wait_seconds"] if batch else None, pass_fds=tickguard.wrapper_fds())
     if batch:
         scheduler.tidy(config["work_dir"], tick_file.parent)  # jobs still to start read their tick's file
     else:

@@ -105,10 +105,14 @@ def finalize(config: dict) -> dict:
         cl["profile"] = _abs(cl.get("profile", "profiles/local"))
     if config["archive"]["backend"] == "local":
         config["archive"]["location"] = _abs(config["archive"]["location"])
-    cluster = config["tick"].get("cluster") or config["cluster"]
+    # The wrapper's --cluster, else the profile's own cluster, else the config's default.
+    cluster = config["tick"].get("cluster") or config["profile_cluster"] or config["cluster"]
     if cluster not in config["clusters"]:
         known = ", ".join(sorted(config["clusters"]))
-        raise ConfigError(f"config key cluster: unknown cluster {cluster!r} (known: {known})")
+        source = ("--cluster" if config["tick"].get("cluster") else
+                  "the profile (profile_cluster)" if config["profile_cluster"] else "config key cluster")
+        raise ConfigError(f"unknown cluster {cluster!r}, named by {source}; the config defines {known} "
+                          f"(add clusters.{cluster}, or give the config that defines it with --configfile)")
     config["tick"]["cluster"] = cluster
     host = config["clusters"][cluster].get("host", "local")
     if config["archive"]["backend"] == "hpss" and host != "local":

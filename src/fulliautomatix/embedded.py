@@ -138,6 +138,60 @@ def stop(state_dir: Path, proc: subprocess.Popen | None) -> None:
             addr.unlink()
 
 
+def stop_pid(state_dir: Path, pid: int) -> None:
+    """Stop the server with this pid (started by a job of a tick that has ended)."""
+    import psutil
+
+    p = paths(state_dir)
+    with _locked(p["lock"]):
+        try:
+            server = psutil.Process(pid)
+            server.terminate()
+            server.wait(timeout=10)
+        except psutil.TimeoutExpired:
+            server.kill()
+        except psutil.Error:
+            pass
+        addr = p["addr"]
+        if addr.exists() and addr.read_text().split()[1:2] == [str(pid)]:
+            addr.unlink()
+
+
+@contextmanager
+def snapshot_uri(state_dir: Path):
+    """A URI to read the runs DB of this work dir from, changing nothing there.
+
+    The running server when there is one.  Otherwise a consistent copy of
+    the SQLite file served by a
+    private nx-27017 in a temporary directory, stopped on exit.  Yields None
+    when the work dir has no runs DB yet.
+    """
+    import shutil
+    import tempfile
+
+    uri = running_uri(state_dir)
+    if uri:
+        yield uri
+        return
+    db = paths(state_dir)["db"]
+    if not db.exists():
+        yield None
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="fa-runsdb-snapshot-"))
+    proc = None
+    try:
+        # No server runs, so nothing writes the file: a copy (with a write-ahead log
+        # a killed server left) is consistent, and opening it cannot touch the original.
+        for suffix in ("", "-wal"):
+            if Path(f"{db}{suffix}").exists():
+                shutil.copyfile(f"{db}{suffix}", tmp / f"runsdb.sqlite{suffix}")
+        uri, proc = ensure(tmp)
+        yield uri
+    finally:
+        stop(tmp, proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def serve(state_dir: Path, port: int) -> int:
     """Run the embedded server in the foreground (``fulliautomatix db serve``)."""
     p = paths(state_dir)

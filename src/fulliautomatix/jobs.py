@@ -1,7 +1,10 @@
 """The bridge between Snakemake's ``script:`` jobs and the package.
 
 Each ``workflow/scripts/*.py`` file calls :func:`run` with one stage function.
-It sends the job's output to the rule's log, connects to the runs DB, and
+It gives the job a log file of its own attempt (the rule's ``log:`` path is a
+link to it, so a rerun never truncates an earlier attempt's log), makes sure
+the tick holds its lock and runs DB (:mod:`fulliautomatix.tickguard`),
+refuses a forced rebuild of work already done, connects to the runs DB, and
 turns an expected failure into one line naming the run and what to do (exit
 status 1), never a traceback.
 """
@@ -9,18 +12,28 @@ status 1), never a traceback.
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import time
+from pathlib import Path
 
-from . import archive, compress, hosts, process, runsdb, scheduler, states, transfer
+from . import archive, compress, hosts, process, runsdb, scheduler, states, tickguard, transfer
 from . import config as fa_config
 
+
+class AlreadyDone(Exception):
+    """A forced rebuild (-f, -R, --forcerun) of a stage whose marker exists."""
+
+
 EXPECTED = (
+    AlreadyDone,
     archive.ArchiveError,
     compress.CompressionError,
     process.ProcessingFailed,
     process.ReprocessRefused,
     scheduler.SchedulerError,
     transfer.TransferError,
+    tickguard.TickBusy,
     hosts.BadRunName,
     hosts.CommandFailed,
     runsdb.RunsDBError,
@@ -28,19 +41,75 @@ EXPECTED = (
     fa_config.ConfigError,
 )
 
+# What a forced rebuild of a finished stage would need instead, by rule.
+DONE_HINTS = {
+    "transfer_run": "its verified copy is on the cluster already",
+    "process_run": "it is processed already",
+    "compress_run": "it is compressed and verified already",
+    "archive_batch": "the batch is archived and verified already",
+}
 
-def run(snakemake, stage_function, connect: bool = True) -> None:
+
+def attempt_log(log_path: str) -> Path:
+    """A new log file for this attempt; the rule's log path becomes a link to it.
+
+    ``logs/process_run/RUN.log`` -> ``RUN/<time>-<pid>.log`` beside it.
+    Snakemake deletes a rule's log before each run of the job; it deletes
+    only the link, so every earlier attempt's log is kept.
+    """
+    link = Path(log_path)
+    attempts = link.with_suffix("")
+    attempts.mkdir(parents=True, exist_ok=True)
+    own = attempts / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+    own.touch()
+    tmp = link.with_name(f".{link.name}.{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(os.path.relpath(own, link.parent))
+    os.replace(tmp, link)
+    return own
+
+
+def refuse_forced(snakemake) -> None:
+    """A stage marker that exists when its job starts was forced (markers are update()
+    outputs, so Snakemake keeps them): refuse, and Snakemake keeps the marker."""
+    rule = snakemake.rule
+    existing = [m for m in snakemake.output if Path(m).exists()]
+    if rule not in DONE_HINTS or not existing:
+        return
+    name = dict(snakemake.wildcards.items()).get("run") or dict(snakemake.wildcards.items()).get("batch")
+    what = f"run {name}" if rule != "archive_batch" else f"batch {name}"
+    raise AlreadyDone(f"{what}: {DONE_HINTS[rule]} ({existing[0]}); a forced rebuild changes nothing. "
+                      f"To process a run again, with a new output beside the old one: "
+                      f"`fulliautomatix --reprocess RUN`")
+
+
+def run(snakemake, stage_function, connect: bool = True, local: bool = True, on_busy=None) -> None:
     """Run stage_function(db, config, snakemake, log) for one Snakemake job.
 
     With connect=False (a batch job on a node that cannot reach the runs DB)
-    db is None and the stage records its result only in its marker.
+    db is None and the stage records its result only in its marker.  local:
+    the job runs on this host as part of a tick (it holds the tick lock);
+    a batch job on a compute node relies on the host's tick instead.
+    on_busy(snakemake, message): what the job does when another tick runs;
+    without it the job fails with that one line.
     """
-    log_path = snakemake.log[0]
+    log_path = attempt_log(snakemake.log[0])
     with open(log_path, "a", buffering=1) as log:
         sys.stderr = log
         logging.basicConfig(stream=log, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         config = snakemake.config
         try:
+            refuse_forced(snakemake)
+            if local:
+                try:
+                    tickguard.begin(config)
+                except tickguard.TickBusy as exc:
+                    if on_busy is None:
+                        raise
+                    on_busy(snakemake, str(exc))
+                    log.write(f"{exc}\n")
+                    print(f"fulliautomatix info: {exc}", file=sys.__stderr__)
+                    return
             if not connect:
                 stage_function(None, config, snakemake, log)
                 return

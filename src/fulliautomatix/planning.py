@@ -1,29 +1,33 @@
-"""What the Snakefile does once per tick, in its main process only.
+"""A tick's plan: which runs go through which stages.
 
-:func:`prepare` takes the tick lock, connects to the runs DB (starting the
-embedded server when needed and handing its address to the jobs through the
-environment), checks whether the DAQ is live, and plans the tick's targets
-from the runs in non-final states.  Cluster jobs that re-parse the Snakefile
-never get here, so they never query the runs DB.
+Two views of the same choice (:func:`choose`):
+
+* :func:`read_plan`, at Snakefile parse time, only *reads*: the runs in
+  non-final states and the stage markers on disk.  It shapes what
+  ``snakemake -n`` shows (every run's chain, queue and walltime) and changes
+  nothing anywhere, so ``-n``, ``--lint``, ``--summary`` and ``--dag`` are safe.
+* :func:`plan_tick`, the ``sync_runs_db`` checkpoint's job, makes the
+  changes a tick starts with: it holds the tick lock, collects batch jobs of
+  earlier ticks, replays markers the runs DB missed, asks the DAQ once whether
+  it is live and which runs are still being written, writes the processing
+  requests, and records the plan (``state/ticks/<tick>/plan.json``) that the
+  rest of the tick's DAG is built from.
 """
 
 from __future__ import annotations
 
-import atexit
-import fcntl
 import logging
 import os
 import shlex
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import config as fa_config
-from . import embedded, markers, process, runsdb, selection, transfer
+from . import embedded, markers, process, runsdb, selection, sync, transfer
 
 log = logging.getLogger("fulliautomatix")
-
-LOCK_ENV = "FULLIAUTOMATIX_TICK_LOCK"
 
 # Prefixes of the lines the wrapper picks out of a tick's Snakemake log, with
 # the level it logs them at (jobs.run prints a failed job's line as an error).
@@ -34,65 +38,44 @@ REPORT_PREFIXES = {
 }
 
 
-class TickBusy(Exception):
-    """Another tick holds the lock."""
-
-
 @dataclass
 class TickPlan:
     tick: str
     stages: list[str]
-    targets: list[str] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)  # stage markers, relative to work_dir
+    compress_runs: list[str] = field(default_factory=list)  # runs this tick compresses
+    docs: dict[str, dict] = field(default_factory=dict)  # the pending runs, by name (parse-time view)
     messages: list[str] = field(default_factory=list)  # for information
     bad: list[str] = field(default_factory=list)  # malformed run documents: errors
     held: list[str] = field(default_factory=list)  # runs waiting for a human: warnings
+    busy: str = ""  # another tick holds the lock: this one does nothing
 
     def report(self) -> list[str]:
         """The plan's lines for the Snakemake log, prefixed for the wrapper (REPORT_PREFIXES)."""
+        if self.busy:
+            return [f"fulliautomatix info: {self.busy}"]
         return ([f"fulliautomatix: {m}" for m in self.bad]
                 + [f"fulliautomatix warning: {m}" for m in self.held]
                 + [f"fulliautomatix info: {m}" for m in self.messages])
 
-
-_held: dict[str, object] = {}
-
-
-def lock_fds() -> tuple[int, ...]:
-    """File descriptors of the tick locks this process holds.
-
-    Handing them to the tick's Snakemake (``pass_fds``) keeps the lock held
-    while Snakemake runs, even if the wrapper that took it is killed.
-    """
-    return tuple(fh.fileno() for fh in _held.values())
-
-
-def acquire_lock(state_dir: Path) -> None:
-    """Hold the tick lock until this process exits, or raise TickBusy.
-
-    When the fulliautomatix wrapper already holds it for this process tree
-    (LOCK_ENV names the lock and the wrapper's pid), nothing more is needed.
-    """
-    path = state_dir / "tick.lock"
-    if os.environ.get(LOCK_ENV) == f"{path}:{os.getppid()}":
-        return
-    state_dir.mkdir(parents=True, exist_ok=True)
-    fh = open(path, "a+")
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.seek(0)
-        holder = fh.read().strip() or "unknown"
-        fh.close()
-        raise TickBusy(f"another tick is running (pid {holder}); this one does nothing") from None
-    fh.seek(0)
-    fh.truncate()
-    fh.write(f"{os.getpid()}\n")
-    fh.flush()
-    _held[str(path)] = fh
+    def as_dict(self) -> dict:
+        return {"tick": self.tick, "stages": self.stages, "targets": self.targets,
+                "compress_runs": self.compress_runs, "messages": self.messages, "bad": self.bad,
+                "held": self.held, "busy": self.busy}
 
 
 def tick_id(config: dict) -> str:
     return config["tick"]["id"] or time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
+
+
+def plan_path(tick: str) -> str:
+    """The sync_runs_db checkpoint's output, relative to work_dir."""
+    return f"state/ticks/{tick}/plan.json"
+
+
+def batches_path(tick: str) -> str:
+    """The close_batches checkpoint's output, relative to work_dir."""
+    return f"state/ticks/{tick}/batches.json"
 
 
 def stage_marker(stage: str, run: str) -> str:
@@ -100,70 +83,118 @@ def stage_marker(stage: str, run: str) -> str:
     return f"state/{markers.STAGE_MARKERS[stage][0]}/{run}.json"
 
 
-def prepare(config: dict) -> TickPlan:
-    """Lock, connect, check the DAQ, and plan; see the module docstring."""
+def _limits(config: dict) -> dict:
+    return {"transfer_attempts": config["transfer"]["max_attempts"],
+            "process_attempts": config["processing"]["max_attempts"]}
+
+
+def choose(config: dict, plan: TickPlan, docs: list[dict]) -> list[tuple[str, str]]:
+    """(stage, run) targets for the pending runs; fills plan.bad and plan.held."""
     state = fa_config.state_dir(config)
-    acquire_lock(state)
-    if config["runs_db"]["uri"] == "embedded":
-        uri, proc = embedded.ensure(state)
-        atexit.register(embedded.stop, state, proc)
-        config["runs_db"]["uri"] = uri
-    os.environ[fa_config.DB_ENV] = config["runs_db"]["uri"]
-    plan = TickPlan(tick=tick_id(config), stages=list(config["tick"]["stages"]))
-    rdb = config["runs_db"]
-    db = runsdb.RunsDB(rdb["uri"], rdb["database"], rdb["collection"], rdb["timeout_seconds"])
-    try:
-        db.ping()
-        db.ensure_indexes()
-        # Jobs of earlier ticks first: what they did changes the documents.
-        jobs = process.plan_jobs(db, config)
-        docs = [d for d in db.pending() if d.get("name") not in jobs.exclude]
-    finally:
-        db.close()
     wanted = set(config["tick"]["runs"])
     if wanted:
         docs = [d for d in docs if d.get("name") in wanted]
-    # One call to the DAQ: live (no transfers this tick), or runs still being written (held back).
-    plan.stages, docs, daq_messages = transfer.check_daq(config, plan.stages, docs)
-    plan.messages += daq_messages
-    limits = {"transfer_attempts": config["transfer"]["max_attempts"],
-              "process_attempts": config["processing"]["max_attempts"]}
+    chosen = selection.plan_targets(docs, plan.stages, config["run_name_pattern"], _limits(config),
+                                    lambda stage, run: markers.path(state, stage, run).exists())
+    plan.bad += chosen.bad
+    plan.held += chosen.held
+    return chosen.targets
 
-    def has_marker(stage: str, run: str) -> bool:
-        return markers.path(state, stage, run).exists()
 
-    chosen = selection.plan_targets(docs, plan.stages, config["run_name_pattern"], limits, has_marker)
-    db = runsdb.RunsDB(rdb["uri"], rdb["database"], rdb["collection"], rdb["timeout_seconds"])
-    try:
-        targets = process.limit_targets(db, config, docs, chosen.targets, jobs)
-    finally:
-        db.close()
-    plan.targets = [stage_marker(stage, run) for stage, run in targets]
-    if "process" in plan.stages:
-        plan.targets += jobs.reprocess
-    plan.bad, plan.held = chosen.bad, chosen.held + jobs.warnings
-    plan.messages += jobs.messages
+def _finish(plan: TickPlan, targets: list[tuple[str, str]], extra: list[str] = ()) -> TickPlan:
+    plan.targets = [stage_marker(stage, run) for stage, run in targets] + list(extra)
+    plan.compress_runs = [run for stage, run in targets if stage == "compress"]
     return plan
+
+
+def tick_stages(config: dict) -> list[str]:
+    """The stages this tick runs: none but reprocessing when only --reprocess was asked for."""
+    return list(config["tick"]["stages"])
+
+
+def read_plan(config: dict) -> TickPlan:
+    """The parse-time view of this tick; reads the runs DB and the markers, writes nothing."""
+    plan = TickPlan(tick=tick_id(config), stages=tick_stages(config))
+    rdb = config["runs_db"]
+    uri = os.environ.get(fa_config.DB_ENV) or rdb["uri"]
+    with _reading(config, uri) as read_uri:
+        if read_uri is None:
+            return plan
+        db = runsdb.RunsDB(read_uri, rdb["database"], rdb["collection"], rdb["timeout_seconds"])
+        try:
+            docs = db.pending()
+        except runsdb.RunsDBError as exc:
+            plan.messages.append(f"runs DB not readable while planning ({exc}); the tick's first job will say more")
+            return plan
+        finally:
+            db.close()
+    plan.docs = {d["name"]: d for d in docs if isinstance(d.get("name"), str)}
+    return _finish(plan, choose(config, plan, docs))
+
+
+def _reading(config: dict, uri: str):
+    """A URI to read the runs DB from without changing anything (see embedded.snapshot_uri)."""
+    from contextlib import nullcontext
+
+    if uri == "embedded":
+        return embedded.snapshot_uri(fa_config.state_dir(config))
+    return nullcontext(uri)
+
+
+def plan_tick(db: runsdb.RunsDB, config: dict, tick: str, out_path: str) -> TickPlan:
+    """The sync_runs_db checkpoint: sync the runs DB, ask the DAQ, choose and record the plan."""
+    plan = TickPlan(tick=tick, stages=tick_stages(config))
+    db.ensure_indexes()
+    # Jobs of earlier ticks first: what they did changes the documents.
+    jobs = process.plan_jobs(db, config)
+    every = [d for d in db.pending() if d.get("name") not in jobs.exclude]
+    valid = [d for d in every if selection.check_doc(d, config["run_name_pattern"]) is None]
+    repaired = sync.reconcile(db, fa_config.state_dir(config), valid)
+    if repaired:
+        plan.messages.append(f"runs DB repaired from markers: {', '.join(repaired)}")
+        every = [d for d in db.pending() if d.get("name") not in jobs.exclude]
+    # One call to the DAQ: live (no transfers this tick), or runs still being written (held back).
+    plan.stages, docs, daq_messages = transfer.check_daq(config, plan.stages, every)
+    plan.messages += daq_messages
+    targets = process.limit_targets(db, config, docs, choose(config, plan, docs), jobs)
+    plan.held += jobs.warnings
+    plan.messages += jobs.messages
+    reprocessing = "process" in plan.stages or bool(config["tick"]["reprocess"])
+    _finish(plan, targets, jobs.reprocess if reprocessing else [])
+    markers.write(out_path, plan.as_dict())
+    _prune_ticks(Path(out_path).parent.parent, keep=100)
+    return plan
+
+
+def busy_plan(tick: str, out_path: str, message: str) -> TickPlan:
+    """The plan of a tick that found another one running: nothing to do."""
+    plan = TickPlan(tick=tick, stages=[], busy=message)
+    markers.write(out_path, plan.as_dict())
+    return plan
+
+
+def _prune_ticks(directory: Path, keep: int) -> None:
+    """Old tick plans are of no further use; keep the most recent ones."""
+    ticks = sorted((p for p in directory.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    for p in ticks[:-keep]:
+        shutil.rmtree(p, ignore_errors=True)
 
 
 def describe(db: runsdb.RunsDB, config: dict, stages: list[str], runs: list[str]) -> str:
     """What a tick would do, with the commands it would run (for --dry_run)."""
-    from . import archive, compress, process
+    from . import archive, compress
 
     docs = db.pending()
     if runs:
         docs = [d for d in docs if d["name"] in set(runs)]
     stages, docs, daq_messages = transfer.check_daq(config, stages, docs)
-    limits = {"transfer_attempts": config["transfer"]["max_attempts"],
-              "process_attempts": config["processing"]["max_attempts"]}
-    state = fa_config.state_dir(config)
-    chosen = selection.plan_targets(docs, stages, config["run_name_pattern"], limits,
-                                    lambda stage, run: markers.path(state, stage, run).exists())
+    plan = TickPlan(tick="", stages=stages)
+    targets = choose(config, plan, docs)
     by_name = {d["name"]: d for d in docs}
-    lines = [f"dry run: stages {', '.join(stages)}; nothing is changed"] + daq_messages
-    for last, run in chosen.targets:
+    lines = [f"dry run: stages {', '.join(stages) or 'none'}; nothing is changed"] + daq_messages
+    for last, run in targets:
         doc = by_name[run]
-        first, _ = selection.start_stage(doc, limits)
+        first, _ = selection.start_stage(doc, _limits(config))
         chain = selection.CHAIN[selection.CHAIN.index(first): selection.CHAIN.index(last) + 1]
         lines.append(f"run {run} ({doc['raw_status']}, processed {doc['processed_status']}): {' -> '.join(chain)}")
         for stage in chain:
@@ -182,7 +213,7 @@ def describe(db: runsdb.RunsDB, config: dict, stages: list[str], runs: list[str]
         be = archive.backend(config)
         for batch, members in batches.items():
             lines.append(f"batch {batch}: {', '.join(members)} -> {be.tarball(batch)}")
-    lines += [f"skipped: {m}" for m in chosen.bad + chosen.held]
+    lines += [f"skipped: {m}" for m in plan.bad + plan.held]
     if len(lines) == 1:
         lines.append("nothing to do")
     return "\n".join(lines)

@@ -76,7 +76,7 @@ def needs_db(config: dict) -> bool:
     return not on_cluster(config) or config["processing"]["job_db_access"] == "direct"
 
 
-# -- requests (the tick's main process) ------------------------------------------------
+# -- requests (the tick's sync_runs_db job) ------------------------------------------------
 
 def make_request(config: dict, doc: dict, tag: str | None = None) -> dict:
     """The processing request of one run; raises WalltimeTooLong (message names the run)."""
@@ -274,7 +274,7 @@ def request_reprocess(db: RunsDB, config: dict, run: str) -> str:
     return tag
 
 
-# -- planning a tick's processing (the Snakefile's main process) -------------------------
+# -- planning a tick's processing (the tick's sync_runs_db job) -------------------------
 
 class JobPlan:
     """What a tick may do about processing, after collecting the jobs of earlier ticks.
@@ -390,21 +390,29 @@ def limit_targets(db: RunsDB, config: dict, docs: list[dict], targets: list[tupl
     return out
 
 
-def job_resources(config: dict, run: str, attempt: int = 1) -> dict:
+def job_resources(config: dict, run: str, attempt: int = 1, docs: dict | None = None) -> dict:
     """Queue, walltime (HH:MM:SS) and minutes of a run's next job, for Snakemake's resources.
 
-    Read from the run's request, so the same answer comes in the main process
-    and in the job.  Snakemake's own restarts (attempt > 1) grow the walltime
-    like a walltime kill would.
+    Read from the run's request (written by the tick's sync_runs_db job), so
+    the same answer comes in the main process and in the job; before that job
+    (a dry run) computed from the run's document in `docs`, writing nothing.
+    Snakemake's own restarts (attempt > 1) grow the walltime like a walltime
+    kill would.
     """
     if not on_cluster(config):
         return {"queue": "local", "walltime": "", "minutes": 0}
     try:
         req = read_request(config, run)
     except scheduler.SchedulerError:
-        # Not planned by this tick (its output exists, or it is held); never submitted then.
-        first = walltime.queues(fa_config.cluster(config))[0]
-        return {"queue": first.name, "walltime": walltime.format(60), "minutes": 1}
+        doc = (docs or {}).get(run)
+        try:
+            req = make_request(config, doc) if doc else None
+        except walltime.WalltimeTooLong:
+            req = None
+        if req is None:
+            # Not planned by this tick (its output exists, or it is held); never submitted then.
+            first = walltime.queues(fa_config.cluster(config))[0]
+            return {"queue": first.name, "walltime": walltime.format(60), "minutes": 1}
     if attempt > 1:
         req = {**req, **walltime.plan(run, req["events"], req["source"], config["processing"]["walltime"],
                                       fa_config.cluster(config), int(req.get("timeouts", 0)) + attempt - 1)}

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from . import states
 
 CHAIN = ("transfer", "process", "compress")
-NUMERIC_FIELDS = ("number", "events")
 
 
 def check_doc(doc: dict, pattern: str) -> str | None:
@@ -117,31 +116,37 @@ def plan_batches(docs: list[dict], archive: dict, now: _dt.datetime | None = Non
     """Closed batches of compressed runs: {batch name: [run, ...]}.
 
     Runs already assigned to a batch (an earlier attempt) stay in it.  New
-    batches take runs in name order and close at `batch_runs` runs or
-    `min_bytes` bytes; the last, smaller one closes only once its oldest run
-    has waited `max_wait_days`.
+    batches are runs consecutive in name order among the runs not yet
+    archived: a run that is not compressed yet ends the group before it, so
+    no batch's name range ever holds a run of another batch.  A group closes
+    at `batch_runs` runs or `min_bytes` bytes; a smaller one closes only once
+    its oldest run has waited `max_wait_days`.
     """
     now = now or _dt.datetime.now(_dt.timezone.utc)
     batches: dict[str, list[str]] = {}
-    free: list[dict] = []
-    for doc in sorted(docs, key=lambda d: d["name"]):
-        if doc.get("raw_status") not in ("compressed", "archiving"):
-            continue
-        assigned = (doc.get("archive") or {}).get("batch")
-        if assigned:
-            batches.setdefault(assigned, []).append(doc["name"])
-        else:
-            free.append(doc)
     group: list[dict] = []
     size = 0
-    for doc in free:
+
+    def close_if_waited() -> None:
+        times = [t for t in (_parse_time((d.get("compressed") or {}).get("at")) for d in group) if t]
+        if group and times and now - min(times) >= _dt.timedelta(days=archive["max_wait_days"]):
+            batches[batch_name([d["name"] for d in group])] = [d["name"] for d in group]
+
+    for doc in sorted(docs, key=lambda d: d["name"]):
+        assigned = (doc.get("archive") or {}).get("batch")
+        if assigned and doc.get("raw_status") in ("compressed", "archiving"):
+            batches.setdefault(assigned, []).append(doc["name"])
+            close_if_waited()  # an earlier batch's run ends the group too
+            group, size = [], 0
+            continue
+        if doc.get("raw_status") != "compressed":
+            close_if_waited()  # a run still on its way ends the group: batches never interleave
+            group, size = [], 0
+            continue
         group.append(doc)
         size += int((doc.get("compressed") or {}).get("bytes", 0))
         if len(group) >= archive["batch_runs"] or (archive["min_bytes"] and size >= archive["min_bytes"]):
             batches[batch_name([d["name"] for d in group])] = [d["name"] for d in group]
             group, size = [], 0
-    if group:
-        times = [t for t in (_parse_time((d.get("compressed") or {}).get("at")) for d in group) if t]
-        if times and now - min(times) >= _dt.timedelta(days=archive["max_wait_days"]):
-            batches[batch_name([d["name"] for d in group])] = [d["name"] for d in group]
+    close_if_waited()
     return batches

@@ -126,35 +126,20 @@ def reconcile(db: RunsDB, state_dir: str | Path, docs: list[dict]) -> list[str]:
     return sorted(set(repaired))
 
 
-def sync_and_plan(db: RunsDB, config: dict, tick: str, plan_path: str | Path, log) -> dict:
-    """The sync_runs_db checkpoint: repair the DB from markers, then plan batches."""
-    state = fa_config.state_dir(config)
-    wanted = set(config["tick"]["runs"])
+def close_batches(db: RunsDB, config: dict, tick: str, out_path: str | Path, log) -> dict:
+    """The close_batches checkpoint: after this tick's compressions, decide the closed batches."""
     pattern = config["run_name_pattern"]
-
-    def pending() -> list[dict]:
-        return [d for d in db.pending() if selection.check_doc(d, pattern) is None]
-
-    every = pending()
-    docs = [d for d in every if d["name"] in wanted] if wanted else every
-    repaired = reconcile(db, state, docs)
-    if repaired:
-        log.write(f"repaired from markers: {', '.join(repaired)}\n")
-        every = pending()
+    wanted = set(config["tick"]["runs"])
+    every = [d for d in db.pending() if selection.check_doc(d, pattern) is None]
+    compressed = [d for d in every if d.get(states.RAW) in ("compressing", "compressed", "archiving")]
+    if reconcile(db, fa_config.state_dir(config), compressed):  # a compression whose DB write was lost
+        every = [d for d in db.pending() if selection.check_doc(d, pattern) is None]
     # A batch is archived whole: with --run, plan from every run and keep the
     # batches that hold a wanted run.
     batches = selection.plan_batches(every, config["archive"])
     if wanted:
         batches = {b: runs for b, runs in batches.items() if wanted & set(runs)}
-    plan = {"tick": tick, "repaired": repaired, "batches": batches}
-    markers.write(plan_path, plan)
+    plan = {"tick": tick, "batches": batches}
+    markers.write(out_path, plan)
     log.write(f"closed batches: {', '.join(batches) or 'none'}\n")
-    _prune_ticks(Path(plan_path).parent, keep=100)
     return plan
-
-
-def _prune_ticks(directory: Path, keep: int) -> None:
-    """Old tick plans are of no further use; keep the most recent ones."""
-    plans = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime)
-    for p in plans[:-keep]:
-        p.unlink(missing_ok=True)

@@ -1,16 +1,25 @@
-# Setup: config validation, the tick's plan (main process only), input functions.
+# Setup: config validation, the read-only view of this tick, input functions.
+#
+# Parsing reads and never writes: the runs DB's pending runs and the markers
+# on disk shape what `snakemake -n` shows.  Every change -- the tick lock,
+# collecting batch jobs, replaying markers, asking the DAQ, writing requests,
+# choosing batches -- happens in a job: the sync_runs_db and close_batches
+# checkpoints decide what the rest of the tick does.
 
 import json
+import os
 import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
+# A source checkout runs its own package (an installed one is found anyway).
 sys.path.insert(0, str(Path(workflow.basedir).parent / "src"))
 
 from fulliautomatix import config as fa_config
 from fulliautomatix import planning
 from fulliautomatix import process
+from fulliautomatix import tickguard
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -30,55 +39,73 @@ wildcard_constraints:
 workflow.register_resource("transfer_slots", config["transfer"]["concurrency"])
 
 if workflow.is_main_process:
-    TICK = planning.prepare(config)
-    for line in TICK.report():
-        logger.warning(line)
+    # Local jobs find this tick's lock guard by this Snakemake's pid (tickguard).
+    os.environ.setdefault(tickguard.SNAKEMAKE_ENV, str(os.getpid()))
+    TICK = planning.read_plan(config)
 else:
-    TICK = planning.TickPlan(tick="", stages=[])
-
-
-def get_stage_targets(wildcards):
-    """Stage markers of the runs this tick works on."""
-    return TICK.targets
-
-
-def get_purge_targets(wildcards):
-    """This tick's purge report, when it transfers and the purge policy is not keep."""
-    if "transfer" in TICK.stages and config["transfer"]["purge"] != "keep":
-        return [f"state/purges/{TICK.tick}.json"]
-    return []
+    TICK = planning.TickPlan(tick=config["tick"]["id"], stages=[])
 
 
 def get_tick_plan():
-    """The batch plan written by the sync_runs_db checkpoint of this tick."""
+    """The plan the sync_runs_db checkpoint wrote for this tick."""
     with open(checkpoints.sync_runs_db.get(tick=TICK.tick).output.plan) as fh:
         return json.load(fh)
 
 
-def get_archive_targets(wildcards):
-    """Archived-batch markers of the batches closed in this tick's plan."""
-    batches = get_tick_plan()["batches"] if "archive" in TICK.stages else {}
-    return [f"state/archived/{batch}.json" for batch in batches] or [
-        checkpoints.sync_runs_db.get(tick=TICK.tick).output.plan
-    ]
+def get_tick_targets(wildcards):
+    """Everything this tick does: the plan's stage targets, the purge, the batches.
+
+    A dry run (-n) shows the parse-time view: each pending run's chain with
+    its queue and walltime; the checkpoint's DAQ survey may leave some out.
+    """
+    plan_file = planning.plan_path(TICK.tick)
+    if workflow.dryrun:
+        plan = TICK.as_dict()
+    else:
+        plan = get_tick_plan()
+        if plan["busy"]:
+            return [plan_file]
+    targets = [plan_file] + plan["targets"]
+    if "transfer" in plan["stages"] and config["transfer"]["purge"] != "keep":
+        targets.append(f"state/purges/{TICK.tick}.json")
+    if "archive" in plan["stages"]:
+        targets += get_archive_targets()
+    return targets
+
+
+def get_archive_targets():
+    """Archived-batch markers of the batches closed after this tick's compressions."""
+    batches_file = planning.batches_path(TICK.tick)
+    if workflow.dryrun:
+        return [batches_file]
+    with open(checkpoints.close_batches.get(tick=TICK.tick).output.batches) as fh:
+        batches = json.load(fh)["batches"]
+    return [batches_file] + [f"state/archived/{batch}.json" for batch in batches]
+
+
+def get_compressed_this_tick(wildcards):
+    """The compressed markers of this tick's compressions: batches are closed after them."""
+    plan = TICK.as_dict() if workflow.dryrun else get_tick_plan()
+    return expand(rules.compress_run.output.marker, run=plan["compress_runs"])
 
 
 def get_batch_members(wildcards):
     """Compressed markers of the runs in one batch."""
-    runs = get_tick_plan()["batches"][wildcards.batch]
+    with open(checkpoints.close_batches.get(tick=TICK.tick).output.batches) as fh:
+        runs = json.load(fh)["batches"][wildcards.batch]
     return expand(rules.compress_run.output.marker, run=runs)
 
 
 def get_queue(wildcards):
     """Queue of a run's processing job (first queue whose limit holds its walltime)."""
-    return process.job_resources(config, wildcards.run)["queue"]
+    return process.job_resources(config, wildcards.run, docs=TICK.docs)["queue"]
 
 
 def get_walltime(wildcards, attempt):
     """Walltime (HH:MM:SS) of a run's processing job: events, source, earlier walltime kills."""
-    return process.job_resources(config, wildcards.run, attempt)["walltime"]
+    return process.job_resources(config, wildcards.run, attempt, docs=TICK.docs)["walltime"]
 
 
 def get_runtime_minutes(wildcards, attempt):
     """The same walltime in minutes, as the Slurm executor wants it."""
-    return process.job_resources(config, wildcards.run, attempt)["minutes"]
+    return process.job_resources(config, wildcards.run, attempt, docs=TICK.docs)["minutes"]

@@ -7,7 +7,7 @@ rule compress_run:
     input:
         processed=rules.process_run.output.marker,
     output:
-        marker="state/compressed/{run}.json",
+        marker=update("state/compressed/{run}.json"),
     log:
         "logs/compress_run/{run}.log",
     benchmark:

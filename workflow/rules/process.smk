@@ -2,7 +2,9 @@
 # Runs the configured processor on the raw copy on scratch: here with the local
 # profile, or as a batch job with a cluster profile.  A job's queue and walltime
 # come from the run's request (events, source, earlier walltime kills), written
-# by the tick's main process; the profile's submit command records the job id.
+# by the tick's sync_runs_db job; the profile's submit command records the job id.
+# A forced rebuild (-f) of a processed run is refused with one line: reprocessing
+# is `fulliautomatix --reprocess RUN`, which keeps the old output.
 # Reprocessing (--reprocess) stages the raw data back from the compressed or
 # archived copy and writes a new output beside the old one.
 
@@ -11,7 +13,7 @@ rule process_run:
     input:
         ondeck=rules.transfer_run.output.marker,
     output:
-        marker="state/processed/{run}.json",
+        marker=update("state/processed/{run}.json"),
     log:
         "logs/process_run/{run}.log",
     benchmark:

@@ -4,7 +4,7 @@
 
 rule transfer_run:
     output:
-        marker="state/ondeck/{run}.json",
+        marker=update("state/ondeck/{run}.json"),
     log:
         "logs/transfer_run/{run}.log",
     benchmark:
@@ -24,6 +24,8 @@ rule transfer_run:
 
 
 rule purge_daq_copies:
+    input:
+        plan="state/ticks/{tick}/plan.json",
     output:
         report="state/purges/{tick}.json",
     log:

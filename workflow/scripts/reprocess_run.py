@@ -8,4 +8,5 @@ def stage(db, config, smk, log):
                         tag=smk.wildcards.tag)
 
 
-jobs.run(snakemake, stage, connect=process.needs_db(snakemake.config))  # noqa: F821 - injected by Snakemake
+jobs.run(snakemake, stage, connect=process.needs_db(snakemake.config),  # noqa: F821
+         local=not process.on_cluster(snakemake.config))  # noqa: F821 - injected by Snakemake

@@ -1,10 +1,20 @@
-"""Snakemake adapter: repair the runs DB from markers and plan batches (see fulliautomatix.sync)."""
+"""Snakemake adapter: the tick's first job -- lock, sync the runs DB, ask the DAQ, plan (see fulliautomatix.planning)."""
 
-from fulliautomatix import jobs, sync
+import sys
+
+from fulliautomatix import jobs, planning
 
 
 def stage(db, config, smk, log):
-    sync.sync_and_plan(db, config, smk.wildcards.tick, smk.output.plan, log)
+    plan = planning.plan_tick(db, config, smk.wildcards.tick, smk.output.plan)
+    for line in plan.report():
+        log.write(f"{line}\n")
+        print(line, file=sys.__stderr__)
+    log.write(f"targets: {len(plan.targets)}; stages: {', '.join(plan.stages) or 'none'}\n")
 
 
-jobs.run(snakemake, stage)  # noqa: F821 - injected by Snakemake
+def busy(smk, message):
+    planning.busy_plan(smk.wildcards.tick, smk.output.plan, message)
+
+
+jobs.run(snakemake, stage, on_busy=busy)  # noqa: F821 - injected by Snakemake
