@@ -244,9 +244,10 @@ def test_runs_keep_an_assigned_batch():
     docs = [compressed(1), compressed(2, batch="170101_0000_to_170101_0002"),
             compressed(3), compressed(4, raw="archiving", batch="170101_0000_to_170101_0002"),
             compressed(5)]
+    # The free runs between the recorded batch's members are not consecutive among
+    # the runs not yet archived: each waits for its neighbours (or max_wait_days).
     assert selection.plan_batches(docs, ARCHIVE, now=NOW) == {
         "170101_0000_to_170101_0002": ["170101_0002", "170101_0004"],
-        "170101_0001_to_170101_0003": ["170101_0001", "170101_0003"],
     }
 
 
@@ -267,11 +268,26 @@ def test_batch_names_are_stable():
             d["archive"] = {"batch": "170101_0001_to_170101_0002"}
     docs += [compressed(0), compressed(5)]
     later = selection.plan_batches(docs, ARCHIVE, now=NOW)
-    assert later["170101_0001_to_170101_0002"] == ["170101_0001", "170101_0002"]
-    assert later["170101_0000_to_170101_0003"] == ["170101_0000", "170101_0003"]
+    assert later == {"170101_0001_to_170101_0002": ["170101_0001", "170101_0002"],
+                     "170101_0003_to_170101_0004": ["170101_0003", "170101_0004"]}
 
 
 def test_naive_timestamps_are_read_as_utc():
     naive = compressed(1, age_days=3)
     naive["compressed"]["at"] = (NOW - dt.timedelta(days=3)).replace(tzinfo=None).isoformat()
     assert selection.plan_batches([naive], {**ARCHIVE, "batch_runs": 5}, now=NOW)
+
+
+def test_batches_are_consecutive_in_name_order():
+    """A run not yet compressed ends a group: no batch's name range holds another batch's run."""
+    docs = [compressed(1), compressed(2), doc(name="170101_0003", raw="ondeck", proc="processed"),
+            compressed(4), compressed(5), compressed(6)]
+    batches = selection.plan_batches(docs, {**ARCHIVE, "batch_runs": 2}, now=NOW)
+    assert batches == {"170101_0001_to_170101_0002": ["170101_0001", "170101_0002"],
+                       "170101_0004_to_170101_0005": ["170101_0004", "170101_0005"]}
+
+
+def test_a_group_cut_short_by_a_waiting_run_closes_after_max_wait_days():
+    docs = [compressed(1, age_days=3), doc(name="170101_0002", raw="acquired", proc="none"), compressed(3)]
+    assert selection.plan_batches(docs, {**ARCHIVE, "batch_runs": 4}, now=NOW) == {
+        "170101_0001_to_170101_0001": ["170101_0001"]}
