@@ -78,9 +78,9 @@ def refuse_forced(snakemake) -> None:
         return
     name = dict(snakemake.wildcards.items()).get("run") or dict(snakemake.wildcards.items()).get("batch")
     what = f"run {name}" if rule != "archive_batch" else f"batch {name}"
+    command = f"fulliautomatix --reprocess {name if rule != 'archive_batch' else 'RUN'}"
     raise AlreadyDone(f"{what}: {DONE_HINTS[rule]} ({existing[0]}); a forced rebuild changes nothing. "
-                      f"To process a run again, with a new output beside the old one: "
-                      f"`fulliautomatix --reprocess RUN`")
+                      f"To process it again, with a new output beside the old one: `{command}`")
 
 
 def run(snakemake, stage_function, connect: bool = True, local: bool = True, on_busy=None) -> None:

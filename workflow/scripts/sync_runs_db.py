@@ -1,4 +1,4 @@
-"""Snakemake adapter: the tick's first job -- lock, sync the runs DB, ask the DAQ, plan (see fulliautomatix.planning)."""
+"""Snakemake adapter: a tick's first job -- lock, sync the runs DB, ask the DAQ, plan (fulliautomatix.planning)."""
 
 import sys
 
