@@ -32,7 +32,7 @@ test: install system-deps
 	bash scripts/test.sh
 
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks workflow/scripts
+	$(VENV)/bin/ruff check src tests benchmarks workflow/scripts setup.py
 	$(VENV)/bin/snakemake --lint --snakefile workflow/Snakefile
 
 bench: install system-deps

@@ -3,5 +3,5 @@
 # rsync, tar, zstd and Snakemake. Each test starts the servers it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-.venv/bin/ruff check src tests benchmarks workflow/scripts
+.venv/bin/ruff check src tests benchmarks workflow/scripts setup.py
 .venv/bin/python -m pytest -q "$@"

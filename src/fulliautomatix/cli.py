@@ -9,6 +9,7 @@
     fulliautomatix retry 170101_0001        # clear a run's failure count after a fix
     fulliautomatix restore 170101_0001 --to /tmp/restored
     fulliautomatix db serve --port 27017    # run the embedded runs DB for other clients
+    fulliautomatix paths snakefile          # where the workflow is, for running Snakemake directly
 
 A cron line (every 5 minutes):
     */5 * * * * /path/to/fulliautomatix/.venv/bin/fulliautomatix --log info >/dev/null 2>&1
@@ -32,7 +33,15 @@ from . import config as fa_config
 log = logging.getLogger("fulliautomatix")
 
 STAGES = ("transfer", "process", "compress", "archive")
-COMMANDS = ("status", "simulate-daq", "restore", "retry", "db")
+COMMANDS = {  # `fulliautomatix COMMAND --help` for each one's options
+    "status": "where every run is, and which runs need attention (or one run's history)",
+    "simulate-daq": "write simulated raw runs and their runs DB documents, as the DAQ does",
+    "restore": "fetch runs back from the archive, verified against their checksums",
+    "retry": "clear a held run's failure counts, so the next tick tries it again",
+    "db": "db serve: run the embedded runs DB in the foreground for other clients",
+    "paths": "print where the workflow, profiles and default config are (for running Snakemake)",
+}
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 class Failure(Exception):
@@ -41,15 +50,31 @@ class Failure(Exception):
 
 def _global_options(ap: argparse.ArgumentParser, defaults: bool) -> None:
     d = None if not defaults else argparse.SUPPRESS
-    ap.add_argument("--config", default=d, help="config file (default: config/config.yaml)")
-    ap.add_argument("--log", default=d, choices=["debug", "info", "warning", "error", "critical"],
-                    help="logging level (default: info)")
+    ap.add_argument("--config", default=d,
+                    help="site config, merged over the default one (`fulliautomatix paths config`)")
+    ap.add_argument("--log", default=d, type=str.lower, choices=LOG_LEVELS,
+                    help="logging level, any case (default: info)")
+
+
+def version() -> str:
+    """The installed package's version (its metadata), as `--version` prints it."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("fulliautomatix")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def tick_parser() -> argparse.ArgumentParser:
+    commands = "\n".join(f"  {name:<14}{what}" for name, what in COMMANDS.items())
+    examples = __doc__.split("\n\n", 1)[1]
     ap = argparse.ArgumentParser(
         prog="fulliautomatix", description="Fulliautomatix: ASTERIX data management (one cron tick).",
-        epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=f"commands (fulliautomatix COMMAND --help for their options):\n{commands}\n\nexamples:\n{examples}",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     _global_options(ap, defaults=False)
     ap.add_argument("--transfer", action="store_true", help="Transfer data from daq to cluster")
     ap.add_argument("--process", action="store_true", help="Process data")
@@ -66,7 +91,7 @@ def tick_parser() -> argparse.ArgumentParser:
 
 
 def command_parser(command: str) -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog=f"fulliautomatix {command}")
+    ap = argparse.ArgumentParser(prog=f"fulliautomatix {command}", description=COMMANDS[command])
     _global_options(ap, defaults=True)
     if command == "status":
         ap.add_argument("runs", nargs="*", help="runs (name or number) to show in full")
@@ -84,6 +109,9 @@ def command_parser(command: str) -> argparse.ArgumentParser:
     elif command == "db":
         ap.add_argument("action", choices=["serve"], help="serve: run the embedded runs DB in the foreground")
         ap.add_argument("--port", type=int, default=27017, help="loopback port (default 27017)")
+    elif command == "paths":
+        ap.add_argument("name", nargs="?", choices=list(fa_config.resource_paths()),
+                        help="print only this path (e.g. for $(fulliautomatix paths snakefile))")
     return ap
 
 
@@ -179,7 +207,7 @@ def run_snakemake(config: dict, stages: list[str], runs: list[str], uri: str, st
     log_file.parent.mkdir(parents=True, exist_ok=True)
     batch = scheduler.profile_submits_jobs(cluster["profile"])
     returncode, detached = scheduler.run_bounded(
-        argv, cwd=fa_config.ROOT, env=env, log_file=log_file, work_dir=config["work_dir"],
+        argv, cwd=config["work_dir"], env=env, log_file=log_file, work_dir=config["work_dir"],
         wait_seconds=config["processing"]["tick_wait_seconds"] if batch else None, pass_fds=tickguard.wrapper_fds())
     if batch:
         scheduler.tidy(config["work_dir"], tick_file.parent)  # jobs still to start read their tick's file
@@ -261,6 +289,17 @@ def cmd_restore(args, config: dict) -> int:
     return 1 if errors or failed else 0
 
 
+def cmd_paths(args) -> int:
+    """Print the resource paths (no config, no runs DB needed)."""
+    paths = fa_config.resource_paths()
+    if args.name:
+        print(paths[args.name])
+    else:
+        for name, path in paths.items():
+            print(f"{name:<10} {path}")
+    return 0
+
+
 def cmd_db(args, config: dict) -> int:
     print(f"serving the embedded runs DB on mongodb://127.0.0.1:{args.port}/ (Ctrl-C stops it)", flush=True)
     embedded.serve(fa_config.state_dir(config), args.port)
@@ -280,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
             setattr(args, key, value)
     elif args.args:
         tick_parser().error(f"unrecognized arguments: {' '.join(args.args)}")
+    if args.command == "paths":
+        return cmd_paths(args)
     level = args.log or "info"
     setup_logging(level, None)
     try:

@@ -3,7 +3,12 @@
 The schema in ``workflow/schemas/config.schema.yaml`` is the one source of
 truth for keys, types and defaults; both the cron wrapper and the Snakefile
 validate through :func:`validate`.  After validation, relative paths are made
-absolute against the project root, so every process sees the same paths.
+absolute (see :func:`relative_base`), so every process sees the same paths.
+
+The workflow, profiles, schema and default config are found by
+:func:`resource_root`: the source checkout this module runs from, else the copy
+shipped inside the installed package, unless ``FULLIAUTOMATIX_HOME`` names
+another tree.
 """
 
 from __future__ import annotations
@@ -16,10 +21,48 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(os.environ.get("FULLIAUTOMATIX_HOME") or Path(__file__).resolve().parents[2])
+HOME_ENV = "FULLIAUTOMATIX_HOME"
+DB_ENV = "FULLIAUTOMATIX_RUNS_DB"
+PACKAGED = Path(__file__).resolve().parent / "resources"  # the copy setup.py puts in the wheel
+
+
+def resource_root() -> Path:
+    """The tree holding workflow/, profiles/ and config/.
+
+    $FULLIAUTOMATIX_HOME when set (a checkout, or a copy of those three
+    directories); else the source checkout this module runs from (src/ layout,
+    editable install); else the copy installed with the package.
+    """
+    home = os.environ.get(HOME_ENV)
+    if home:
+        return Path(home).expanduser().resolve()
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "src" / "fulliautomatix").is_dir() and (checkout / "workflow" / "Snakefile").is_file():
+        return checkout
+    return PACKAGED
+
+
+ROOT = resource_root()
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 DEFAULT_CONFIG = ROOT / "config" / "config.yaml"
-DB_ENV = "FULLIAUTOMATIX_RUNS_DB"
+
+
+def resource_paths() -> dict[str, Path]:
+    """What `fulliautomatix paths` prints: where Snakemake users find the workflow."""
+    return {"root": ROOT, "snakefile": ROOT / "workflow" / "Snakefile", "profiles": ROOT / "profiles",
+            "config": DEFAULT_CONFIG, "schema": SCHEMA}
+
+
+def relative_base(config_path: str | os.PathLike | None = None) -> Path:
+    """The directory that relative paths in the config are relative to.
+
+    A source checkout or $FULLIAUTOMATIX_HOME: that tree, as always. An
+    installed package: the directory of the config file given (--config,
+    --configfile), else the current directory; never the package itself.
+    """
+    if ROOT != PACKAGED:
+        return ROOT
+    return Path(config_path).resolve().parent if config_path else Path.cwd()
 
 
 class ConfigError(Exception):
@@ -84,27 +127,38 @@ def _with_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
-def _abs(path: str) -> str:
+def _abs(path: str, base: Path) -> str:
     p = Path(os.path.expanduser(path))
-    return str(p if p.is_absolute() else (ROOT / p).resolve())
+    return str(p if p.is_absolute() else (base / p).resolve())
 
 
-def finalize(config: dict) -> dict:
-    """Validate, apply the environment override and absolutize paths."""
+def _profile(path: str, base: Path) -> str:
+    """A profile: relative ones in the base directory if there, else among the shipped profiles."""
+    p = Path(os.path.expanduser(path))
+    if p.is_absolute() or (base / p).is_dir():
+        return _abs(path, base)
+    return _abs(path, ROOT)
+
+
+def finalize(config: dict, base: str | os.PathLike | None = None) -> dict:
+    """Validate, apply the environment override and absolutize paths against base (:func:`relative_base`)."""
     config = validate(config)
+    base = Path(base) if base else relative_base()
     if os.environ.get(DB_ENV):
         config["runs_db"]["uri"] = os.environ[DB_ENV]
-    config["work_dir"] = _abs(config["work_dir"])
-    config["log_dir"] = _abs(config["log_dir"])
+    config["work_dir"] = _abs(config["work_dir"], base)
+    config["log_dir"] = _abs(config["log_dir"], base)
     if config["daq"]["host"] == "local":
-        config["daq"]["raw_dir"] = _abs(config["daq"]["raw_dir"])
+        config["daq"]["raw_dir"] = _abs(config["daq"]["raw_dir"], base)
     for cl in config["clusters"].values():
         if cl.get("host", "local") == "local":
-            cl["scratch"] = _abs(cl["scratch"])
+            cl["scratch"] = _abs(cl["scratch"], base)
         cl["username"] = cl.get("username") or getpass.getuser()
-        cl["profile"] = _abs(cl.get("profile", "profiles/local"))
+        cl["profile"] = _profile(cl.get("profile", "profiles/local"), base)
     if config["archive"]["backend"] == "local":
-        config["archive"]["location"] = _abs(config["archive"]["location"])
+        config["archive"]["location"] = _abs(config["archive"]["location"], base)
+    if config["archive"]["staging"]:
+        config["archive"]["staging"] = _abs(config["archive"]["staging"], base)
     # The wrapper's --cluster, else the profile's own cluster, else the config's default.
     cluster = config["tick"].get("cluster") or config["profile_cluster"] or config["cluster"]
     if cluster not in config["clusters"]:
@@ -143,7 +197,7 @@ def load(path: str | os.PathLike | None = None, overrides: dict | None = None) -
     if path and Path(path).resolve() != DEFAULT_CONFIG.resolve():
         deep_update(config, read(path))
     deep_update(config, overrides or {})
-    return finalize(config)
+    return finalize(config, relative_base(path))
 
 
 def cluster(config: dict) -> dict:

@@ -196,3 +196,33 @@ def test_deep_update_merges_nested_keys_and_copies():
     assert base == {"a": {"b": 1, "c": [9]}, "d": 3, "e": 4}
     extra["a"]["c"].append(10)
     assert base["a"]["c"] == [9]
+
+
+def test_the_resource_root_is_this_checkout_unless_fulliautomatix_home_says_otherwise(monkeypatch, tmp_path):
+    monkeypatch.delenv(fa_config.HOME_ENV, raising=False)
+    assert fa_config.resource_root() == Path(__file__).resolve().parents[2]
+    monkeypatch.setenv(fa_config.HOME_ENV, str(tmp_path))
+    assert fa_config.resource_root() == tmp_path
+
+
+def test_installed_relative_paths_resolve_beside_the_config_file_else_in_the_current_dir(
+        write, tmp_path, monkeypatch):
+    """An installed package (ROOT is the copy inside it) never resolves paths into the package."""
+    monkeypatch.setattr(fa_config, "ROOT", fa_config.PACKAGED)
+    (tmp_path / "profiles" / "mine").mkdir(parents=True)
+    path = write({"work_dir": "rel/work", "clusters": {"local": {"profile": "profiles/mine"},
+                                                       "big": {"scratch": "/s", "profile": "profiles/conte"}}})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    c = fa_config.load(path)
+    assert c["work_dir"] == str(tmp_path / "rel/work")
+    assert c["log_dir"] == str(tmp_path / "data/logs"), "the default config's paths too"
+    assert c["clusters"]["local"]["profile"] == str(tmp_path / "profiles/mine"), "a profile of the user's"
+    assert c["clusters"]["big"]["profile"] == str(fa_config.PACKAGED / "profiles/conte"), "else a shipped one"
+    assert fa_config.load()["work_dir"] == str(elsewhere / "data/work"), "no --config: the current directory"
+
+
+def test_a_relative_archive_staging_becomes_absolute(write):
+    c = fa_config.load(write({"archive": {"staging": "rel/staging"}}))
+    assert c["archive"]["staging"] == str(fa_config.ROOT / "rel/staging")

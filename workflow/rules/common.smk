@@ -13,8 +13,10 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-# A source checkout runs its own package (an installed one is found anyway).
-sys.path.insert(0, str(Path(workflow.basedir).parent / "src"))
+# In a source checkout, its own package (whatever else is installed); an installed
+# copy of the workflow has no src/ beside it and imports the installed package.
+if (Path(workflow.basedir).parent / "src" / "fulliautomatix").is_dir():
+    sys.path.insert(0, str(Path(workflow.basedir).parent / "src"))
 
 from fulliautomatix import config as fa_config
 from fulliautomatix import planning
@@ -23,7 +25,8 @@ from fulliautomatix import tickguard
 
 
 validate(config, schema="../schemas/config.schema.yaml")
-fa_config.finalize(config)
+# Relative paths: see fa_config.relative_base (the last --configfile's directory when installed).
+fa_config.finalize(config, fa_config.relative_base((workflow.overwrite_configfiles or [None])[-1]))
 
 
 workdir: config["work_dir"]
