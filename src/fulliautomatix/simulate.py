@@ -67,6 +67,15 @@ class _Daq:
         self.host = hosts.Host.from_config(config["daq"])
         self.raw_dir = config["daq"]["raw_dir"].rstrip("/") or "/"
         self.staging = staging  # where a remote DAQ's runs are written before the copy
+        self.rsync_timeout = config["transfer"]["timeout_seconds"]  # a stalled copy fails, as a transfer's
+
+    @property
+    def advice(self) -> str:
+        """What to check when the DAQ side failed."""
+        if self.host.is_local:
+            return "check daq.raw_dir (a directory this user can write, with room for the run)"
+        return (f"check daq.raw_dir on {self.host.name} (a directory the ssh user can write, with room for the run) "
+                "and the ssh to it (daq.host, daq.ssh)")
 
     def where(self, name: str = "") -> str:
         path = f"{self.raw_dir}/.{name}.writing" if name else self.raw_dir
@@ -104,7 +113,8 @@ class _Daq:
             raise SimulationError(f"cannot write {exc.filename or local}{here}: {exc.strerror}") from None
         if self.host.is_local:
             return
-        argv = ["rsync", "-a", "-e", hosts.rsync_shell(self.host), "--", f"{local}/",
+        timeout = [f"--timeout={int(self.rsync_timeout)}"] if self.rsync_timeout else []
+        argv = ["rsync", "-a", *timeout, "-e", hosts.rsync_shell(self.host), "--", f"{local}/",
                 self.host.path(f"{self.raw_dir}/.{name}.writing") + "/"]
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
@@ -130,9 +140,6 @@ class _Daq:
         return ""
 
 
-DAQ_ADVICE = "check daq.raw_dir (a directory this user can write, with room for the run)"
-
-
 def _make_run(db: RunsDB, daq: _Daq, doc: dict, events: int) -> bool:
     """Claim, write, place and register one run; False when another writer has its name."""
     name = doc["name"]
@@ -141,9 +148,9 @@ def _make_run(db: RunsDB, daq: _Daq, doc: dict, events: int) -> bool:
     except _Taken:
         return False
     except SimulationError as exc:
-        raise SimulationError(f"{exc}; nothing of it was left; {DAQ_ADVICE}") from None
+        raise SimulationError(f"{exc}; nothing of it was left; {daq.advice}") from None
     placed = taken = False
-    advice = DAQ_ADVICE
+    advice = daq.advice
     try:
         daq.write(name, events)
         daq.place(name)
