@@ -107,7 +107,10 @@ class RunsDB:
 
     def has_run(self, name: str) -> bool:
         """Whether a run of this name is in the DB (index-backed)."""
-        return self.col.find_one({"name": name}, {"_id": 1}) is not None
+        try:
+            return self.col.find_one({"name": name}, {"_id": 1}) is not None
+        except pymongo.errors.PyMongoError as exc:
+            raise RunsDBError(f"runs DB read failed ({type(exc).__name__}: {exc})") from None
 
     def pending(self) -> list[dict]:
         """Runs in non-final states, without their history (index-backed)."""

@@ -56,6 +56,10 @@ class SimulationError(Exception):
     pass
 
 
+class Interrupted(SimulationError):
+    """Stopped by SIGINT (or SIGTERM, which the CLI turns into it); what the run left is removed."""
+
+
 class _Taken(Exception):
     """Another writer holds this run name."""
 
@@ -63,11 +67,24 @@ class _Taken(Exception):
 class _Daq:
     """The DAQ's raw directory, here or on the DAQ machine, through DAQ_SCRIPT."""
 
-    def __init__(self, config: dict, staging: Path):
+    def __init__(self, config: dict):
         self.host = hosts.Host.from_config(config["daq"])
         self.raw_dir = config["daq"]["raw_dir"].rstrip("/") or "/"
-        self.staging = staging  # where a remote DAQ's runs are written before the copy
+        self.staging = Path()  # a remote DAQ's runs are written here first (made by __enter__)
         self.rsync_timeout = config["transfer"]["timeout_seconds"]  # a stalled copy fails, as a transfer's
+
+    def __enter__(self) -> "_Daq":
+        if not self.host.is_local:
+            try:
+                self.staging = Path(tempfile.mkdtemp(prefix="fa-simulate-"))
+            except OSError as exc:
+                raise SimulationError(f"cannot make a directory for the runs to copy to {self.host.name} in "
+                                      f"{tempfile.gettempdir()}: {exc.strerror}; set TMPDIR") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self.host.is_local:
+            shutil.rmtree(self.staging, ignore_errors=True)
 
     @property
     def advice(self) -> str:
@@ -163,14 +180,20 @@ def _make_run(db: RunsDB, daq: _Daq, doc: dict, events: int) -> bool:
         cause, advice = f"its document was not inserted ({exc})", "check that the runs DB accepts writes"
     except SimulationError as exc:
         cause = str(exc)
-    except BaseException:
-        daq.remove(name, placed)
-        raise
+    except KeyboardInterrupt:
+        left = daq.remove(name, placed)
+        raise Interrupted("interrupted; " + (f"remove {left} by hand" if left else "nothing of it was left")) from None
     left = daq.remove(name, placed)
     if taken and not left:
         return False  # nothing of it left: the next number
     done = f"remove {left} by hand" if left else "nothing of it was left"
     raise SimulationError(f"{cause}; {done}; {advice}")
+
+
+def _document(config: dict, name: str, number: int, events: int, source: str) -> dict:
+    return {"name": name, "number": number, "events": events, "source": source, "raw_status": "acquired",
+            "raw_location": config["daq"]["name"], "processed_status": "none",
+            "start": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
 
 def _first_number(db: RunsDB, on_daq: set[str]) -> int:
@@ -192,26 +215,25 @@ def simulate(db: RunsDB, config: dict, runs: int, events: int, source: str,
     """
     prefix = (today or _dt.datetime.now(_dt.timezone.utc).date()).strftime("%y%m%d")
     made: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="fa-simulate-") as staging:
-        daq = _Daq(config, Path(staging))
+    with _Daq(config) as daq:
         on_daq = daq.entries()
         number = _first_number(db, on_daq)
         for _ in range(runs):
             for _ in range(MAX_SKIPS):
-                name = f"{prefix}_{number % 10000:04d}"
-                doc = {"name": name, "number": number, "events": events, "source": source,
-                       "raw_status": "acquired", "raw_location": config["daq"]["name"], "processed_status": "none",
-                       "start": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-                number += 1
-                if name in on_daq or db.has_run(name):
+                name, number = f"{prefix}_{number % 10000:04d}", number + 1
+                if name in on_daq:
                     continue
                 try:
-                    if _make_run(db, daq, doc, events):
+                    if not db.has_run(name) and _make_run(db, daq, _document(config, name, number - 1, events,
+                                                                             source), events):
                         made.append(name)
                         break
+                except RunsDBError as exc:
+                    raise SimulationError(f"run {name} not written: {exc}; nothing of it was left; check the runs "
+                                          f"DB, then run simulate-daq again{_before(made)}") from None
                 except SimulationError as exc:
-                    raise SimulationError(f"run {name} not written: {exc}, then run simulate-daq again"
-                                          f"{_before(made)}") from None
+                    raise type(exc)(f"run {name} not written: {exc}, then run simulate-daq again"
+                                    f"{_before(made)}") from None
                 on_daq.add(name)
             else:
                 raise SimulationError(f"no free run name among {MAX_SKIPS} numbers up to {number - 1} in "

@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import shlex
+import signal
 import subprocess
+import time
 
 import pytest
 
@@ -127,3 +129,22 @@ def test_a_full_daq_disk_is_one_line_keeping_the_runs_before_it(make_config, db,
     assert f"before it written and registered: {first}" in line
     assert (tmp_path / "left").read_text().split() == [first], "the run before it stays; no claim is left"
     assert [d["name"] for d in raw_collection.find({})] == [first]
+
+
+def test_a_simulate_daq_stopped_while_writing_leaves_nothing(config_path, db, raw_collection, tmp_path):
+    daq = tmp_path / "daq"
+    argv = [FA, "--config", str(config_path), "simulate-daq", "--runs", "2", "--events", "40000"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    claim = daq / f".{today()}_0001.writing"
+    deadline = time.monotonic() + 60
+    while not (claim / "raw_001.bin").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "still writing its first run"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert lines == [f"fulliautomatix: simulate-daq: run {today()}_0001 not written: interrupted; nothing of it was "
+                     "left, then run simulate-daq again"], err
+    assert list(daq.iterdir()) == []
+    assert raw_collection.count_documents({}) == 0
