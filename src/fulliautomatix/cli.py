@@ -22,6 +22,7 @@ import datetime as _dt
 import logging
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -249,15 +250,25 @@ def cmd_status(args, config: dict) -> int:
     return 3 if args.check and pending else 0
 
 
+def _terminated(signum, frame):
+    raise KeyboardInterrupt  # so a run being written is removed, as on Ctrl-C
+
+
 def cmd_simulate(args, config: dict) -> int:
     if args.runs < 1 or args.events < 1:
         raise Failure("--runs and --events must be at least 1")
     with runsdb.connect(config) as db:
         db.ensure_indexes()
+        previous = signal.signal(signal.SIGTERM, _terminated)
         try:
             made = simulate.simulate(db, config, args.runs, args.events, args.source)
+        except simulate.Interrupted as exc:
+            log.error("simulate-daq: %s", exc)
+            return 130
         except simulate.SimulationError as exc:
             raise Failure(f"simulate-daq: {exc}") from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     log.info("simulated %d runs in %s: %s", len(made), config["daq"]["raw_dir"], ", ".join(made))
     return 0
 

@@ -105,6 +105,13 @@ class RunsDB:
         last = self.col.find_one({}, {"number": 1}, sort=[("number", -1)])
         return int(last["number"]) if last and isinstance(last.get("number"), int) else 0
 
+    def has_run(self, name: str) -> bool:
+        """Whether a run of this name is in the DB (index-backed)."""
+        try:
+            return self.col.find_one({"name": name}, {"_id": 1}) is not None
+        except pymongo.errors.PyMongoError as exc:
+            raise RunsDBError(f"runs DB read failed ({type(exc).__name__}: {exc})") from None
+
     def pending(self) -> list[dict]:
         """Runs in non-final states, without their history (index-backed)."""
         return self.by_status(states.RAW, PENDING_RAW)
@@ -204,6 +211,8 @@ class RunsDB:
             self.col.insert_one({**doc, "history": [], "rev": 0})
         except pymongo.errors.DuplicateKeyError:
             raise RunsDBError(f"run {doc['name']}: already in the runs DB") from None
+        except pymongo.errors.PyMongoError as exc:
+            raise RunsDBError(f"run {doc['name']}: runs DB insert failed ({type(exc).__name__}: {exc})") from None
 
     def insert_runs(self, docs: list[dict]) -> int:
         """Insert many run documents in bulk (imports, benchmarks); return how many.
