@@ -87,7 +87,7 @@ echo PURGED
 
 
 def purge_daq_copy(config: dict, run: str, verified: list[dict], snapshot: float | None, log, *,
-                   algorithm: str = "sha256") -> str:
+                   algorithm: str) -> str:
     """Delete the DAQ copy of a run whose copy elsewhere verified; 'purged' or 'absent'.
 
     `verified` are the per-file records (path, size, checksum with

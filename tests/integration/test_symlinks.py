@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from fulliautomatix import config as fa_config
 from fulliautomatix import hosts, purge
 
 
@@ -45,7 +44,8 @@ def simulate(fa, config_path, n):
 
 
 def lines_naming(stderr: str, run: str) -> list[str]:
-    return [ln for ln in stderr.splitlines() if run in ln]
+    """The tick's lines naming the run (but its first line, which lists the --run runs)."""
+    return [ln for ln in stderr.splitlines() if run in ln and ": stages " not in ln]
 
 
 def assert_held(fa, config_path, db, run: str, *words: str) -> str:
@@ -63,7 +63,8 @@ def assert_held(fa, config_path, db, run: str, *words: str) -> str:
 
 
 @pytest.fixture
-def purging_config(make_config):
+def purging_config(db, make_config):
+    """purge_after_verify (written after the db fixture's own config, which it would replace)."""
     return make_config(transfer={"purge": "purge_after_verify"})
 
 
@@ -185,39 +186,39 @@ def test_a_run_directory_replaced_after_transfer_is_not_purged(fa, make_config, 
 
 @pytest.fixture
 def transferred(fa, config_path, config, db, tmp_path):
-    """One run transferred (DAQ copy kept): (run, its DAQ directory, verified files, snapshot)."""
+    """One run transferred (DAQ copy kept): (run, its DAQ directory, verified files, snapshot, algorithm)."""
     (run,) = simulate(fa, config_path, 1)
     r = fa(config_path, "--transfer")
     assert r.returncode == 0, r.stderr
     tr = db.get(run)["transfer"]
-    return run, tmp_path / "daq" / run, tr["checksums"], tr["daq_snapshot"]
+    return run, tmp_path / "daq" / run, tr["checksums"], tr["daq_snapshot"], tr["checksum_algorithm"]
 
 
 def test_purge_refuses_a_file_rewritten_with_its_old_size_and_mtime(config, transferred):
-    run, where, verified, snapshot = transferred
+    run, where, verified, snapshot, algorithm = transferred
     victim = where / "raw_000.bin"
     st = victim.stat()
     victim.write_bytes(bytes(b ^ 0x5A for b in victim.read_bytes()))
     os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))  # sizes and times say nothing changed
-    with pytest.raises(purge.PurgeRefused, match="checksum"):
-        purge.purge_daq_copy(config, run, verified, snapshot, Log())
+    with pytest.raises(purge.PurgeRefused, match="checksum of raw_000.bin differs"):
+        purge.purge_daq_copy(config, run, verified, snapshot, Log(), algorithm=algorithm)
     assert victim.exists()
 
 
 def test_purge_deletes_a_clean_run_and_reports_a_missing_one_absent(config, transferred):
-    run, where, verified, snapshot = transferred
+    run, where, verified, snapshot, algorithm = transferred
     log = Log()
-    assert purge.purge_daq_copy(config, run, verified, snapshot, log) == "purged"
+    assert purge.purge_daq_copy(config, run, verified, snapshot, log, algorithm=algorithm) == "purged"
     assert not where.exists()
-    assert purge.purge_daq_copy(config, run, verified, snapshot, log) == "absent"
+    assert purge.purge_daq_copy(config, run, verified, snapshot, log, algorithm=algorithm) == "absent"
 
 
 def test_purge_refuses_a_dangling_link_as_the_run(config, transferred, tmp_path):
-    run, where, verified, snapshot = transferred
+    run, where, verified, snapshot, algorithm = transferred
     shutil.rmtree(where)
     where.symlink_to(tmp_path / "nowhere")
     with pytest.raises(purge.PurgeRefused, match="symbolic link"):
-        purge.purge_daq_copy(config, run, verified, snapshot, Log())
+        purge.purge_daq_copy(config, run, verified, snapshot, Log(), algorithm=algorithm)
     assert where.is_symlink()
 
 
@@ -274,6 +275,3 @@ def test_remove_files_refuses_links(tmp_path):
     hosts.remove_files(hosts.Host(), str(root), ["a.tar.zst", "gone.tar.zst"])
     assert not (root / "a.tar.zst").exists()
 
-
-def test_the_raw_dir_is_absolute_in_the_config(config):
-    assert Path(config["daq"]["raw_dir"]).is_absolute() and fa_config.cluster(config)["scratch"]
