@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from fulliautomatix import config as fa_config
 from fulliautomatix import hosts, purge
 
 
@@ -275,3 +276,49 @@ def test_remove_files_refuses_links(tmp_path):
     hosts.remove_files(hosts.Host(), str(root), ["a.tar.zst", "gone.tar.zst"])
     assert not (root / "a.tar.zst").exists()
 
+
+
+def test_a_compressed_copy_that_is_a_link_is_neither_archived_nor_deleted(fa, db, make_config, tmp_path):
+    from fulliautomatix import archive
+    from fulliautomatix.archive import stage
+
+    cfg = make_config(archive={"purge_compressed": False})
+    runs = simulate(fa, cfg, 2)
+    r = fa(cfg, "--transfer", "--process", "--compress")
+    assert r.returncode == 0, r.stderr
+    assert all(db.get(run)["raw_status"] == "compressed" for run in runs)
+    compressed = tmp_path / "cluster" / "compressed"
+    linked = compressed / f"{runs[0]}.tar.zst"
+    outside = tmp_path / "elsewhere" / linked.name
+    outside.parent.mkdir()
+    shutil.move(linked, outside)
+    linked.symlink_to(outside)  # identical bytes, but outside scratch
+    before = outside.read_bytes()
+
+    r = fa(cfg, "--archive")
+    assert r.returncode == 1
+    assert any("symbolic link" in ln and str(linked) in ln for ln in r.stderr.splitlines()), r.stderr
+    assert all(db.get(run)["raw_status"] == "compressed" for run in runs)
+    assert "symbolic link" in db.get(runs[0])["archive"]["error"]
+    assert not list((tmp_path / "archive").glob("*.tar")), "nothing read through the link was archived"
+
+    linked.unlink()
+    shutil.copy(outside, linked)
+    r = fa(cfg, "--archive")
+    assert r.returncode == 0, r.stderr
+    assert all(db.get(run)["raw_status"] == "archived" for run in runs)
+
+    # Archived, compressed copies kept (purge_compressed off). A link put in place of one of them
+    # makes the purge refuse them all; its target and the other copy stay.
+    linked.unlink()
+    linked.symlink_to(outside)
+    config = fa_config.load(cfg)
+    files = {archive.member_name(run): compressed / archive.member_name(run) for run in runs}
+    log = Log()
+    assert stage.purge_compressed(db, config, runs, files, hosts.Host(), log) == []
+    assert "symbolic link" in log.text
+    assert outside.read_bytes() == before and (compressed / f"{runs[1]}.tar.zst").is_file()
+    linked.unlink()
+    assert stage.purge_compressed(db, config, runs, files, hosts.Host(), log) == runs
+    assert not list(compressed.glob("*.tar.zst")) and outside.read_bytes() == before
+    assert all(db.get(run)["archive"]["purged"] for run in runs)

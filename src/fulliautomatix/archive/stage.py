@@ -64,10 +64,13 @@ def verify(be, location: str, expected: dict[str, Member], log) -> dict:
     return facts
 
 
-# Prints "H <size> <sha256> <path>" for each file argument, or "X <path>" where it is missing.
+# Prints "H <size> <sha256> <path>" for each file argument, "X <path>" where it is missing,
+# or "L <path>" where it is a symbolic link (not read: nothing outside scratch is archived).
 SOURCES = r"""
 for f; do
-  if [ -f "$f" ]; then
+  if [ -L "$f" ]; then
+    printf 'L %s\n' "$f"
+  elif [ -f "$f" ]; then
     s=$(sha256sum < "$f") || exit 4
     printf 'H %s %s %s\n' "$(stat -c %s -- "$f")" "${s%% *}" "$f"
   else
@@ -100,13 +103,18 @@ def check_sources(source: hosts.Host, files: dict[str, Path], expected: dict[str
         res = source.run(["bash", "-c", SOURCES, "fa-check-sources", *map(str, files.values())], log=log)
     except (hosts.CommandFailed, OSError) as exc:
         raise ArchiveError(f"cannot check the compressed copies on {source.name}: {exc}") from None
-    found = {}
+    found, links = {}, set()
     for line in res.stdout.splitlines():
         kind, _, rest = line.partition(" ")
         if kind == "H":
             size, digest, path = rest.split(" ", 2)
             found[path] = (int(size), digest)
+        elif kind == "L":
+            links.add(rest)
     for member, path in files.items():
+        if str(path) in links:
+            raise ArchiveError(f"compressed copy {path} is a symbolic link: refused, nothing outside scratch is "
+                               "archived as run data; replace the link by the real file")
         if str(path) not in found:
             raise ArchiveError(f"compressed copy {path} is missing")
         if found[str(path)] != (expected[member].size, expected[member].sha256):
