@@ -11,10 +11,13 @@ is deleted only when
 * a copy elsewhere verifies *again* just before: the copy on scratch against
   the recorded per-file checksums, or the compressed copy against its
   recorded sha256, or the archived tarball read back from the archive;
-* the DAQ copy is still exactly what was verified: the same files with the
-  same sizes, none modified since the copy started (checked on the DAQ
-  machine itself, by the DAQ's clock), and then exactly those files are
-  deleted; anything that appeared meanwhile stays.
+* the DAQ copy is still exactly what was verified: a real directory inside
+  ``daq.raw_dir`` (not a symbolic link, holding no link, fifo, socket or
+  device: :data:`hosts.CONFINE`), the same files with the same sizes and
+  checksums, none modified since the copy started (checked on the DAQ
+  machine itself, by the DAQ's clock, in the command that deletes), and then
+  exactly those files are deleted from inside that directory, never through
+  a link; anything that appeared meanwhile stays.
 
 Whatever stops a purge is recorded in the run's ``transfer.daq_purge.error``
 and the copy is kept; ``transfer.daq_copy`` says ``kept``, ``purged`` or

@@ -4,7 +4,7 @@ Three machines take part: this one (the *host*) only issues commands; the DAQ
 machine runs rsync and pushes the run straight to the cluster, so the data
 never passes through the host::
 
-    host --ssh--> DAQ:  rsync --partial <raw_dir>/<run>/ cluster:<scratch>/raw/.incoming/<run>/
+    host --ssh--> DAQ:  cd <raw_dir>/<run> && rsync --partial ./ cluster:<scratch>/raw/.incoming/<run>/
     host --ssh--> DAQ:      checksums of <raw_dir>/<run>            } at the same time,
     host --ssh--> cluster:  checksums of <scratch>/raw/.incoming/<run> } each read where it lies
     host --ssh--> cluster:  mv -T .incoming/<run> raw/<run>        (only after a full match)
@@ -20,6 +20,13 @@ checksums were computed, fails verification.
 A mismatch leaves the run off ``ondeck`` (back to ``acquired`` with the error
 recorded), deletes only the files of the copy that differ, and the next tick
 retries; after ``transfer.max_attempts`` the run is held for a human.
+
+A run directory that is a symbolic link, leaves ``daq.raw_dir``, or holds a
+link or any file that is not regular (fifo, socket, device) is refused on the
+DAQ by the rsync command itself before anything is read (:data:`CONFINED_RSYNC`)
+and again by the DAQ's checksum command (``hosts.scan(..., confined_to=)``):
+the run is held at once (``transfer.refused``) with one line naming the run,
+the path and what to do in ``transfer.error``, until ``fulliautomatix retry``.
 
 The DAQ copy is deleted only by :mod:`fulliautomatix.purge`, only under a
 purge policy, and only when a checksum-verified copy exists *and* the DAQ copy
