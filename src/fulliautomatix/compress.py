@@ -6,7 +6,8 @@ never crosses the network::
 
     cluster: tar -C <scratch>/raw -I zstd -cf <scratch>/compressed/.<run>.tar.zst.partial -- <run>
     cluster: read it back: zstd -dc | tar -x --to-command=<checksum tool>   (tarsums.READ_BACK)
-    cluster: sync, mv .partial -> <run>.tar.zst, rm -rf <scratch>/raw/<run>   (only after a full match)
+    cluster: sync, mv .partial -> <run>.tar.zst, rm -rf <scratch>/raw/<run>   (only after a full match,
+             and only a real directory there holding only files: hosts.remove_tree)
 
 The read-back gives every member's size and checksum (with the algorithm the
 transfer used), compared here with the checksums recorded at transfer, and the
@@ -62,6 +63,22 @@ def _sha256(host: hosts.Host, path: str, log) -> str | None:
     return proc.stdout.split()[0] if proc.returncode == 0 and proc.stdout.split() else None
 
 
+def _remove_raw(cluster: hosts.Host, raw: Path, log) -> None:
+    """Verified: the uncompressed copy on scratch may go (the DAQ copy is untouched).
+
+    Only if <scratch>/raw/<run> is a real directory inside <scratch>/raw
+    holding only regular files and directories, and never through a link
+    (hosts.remove_tree); otherwise it is kept and the log says why.
+    """
+    try:
+        if hosts.remove_tree(cluster, str(raw.parent), raw.name, log=log):
+            log.write(f"removed {cluster.path(str(raw))}\n")
+    except hosts.Unsafe as exc:
+        log.write(f"kept {cluster.path(str(raw))}: {exc}; {exc.advice}, then delete it by hand\n")
+    except hosts.CommandFailed as exc:
+        log.write(f"could not remove {cluster.path(str(raw))}: {exc}\n")
+
+
 def compress_run(db: RunsDB, config: dict, run: str, processed_marker: str, marker_path: str, log) -> dict:
     hosts.check_run_name(run, config["run_name_pattern"])
     doc = db.get(run)
@@ -76,13 +93,7 @@ def compress_run(db: RunsDB, config: dict, run: str, processed_marker: str, mark
         raise CompressionError(f"run {run}: no transfer checksums in the runs DB to verify against; "
                                f"re-transfer it with `fulliautomatix retry {run}`")
     if doc["raw_status"] == "compressed":
-        prev = doc.get("compressed") or {}
-        if prev.get("hash") and _sha256(cluster, prev.get("path") or final, log) == prev["hash"]:
-            marker = markers.run_marker("compress", run, {"compressed": prev}, prev)
-            markers.write(marker_path, marker)
-            return marker
-        raise CompressionError(f"run {run}: compressed copy {cluster.path(final)} is missing or differs from the "
-                               "runs DB")
+        return _marker_again(cluster, run, doc, final, marker_path, log)
     doc = db.transition(run, states.RAW, "compressing", expect=("ondeck", "compressing"), doc=doc)
     t0 = time.monotonic()
     tmp = str(p["archive"].with_name(f".{p['archive'].name}.partial"))
@@ -122,13 +133,25 @@ def compress_run(db: RunsDB, config: dict, run: str, processed_marker: str, mark
                       fields={"compressed.error": str(exc)})
         raise CompressionError(f"run {run}: {exc}; the raw copy is untouched and the next tick retries") from None
     markers.write(marker_path, marker)
-    # Verified: the uncompressed copy on scratch may go (the DAQ copy is untouched).
-    rm = cluster.run(["rm", "-rf", "--", raw], check=False, log=log)
-    if rm.returncode != 0:
-        log.write(f"could not remove {cluster.path(raw)}: {rm.stderr.strip()}\n")
-    log.write(f"verified {len(recorded)} files in {cluster.path(final)}; removed {cluster.path(raw)}\n")
+    _remove_raw(cluster, p["raw"], log)
+    log.write(f"verified {len(recorded)} files in {cluster.path(final)}\n")
+    _record(db, marker, doc, log)
+    return marker
+
+
+def _marker_again(cluster: hosts.Host, run: str, doc: dict, final: str, marker_path: str, log) -> dict:
+    """A compressed run whose marker was lost: its compressed copy must still match the runs DB."""
+    prev = doc.get("compressed") or {}
+    if prev.get("hash") and _sha256(cluster, prev.get("path") or final, log) == prev["hash"]:
+        marker = markers.run_marker("compress", run, {"compressed": prev}, prev)
+        markers.write(marker_path, marker)
+        return marker
+    raise CompressionError(f"run {run}: compressed copy {cluster.path(final)} is missing or differs from the "
+                           "runs DB")
+
+
+def _record(db: RunsDB, marker: dict, doc: dict, log) -> None:
     try:
         sync.apply(db, marker, doc=doc, note="compressed and verified")
-    except Exception as exc:
+    except Exception as exc:  # the marker stands; the next tick's sync replays it
         log.write(f"runs DB update failed ({exc}); the next tick will repair it from the marker\n")
-    return marker

@@ -11,6 +11,14 @@ Long commands (rsync, checksums) run under a *hang-up guard* on the far side:
 it stops the command when its standard input reaches end-of-file, which
 happens when the ssh client, or the process that started it, dies.  Without
 it a killed tick would leave rsync running on the DAQ (no pty, so no SIGHUP).
+
+Commands that read a run's data or delete a copy first *confine* themselves
+(:data:`CONFINE`, on the far side, in the same command): the directory must be
+a real directory, not a symbolic link, whose physical path is inside its
+configured root, and hold nothing but regular files and directories.  A
+refusal exits with :data:`UNSAFE_EXIT` and one ``fa-unsafe:`` line, raised
+here as :class:`Unsafe`.  Deletion never follows a link (:func:`remove_tree`,
+:func:`remove_files`).
 """
 
 from __future__ import annotations
@@ -57,6 +65,54 @@ wait "$job"
 """
 
 
+# The exit status of a command that refused a path (see CONFINE); its stderr holds one
+# "fa-unsafe: <kind> <what>" line.
+UNSAFE_EXIT = 97
+
+# Shell functions prepended to the commands that read run data or delete it.
+#   confine ROOT NAME   enter ROOT/NAME (cd -P) if it is a real directory, not a symbolic link, whose
+#                       physical path is ROOT's plus /NAME, holding only regular files and directories
+#   only_regular LABEL  the current directory holds only regular files and directories (LABEL names it)
+# A refusal prints "fa-unsafe: <kind> <what>" on stderr and returns 97 (UNSAFE_EXIT); other failures 3.
+CONFINE = r'''
+unsafe() { local kind=$1; shift; printf 'fa-unsafe: %s %s\n' "$kind" "$*" >&2; return 97; }
+only_regular() {
+  local odd
+  odd=$(find . -mindepth 1 ! -type f ! -type d -printf '%y/%P\n' -quit) ||
+    { echo "cannot list everything in $1" >&2; return 3; }
+  [ -z "$odd" ] && return 0
+  local p=${odd:2}
+  case ${odd:0:1} in
+    l) unsafe link "$1/$p is a symbolic link (to $(readlink -- "$p"))" ;;
+    p) unsafe special "$1/$p is a fifo" ;;
+    s) unsafe special "$1/$p is a socket" ;;
+    b|c) unsafe special "$1/$p is a device file" ;;
+    *) unsafe special "$1/$p is not a regular file" ;;
+  esac
+}
+confine() {
+  local root=${1%/} name=$2 top here
+  local dir=$root/$name
+  if [ -L "$dir" ]; then unsafe dirlink "$dir is a symbolic link (to $(readlink -- "$dir"))"; return; fi
+  [ -e "$dir" ] || { echo "$dir: no such directory" >&2; return 3; }
+  [ -d "$dir" ] || { unsafe notdir "$dir is not a directory"; return; }
+  top=$(cd -P -- "${root:-/}" && pwd -P) && cd -P -- "$dir" && here=$(pwd -P) || return 3
+  [ "$here" = "${top%/}/$name" ] || { unsafe outside "$dir resolves to $here, outside ${root:-/}"; return; }
+  only_regular "$dir"
+}
+'''
+
+# What to do about each kind of refusal (Unsafe.kind), for the operator's one line.
+ADVICE = {
+    "dirlink": "replace the link by the real directory",
+    "notdir": "replace it by the real directory",
+    "outside": "move the real directory into place",
+    "link": "replace the link by the file it points to, or remove it",
+    "special": "remove it or move it out of the directory",
+    "name": "fix the recorded path",
+}
+
+
 class BadRunName(ValueError):
     pass
 
@@ -66,6 +122,33 @@ class CommandFailed(RuntimeError):
         self.argv, self.returncode, self.stderr = argv, returncode, stderr
         tail = [ln for ln in stderr.strip().splitlines() if not ln.startswith("fa-guard-start ")][-1:] or [""]
         super().__init__(f"{shlex.join(argv[:3])}... exited with {returncode}: {tail[0]}")
+
+
+class Unsafe(CommandFailed):
+    """A confined command refused a path: a symbolic link, a special file, or a path leaving its root.
+
+    ``what`` names the offending path (e.g. "/daq/261201_0002 is a symbolic
+    link (to /tmp/elsewhere/victim)"), ``advice`` what to do about it.
+    """
+
+    def __init__(self, argv: list[str], returncode: int, stderr: str):
+        super().__init__(argv, returncode, stderr)
+        line = next(ln for ln in stderr.splitlines() if ln.startswith("fa-unsafe: "))
+        self.kind, _, self.what = line[len("fa-unsafe: "):].partition(" ")
+
+    @property
+    def advice(self) -> str:
+        return ADVICE.get(self.kind, "fix it")
+
+    def __str__(self) -> str:
+        return f"refused: {self.what}"
+
+
+def failure(argv: list[str], returncode: int, stderr: str) -> CommandFailed:
+    """The exception for a failed command: Unsafe when it refused a path."""
+    if returncode == UNSAFE_EXIT and any(ln.startswith("fa-unsafe: ") for ln in stderr.splitlines()):
+        return Unsafe(argv, returncode, stderr)
+    return CommandFailed(argv, returncode, stderr)
 
 
 def check_run_name(name: str, pattern: str) -> str:
@@ -145,8 +228,10 @@ class Host:
             log.flush()
         proc = subprocess.run(full, capture_output=True, text=True, timeout=timeout, input=input,
                               stdin=None if input is not None else subprocess.DEVNULL)
-        if check and proc.returncode != 0:
-            raise CommandFailed(full, proc.returncode, proc.stderr)
+        if proc.returncode == UNSAFE_EXIT or (check and proc.returncode != 0):
+            err = failure(full, proc.returncode, proc.stderr)
+            if check or isinstance(err, Unsafe):  # a refusal is never ignored
+                raise err
         return proc
 
     def run_guarded(self, argv: list[str], *, check: bool = True, log=None, on_stdout=None) -> Result:
@@ -196,8 +281,10 @@ class Host:
             else:
                 kept.append(line)
         result = Result(rc, b"".join(out).decode(errors="replace"), "".join(kept), started)
-        if check and rc != 0:
-            raise CommandFailed(full, rc, result.stderr)
+        if rc == UNSAFE_EXIT or (check and rc != 0):
+            err = failure(full, rc, result.stderr)
+            if check or isinstance(err, Unsafe):  # a refusal is never ignored
+                raise err
         return result
 
 
@@ -213,9 +300,7 @@ def rsync_shell(host: Host) -> str:
 # the "<algorithm>:<tool>" arguments, then "S <size> <mtime> <path>" lines.
 # The sizes and mtimes are listed *after* hashing, so a file changed while it
 # was hashed shows a newer mtime.
-MANIFEST = r"""
-cd -- "$1" || exit 3
-shift
+MANIFEST_BODY = r"""
 for pair; do
   if command -v "${pair#*:}" >/dev/null 2>&1; then
     echo "A ${pair%%:*}"
@@ -227,6 +312,10 @@ done
 echo "none of these checksum tools is installed on $(hostname): $*" >&2
 exit 5
 """
+MANIFEST = 'cd -- "$1" || exit 3\nshift\n' + MANIFEST_BODY
+# The same for "$1/$2" confined to the root "$1" (a run's DAQ copy): refused unless it is a
+# real directory inside it holding only regular files and directories.
+CONFINED_MANIFEST = CONFINE + 'confine "$1" "$2" || exit\nshift 2\n' + MANIFEST_BODY
 
 
 @dataclass
@@ -239,16 +328,30 @@ class Manifest:
     started: float | None = None  # that host's clock when the listing started
 
 
-def manifest_argv(directory: str, algorithm: str | list[str] | tuple[str, ...], parallel: int = 4) -> list[str]:
+def split_confined(directory: str, root: str) -> list[str]:
+    """[root, name] of a directory that must be the entry `name` of `root`."""
+    parent, _, name = directory.rstrip("/").rpartition("/")
+    if not name or name in (".", "..") or parent.rstrip("/") != root.rstrip("/"):
+        raise ValueError(f"{directory} is not a directory directly inside {root}")
+    return [root, name]
+
+
+def manifest_argv(directory: str, algorithm: str | list[str] | tuple[str, ...], parallel: int = 4,
+                  confined_to: str | None = None) -> list[str]:
     """The command listing every file's checksum, size and mtime.
 
     `algorithm` is one name or a list in order of preference: the first one
-    whose tool is installed on the host is used (and reported).
+    whose tool is installed on the host is used (and reported).  With
+    `confined_to` (a root directory) the directory must be a real directory
+    directly inside it, holding nothing but regular files and directories
+    (CONFINE), or the command refuses it (exit UNSAFE_EXIT).
     """
     names = [algorithm] if isinstance(algorithm, str) else list(algorithm)
     pairs = [f"{a}:{CHECKSUM_TOOLS[a]}" for a in names]
-    script = MANIFEST if parallel == 4 else MANIFEST.replace("-P 4", f"-P {int(parallel)}")
-    return ["bash", "-c", script, "fa-manifest", directory, *pairs]
+    script = MANIFEST if confined_to is None else CONFINED_MANIFEST
+    script = script if parallel == 4 else script.replace("-P 4", f"-P {int(parallel)}")
+    where = [directory] if confined_to is None else split_confined(directory, confined_to)
+    return ["bash", "-c", script, "fa-manifest", *where, *pairs]
 
 
 def parse_listing(text: str) -> Manifest:
@@ -277,9 +380,12 @@ def parse_manifest(text: str) -> list[dict]:
     return parse_listing(text).files
 
 
-def scan(host: Host, directory: str, algorithms, *, log=None) -> Manifest:
-    """Checksums of a directory computed on its own host (guarded)."""
-    res = host.run_guarded(manifest_argv(directory, algorithms), log=log)
+def scan(host: Host, directory: str, algorithms, *, log=None, confined_to: str | None = None) -> Manifest:
+    """Checksums of a directory computed on its own host (guarded).
+
+    With `confined_to`, see manifest_argv; a refusal raises Unsafe.
+    """
+    res = host.run_guarded(manifest_argv(directory, algorithms, confined_to=confined_to), log=log)
     try:
         m = parse_listing(res.stdout)
     except ValueError as exc:
@@ -316,3 +422,50 @@ def bad_paths(expected: list[dict], actual: list[dict]) -> list[str]:
 
 def elapsed(t0: float) -> float:
     return round(time.monotonic() - t0, 3)
+
+
+# -- deleting, never through a link ---------------------------------------------
+
+# Deletes "$1/$2" if it is confined (CONFINE; with "$3" = links-ok, links in it may be
+# deleted too): rm -rf of the entry by its name in the physical parent, so neither a link
+# in it nor one put in its place meanwhile is followed.  Prints REMOVED or ABSENT.
+REMOVE_TREE = CONFINE + r"""
+if [ "$3" = links-ok ]; then only_regular() { return 0; }; fi
+if [ ! -e "$1/$2" ] && [ ! -L "$1/$2" ]; then echo ABSENT; exit 0; fi
+confine "$1" "$2" || exit
+cd -P .. && rm -rf -- "./$2" || exit 8
+echo REMOVED
+"""
+
+# Deletes the files "$1/$2", "$1/$3", ... (plain names in the root "$1"), only if every one
+# is a regular file or absent, none a link: else nothing is deleted.
+REMOVE_FILES = CONFINE + r"""
+root=${1%/}; shift
+for name; do
+  f=$root/$name
+  case $name in ''|.|..|*/*) unsafe name "$f is not a file name directly in ${root:-/}"; exit ;; esac
+  if [ -L "$f" ]; then unsafe link "$f is a symbolic link (to $(readlink -- "$f"))"; exit; fi
+  if [ -e "$f" ] && [ ! -f "$f" ]; then unsafe special "$f is not a regular file"; exit; fi
+done
+cd -P -- "${root:-/}" || exit 3
+rm -f -- "$@"
+"""
+
+
+def remove_tree(host: Host, root: str, name: str, *, links_ok: bool = False, log=None) -> bool:
+    """Delete the directory root/name on `host`, never following a link; False if it was absent.
+
+    It must be a real directory whose physical path is inside `root`, holding
+    only regular files and directories (with links_ok, links in it are
+    deleted as links); otherwise Unsafe is raised and nothing is deleted.
+    """
+    if not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"{name!r} is not a name directly in {root}")
+    argv = ["bash", "-c", REMOVE_TREE, "fa-remove", root, name, "links-ok" if links_ok else ""]
+    return "REMOVED" in host.run(argv, log=log).stdout
+
+
+def remove_files(host: Host, root: str, names: list[str], *, log=None) -> None:
+    """Delete the regular files root/<name> on `host` (absent ones are fine); a link refuses them all."""
+    if names:
+        host.run(["bash", "-c", REMOVE_FILES, "fa-remove-files", root, *names], log=log)

@@ -11,10 +11,13 @@ is deleted only when
 * a copy elsewhere verifies *again* just before: the copy on scratch against
   the recorded per-file checksums, or the compressed copy against its
   recorded sha256, or the archived tarball read back from the archive;
-* the DAQ copy is still exactly what was verified: the same files with the
-  same sizes, none modified since the copy started (checked on the DAQ
-  machine itself, by the DAQ's clock), and then exactly those files are
-  deleted; anything that appeared meanwhile stays.
+* the DAQ copy is still exactly what was verified: a real directory inside
+  ``daq.raw_dir`` (not a symbolic link, holding no link, fifo, socket or
+  device: :data:`hosts.CONFINE`), the same files with the same sizes and
+  checksums, none modified since the copy started (checked on the DAQ
+  machine itself, by the DAQ's clock, in the command that deletes), and then
+  exactly those files are deleted from inside that directory, never through
+  a link; anything that appeared meanwhile stays.
 
 Whatever stops a purge is recorded in the run's ``transfer.daq_purge.error``
 and the copy is kept; ``transfer.daq_copy`` says ``kept``, ``purged`` or
@@ -52,43 +55,66 @@ def purging(config: dict):
         yield
 
 
-# Deletes a DAQ run directory only if its files are exactly the verified ones
-# (size and path records "<size>\t<path>" NUL-separated on stdin) and none was
-# modified at or after the verified snapshot time.  Deletes exactly those
-# files, then the empty directories; anything else that appeared meanwhile
-# stays.  Prints PURGED or ABSENT.
-PURGE = r"""
-dir=$1; since=$2
-[ -e "$dir" ] || { echo ABSENT; exit 0; }
-cd -- "$dir" || exit 3
-list=$(mktemp) || exit 3
-trap 'rm -f -- "$list"' EXIT
-LC_ALL=C sort -z > "$list"
-if ! find . -type f -printf '%s\t%P\0' | LC_ALL=C sort -z | cmp -s - "$list"; then
+# Deletes the DAQ run directory "$1/$2" only if it is still exactly the verified copy, read
+# from stdin as NUL-separated "<size>\t<checksum>\t<path>" records: confined to daq.raw_dir
+# (hosts.CONFINE: not a symbolic link, inside it, only regular files and directories), the
+# same files with the same sizes, none modified at or after "$3" (the verified snapshot),
+# and every checksum (tool "$4") equal to the verified one.  Then, after checking once more
+# for links, it deletes exactly those files by their paths inside the directory it entered,
+# then the empty directories; anything that appeared meanwhile stays.  Prints PURGED or ABSENT.
+PURGE = hosts.CONFINE + r"""
+raw=$1; run=$2; since=$3; tool=$4
+if [ ! -e "$raw/$run" ] && [ ! -L "$raw/$run" ]; then echo ABSENT; exit 0; fi
+confine "$raw" "$run" || exit
+dir=$(pwd -P)
+tmp=$(mktemp -d) || exit 3
+trap 'rm -rf -- "$tmp"' EXIT
+cat > "$tmp/in"
+sed -z 's/\t[^\t]*\t/\t/' "$tmp/in" | LC_ALL=C sort -z > "$tmp/sizes"
+if ! find . -type f -printf '%s\t%P\0' | LC_ALL=C sort -z | cmp -s - "$tmp/sizes"; then
   echo "its files differ from the verified ones (added, removed or resized)" >&2; exit 6
 fi
 changed=$(find . -type f -newermt "@$since" -printf '%P ' | head -c 300)
 if [ -n "$changed" ]; then echo "modified after it was verified: $changed" >&2; exit 7; fi
-cut -z -f2- "$list" | xargs -0 -r rm -f -- || exit 8
+sed -z 's/^[0-9]*\t\([^\t]*\)\t/\1  .\//' "$tmp/in" | tr '\0' '\n' | LC_ALL=C sort > "$tmp/sums"
+find . -type f -print0 | xargs -0 -r -n 8 -P 4 "$tool" -- > "$tmp/got" || { echo "$tool failed in $dir" >&2; exit 4; }
+LC_ALL=C sort -o "$tmp/got" "$tmp/got"
+bad=$(LC_ALL=C comm -13 "$tmp/sums" "$tmp/got" | head -n 1)
+if [ -n "$bad" ]; then echo "the checksum of ${bad#*  ./} differs from the verified one" >&2; exit 8; fi
+only_regular "$raw/$run" || exit
+cut -z -f3- "$tmp/in" | xargs -0 -r rm -f -- || exit 9
 find . -depth -mindepth 1 -type d -empty -delete
-cd / && rmdir -- "$dir" || { echo "files that appeared meanwhile were kept in $dir" >&2; exit 9; }
+cd -P .. && rmdir -- "$run" || { echo "files that appeared meanwhile were kept in $dir" >&2; exit 9; }
 echo PURGED
 """
 
 
-def purge_daq_copy(config: dict, run: str, verified: list[dict], snapshot: float | None, log) -> str:
+def purge_daq_copy(config: dict, run: str, verified: list[dict], snapshot: float | None, log, *,
+                   algorithm: str) -> str:
     """Delete the DAQ copy of a run whose copy elsewhere verified; 'purged' or 'absent'.
 
-    `verified` are the per-file records the copy was verified against and
-    `snapshot` the DAQ's clock when that copy started.  Raises PurgeRefused.
+    `verified` are the per-file records (path, size, checksum with
+    `algorithm`) the copy was verified against and `snapshot` the DAQ's clock
+    when that copy started.  Everything is checked again on the DAQ, in the
+    command that deletes (PURGE).  Raises PurgeRefused.
     """
     hosts.check_run_name(run, config["run_name_pattern"])
     if not verified or snapshot is None:
         raise PurgeRefused(f"run {run}: no verified file list or snapshot time recorded")
-    source = locations(config, run)["source"]
-    records = "".join(f"{f['size']}\t{f['path']}\0" for f in verified)
+    if algorithm not in hosts.CHECKSUM_TOOLS:
+        raise PurgeRefused(f"run {run}: unknown checksum algorithm {algorithm!r} recorded")
+    odd = [f["path"] for f in verified if any(c in f["path"] for c in "\n\r\\\0") or "\t" in str(f["hash"])]
+    if odd:
+        raise PurgeRefused(f"run {run}: the file name {odd[0]!r} cannot be checked on the DAQ; purge it by hand")
+    raw_dir, source = config["daq"]["raw_dir"], locations(config, run)["source"]
+    records = "".join(f"{f['size']}\t{f['hash']}\t{f['path']}\0" for f in verified)
     daq = daq_host(config)
-    proc = daq.run(["bash", "-c", PURGE, "fa-purge", source, f"{snapshot:.9f}"], check=False, input=records, log=log)
+    argv = ["bash", "-c", PURGE, "fa-purge", raw_dir, run, f"{snapshot:.9f}", hosts.CHECKSUM_TOOLS[algorithm]]
+    try:
+        proc = daq.run(argv, check=False, input=records, log=log)
+    except hosts.Unsafe as exc:
+        raise PurgeRefused(f"DAQ copy {source} on {daq.name} not purged: {exc}; nothing outside daq.raw_dir is "
+                           f"deleted; {exc.advice}, and a later tick tries again") from None
     if proc.returncode != 0:
         err = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
         raise PurgeRefused(f"DAQ copy {source} on {daq.name} not purged: {err}")
@@ -176,7 +202,8 @@ def _purge_one(db: RunsDB, config: dict, run, read_back: dict, report: dict, log
             how = _archive_copy_verifies(config, doc, read_back, log)
         else:
             how = _cluster_copy_verifies(config, doc, log)
-        status = purge_daq_copy(config, run, tr.get("checksums") or [], tr.get("daq_snapshot"), log)
+        status = purge_daq_copy(config, run, tr.get("checksums") or [], tr.get("daq_snapshot"), log,
+                                algorithm=tr.get("checksum_algorithm") or "sha256")
     except (PurgeRefused, hosts.CommandFailed, hosts.BadRunName) as exc:
         log.write(f"run {run}: DAQ copy kept: {exc}\n")
         report["kept"][str(run)] = str(exc)

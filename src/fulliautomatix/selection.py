@@ -51,6 +51,8 @@ def start_stage(doc: dict, limits: dict) -> tuple[str | None, str | None]:
     name = doc["name"]
     if raw in ("acquired", "transferring"):
         t = doc.get("transfer") or {}
+        if raw == "acquired" and t.get("error") and t.get("refused"):
+            return None, str(t["error"])  # refused on the DAQ (a symlink, a fifo, ...): the line says what to do
         if raw == "acquired" and t.get("error") and t.get("attempts", 0) >= limits["transfer_attempts"]:
             return None, (f"run {name}: transfer failed {t['attempts']} times ({t['error']}); "
                           f"fix it, then `fulliautomatix retry {name}`")

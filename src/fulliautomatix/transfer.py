@@ -4,7 +4,7 @@ Three machines take part: this one (the *host*) only issues commands; the DAQ
 machine runs rsync and pushes the run straight to the cluster, so the data
 never passes through the host::
 
-    host --ssh--> DAQ:  rsync --partial <raw_dir>/<run>/ cluster:<scratch>/raw/.incoming/<run>/
+    host --ssh--> DAQ:  cd <raw_dir>/<run> && rsync --partial ./ cluster:<scratch>/raw/.incoming/<run>/
     host --ssh--> DAQ:      checksums of <raw_dir>/<run>            } at the same time,
     host --ssh--> cluster:  checksums of <scratch>/raw/.incoming/<run> } each read where it lies
     host --ssh--> cluster:  mv -T .incoming/<run> raw/<run>        (only after a full match)
@@ -20,6 +20,13 @@ checksums were computed, fails verification.
 A mismatch leaves the run off ``ondeck`` (back to ``acquired`` with the error
 recorded), deletes only the files of the copy that differ, and the next tick
 retries; after ``transfer.max_attempts`` the run is held for a human.
+
+A run directory that is a symbolic link, leaves ``daq.raw_dir``, or holds a
+link or any file that is not regular (fifo, socket, device) is refused on the
+DAQ by the rsync command itself before anything is read (:data:`CONFINED_RSYNC`)
+and again by the DAQ's checksum command (``hosts.scan(..., confined_to=)``):
+the run is held at once (``transfer.refused``) with one line naming the run,
+the path and what to do in ``transfer.error``, until ``fulliautomatix retry``.
 
 The DAQ copy is deleted only by :mod:`fulliautomatix.purge`, only under a
 purge policy, and only when a checksum-verified copy exists *and* the DAQ copy
@@ -262,10 +269,33 @@ class _Progress:
             self.log.write(f"progress: {final}\n")
 
 
+# rsync on the DAQ, from inside the run's directory once CONFINE accepted it ("$1"/"$2"):
+# a run that is a symbolic link, leaves daq.raw_dir, or holds a link, fifo, socket or
+# device is refused before anything is read.  rsync's source is "./" (the directory entered).
+CONFINED_RSYNC = hosts.CONFINE + r"""
+confine "$1" "$2" || exit
+shift 2
+exec "$@"
+"""
+
+
+def confined_rsync_argv(config: dict, run: str) -> list[str]:
+    """rsync_argv, run from inside the run's DAQ directory after the confinement check."""
+    argv = rsync_argv(config, run)
+    argv[-2] = "./"
+    return ["bash", "-c", CONFINED_RSYNC, "fa-rsync", config["daq"]["raw_dir"], run, *argv]
+
+
+def refusal(config: dict, run: str, exc: hosts.Unsafe) -> str:
+    """The one line naming the run, the offending path and what to do."""
+    return (f"run {run}: {exc}: a run must be a real directory in daq.raw_dir holding only regular files "
+            f"and directories; {exc.advice}, then `fulliautomatix retry {run}`")
+
+
 def _rsync(daq: hosts.Host, config: dict, run: str, log) -> float | None:
     """Run rsync on the DAQ, progress lines to the log; the DAQ's clock at its start."""
     progress = _Progress(log)
-    res = daq.run_guarded(rsync_argv(config, run), check=False, log=log, on_stdout=progress)
+    res = daq.run_guarded(confined_rsync_argv(config, run), check=False, log=log, on_stdout=progress)
     progress.close()
     if res.stderr.strip():
         log.write(res.stderr if res.stderr.endswith("\n") else res.stderr + "\n")
@@ -275,117 +305,154 @@ def _rsync(daq: hosts.Host, config: dict, run: str, log) -> float | None:
     return res.started
 
 
-def _scan_both(daq: hosts.Host, cluster: hosts.Host, source: str, copy: str, algos: list[str], log):
-    """Checksums on both ends at once, each computed where the data lies, with one algorithm."""
+def _scan_both(daq: hosts.Host, cluster: hosts.Host, config: dict, source: str, copy: str, log):
+    """Checksums on both ends at once, each computed where the data lies, with one algorithm.
+
+    The DAQ side is confined to daq.raw_dir (hosts.Unsafe when refused).
+    """
+    algos, raw_dir = algorithms(config), config["daq"]["raw_dir"]
     with ThreadPoolExecutor(2) as pool:
-        fs = pool.submit(hosts.scan, daq, source, algos, log=log)
+        fs = pool.submit(hosts.scan, daq, source, algos, log=log, confined_to=raw_dir)
         fc = pool.submit(hosts.scan, cluster, copy, algos, log=log)
         src, dst = fs.result(), fc.result()
     if src.algorithm != dst.algorithm:
         # One side lacks the better tool: recompute the other side with the common one.
         if algos.index(src.algorithm) < algos.index(dst.algorithm):
-            src = hosts.scan(daq, source, [dst.algorithm], log=log)
+            src = hosts.scan(daq, source, [dst.algorithm], log=log, confined_to=raw_dir)
         else:
             dst = hosts.scan(cluster, copy, [src.algorithm], log=log)
     return src, dst
+
+
+def _copy_and_verify(config: dict, run: str, log):
+    """rsync the run to staging, checksum both ends, move a full match into place.
+
+    Returns (the DAQ copy's manifest, the DAQ's clock when rsync started, rsync seconds, verify seconds).
+    """
+    loc = locations(config, run)
+    daq, cluster = daq_host(config), cluster_host(config)
+    t0 = time.monotonic()
+    cluster.run(prepare_argv(config, run), log=log)
+    snapshot = _rsync(daq, config, run, log)
+    rsync_seconds = hosts.elapsed(t0)
+    t1 = time.monotonic()
+    source, copy = _scan_both(daq, cluster, config, loc["source"], loc["staging"], log)
+    verify_seconds = hosts.elapsed(t1)
+    if not source.files:
+        raise TransferError(f"source directory {loc['source']} holds no files")
+    settle = float(config["daq"]["settle_seconds"])
+    if snapshot is not None and source.newest_mtime is not None and source.newest_mtime > snapshot - settle:
+        when = ("while it was copied" if source.newest_mtime > snapshot
+                else f"{snapshot - source.newest_mtime:.0f} s before the copy started (settle time {settle:g} s)")
+        raise TransferError(f"the DAQ wrote to {loc['source']} {when}: it is still being written")
+    problems = hosts.compare_manifests(source.files, copy.files)
+    if problems:
+        bad = hosts.bad_paths(source.files, copy.files)
+        _discard(cluster, loc["staging"], bad, log)
+        raise TransferError(f"copy does not verify: {'; '.join(problems[:3])}"
+                            + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
+                            + (f"; removed {len(bad)} bad files from staging" if bad else ""))
+    cluster.run(["mv", "-T", "--", loc["staging"], loc["final"]], log=log)
+    return source, snapshot, rsync_seconds, verify_seconds
+
+
+def _failed(db: RunsDB, config: dict, run: str, doc: dict, attempts: int, exc: Exception, log) -> TransferError:
+    """Record a failed transfer; the error to raise.
+
+    A refused run (hosts.Unsafe) is held for a human: its staging copy is
+    deleted and the next ticks leave it alone until `fulliautomatix retry`.
+    """
+    fields: dict = {"transfer.error": str(exc)}
+    if isinstance(exc, hosts.Unsafe):
+        fields = {"transfer.error": refusal(config, run, exc), "transfer.refused": True}
+        log.write(f"{fields['transfer.error']}\n")
+        staging = locations(config, run)["staging"]
+        try:
+            hosts.remove_tree(cluster_host(config), staging.rsplit("/", 1)[0], run, links_ok=True, log=log)
+        except (hosts.CommandFailed, OSError) as rm_exc:
+            log.write(f"could not delete the staging copy {staging}: {rm_exc}\n")
+    db.transition(run, states.RAW, "acquired", fields=fields, note="transfer failed", doc=doc)
+    if isinstance(exc, hosts.Unsafe):
+        return TransferError(fields["transfer.error"])
+    left = config["transfer"]["max_attempts"] - attempts
+    hint = (f"the next tick retries ({left} attempts left)" if left > 0
+            else f"no attempts left: fix it, then `fulliautomatix retry {run}`")
+    return TransferError(f"run {run}: transfer failed: {exc}; {hint}")
+
+
+def _marker_again(config: dict, run: str, doc: dict, marker_path: str, log) -> dict:
+    """An ondeck run whose marker was lost: re-verify the copy against what the DB recorded."""
+    recorded = doc.get("transfer") or {}
+    copy = hosts.scan(cluster_host(config), recorded.get("destination") or locations(config, run)["final"],
+                      [recorded.get("checksum_algorithm") or "sha256"], log=log)
+    problems = hosts.compare_manifests(recorded.get("checksums") or [], copy.files)
+    if problems:
+        raise TransferError(f"run {run}: ondeck copy does not match its recorded checksums ({problems[0]}); "
+                            f"reset it with `fulliautomatix retry {run}`")
+    marker = markers.run_marker("transfer", run, {"raw_location": doc["raw_location"]}, recorded)
+    markers.write(marker_path, marker)
+    return marker
 
 
 def transfer_run(db: RunsDB, config: dict, run: str, marker_path: str, log) -> dict:
     """Transfer one run; write its marker; return the marker."""
     hosts.check_run_name(run, config["run_name_pattern"])
     doc = db.get(run)
-    t = config["transfer"]
     cl = fa_config.cluster(config)
-    loc = locations(config, run)
-    daq, cluster = daq_host(config), cluster_host(config)
-
     if doc["raw_status"] not in ("acquired", "transferring", "ondeck"):
         raise TransferError(f"run {run}: raw_status is {doc['raw_status']}, nothing to transfer")
     if doc["raw_status"] == "ondeck":
-        # The marker was lost: re-verify the copy against what the DB recorded.
-        recorded = doc.get("transfer") or {}
-        copy = hosts.scan(cluster, recorded.get("destination") or loc["final"],
-                          [recorded.get("checksum_algorithm") or "sha256"], log=log)
-        problems = hosts.compare_manifests(recorded.get("checksums") or [], copy.files)
-        if problems:
-            raise TransferError(f"run {run}: ondeck copy does not match its recorded checksums ({problems[0]}); "
-                                f"reset it with `fulliautomatix retry {run}`")
-        marker = markers.run_marker("transfer", run, {"raw_location": doc["raw_location"]}, recorded)
-        markers.write(marker_path, marker)
-        return marker
+        return _marker_again(config, run, doc, marker_path, log)
 
     attempts = int((doc.get("transfer") or {}).get("attempts", 0)) + 1
     started_at = states.now()
-    doc = db.transition(run, states.RAW, "transferring", expect=("acquired", "transferring"),
-                        fields={"transfer.attempts": attempts, "transfer.started": started_at}, doc=doc)
+    doc = db.transition(run, states.RAW, "transferring", expect=("acquired", "transferring"), doc=doc,
+                        fields={"transfer.attempts": attempts, "transfer.started": started_at,
+                                "transfer.refused": None})
     t0 = time.monotonic()
     try:
-        cluster.run(prepare_argv(config, run), log=log)
-        snapshot = _rsync(daq, config, run, log)
-        rsync_seconds = hosts.elapsed(t0)
-        t1 = time.monotonic()
-        source, copy = _scan_both(daq, cluster, loc["source"], loc["staging"], algorithms(config), log)
-        verify_seconds = hosts.elapsed(t1)
-        if not source.files:
-            raise TransferError(f"source directory {loc['source']} holds no files")
-        settle = float(config["daq"]["settle_seconds"])
-        if snapshot is not None and source.newest_mtime is not None and source.newest_mtime > snapshot - settle:
-            when = ("while it was copied" if source.newest_mtime > snapshot
-                    else f"{snapshot - source.newest_mtime:.0f} s before the copy started (settle time {settle:g} s)")
-            raise TransferError(f"the DAQ wrote to {loc['source']} {when}: it is still being written")
-        problems = hosts.compare_manifests(source.files, copy.files)
-        if problems:
-            bad = hosts.bad_paths(source.files, copy.files)
-            _discard(cluster, loc["staging"], bad, log)
-            raise TransferError(f"copy does not verify: {'; '.join(problems[:3])}"
-                                + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
-                                + (f"; removed {len(bad)} bad files from staging" if bad else ""))
-        cluster.run(["mv", "-T", "--", loc["staging"], loc["final"]], log=log)
+        source, snapshot, rsync_seconds, verify_seconds = _copy_and_verify(config, run, log)
     except (TransferError, hosts.CommandFailed) as exc:
-        db.transition(run, states.RAW, "acquired", fields={"transfer.error": str(exc)}, note="transfer failed", doc=doc)
-        left = t["max_attempts"] - attempts
-        hint = (f"the next tick retries ({left} attempts left)" if left > 0
-                else f"no attempts left: fix it, then `fulliautomatix retry {run}`")
-        raise TransferError(f"run {run}: transfer failed: {exc}; {hint}") from None
+        raise _failed(db, config, run, doc, attempts, exc, log) from None
 
     seconds = hosts.elapsed(t0)
     nbytes = sum(f["size"] for f in source.files)
+    final = locations(config, run)["final"]
     measured = {
-        "bytes": nbytes,
-        "files": len(source.files),
-        "seconds": seconds,
-        "rsync_seconds": rsync_seconds,
-        "verify_seconds": verify_seconds,
-        "mb_per_second": round(nbytes / 1e6 / max(rsync_seconds, 1e-3), 3),
-        "checksum_algorithm": source.algorithm,
-        "cluster": cl["name"],
-        "destination": loc["final"],
-        "attempts": attempts,
+        "bytes": nbytes, "files": len(source.files), "seconds": seconds, "rsync_seconds": rsync_seconds,
+        "verify_seconds": verify_seconds, "mb_per_second": round(nbytes / 1e6 / max(rsync_seconds, 1e-3), 3),
+        "checksum_algorithm": source.algorithm, "cluster": cl["name"], "destination": final, "attempts": attempts,
     }
     info = {**measured, "checksums": source.files, "started": started_at, "finished": states.now(),
             "error": None, "daq_copy": "kept", "daq_snapshot": snapshot}
     fields = {"raw_location": f"{cl['name']}/{cl['username']}", "transfer": info}
     marker = markers.run_marker("transfer", run, fields, measured)
     markers.write(marker_path, marker)
-    log.write(f"verified {len(source.files)} files, {nbytes} bytes ({source.algorithm}) in {loc['final']} "
-              f"on {cluster.name}; {seconds:.1f} s\n")
-    if t["purge"] != "purge_after_verify":
+    log.write(f"verified {len(source.files)} files, {nbytes} bytes ({source.algorithm}) in {final} "
+              f"on {cluster_host(config).name}; {seconds:.1f} s\n")
+    if config["transfer"]["purge"] != "purge_after_verify":
         _record(db, marker, doc, log)
-        return marker
+    else:
+        _purge_after_verify(db, config, run, marker, doc, info, log)
+    return marker
+
+
+def _purge_after_verify(db: RunsDB, config: dict, run: str, marker: dict, doc: dict, info: dict, log) -> None:
+    """Record the verified transfer, then purge the DAQ copy (purge_after_verify)."""
     from . import purge  # purge builds on this module
 
     with purge.purging(config):  # the tick's purge step must not take this run meanwhile
         if not _record(db, marker, doc, log):
-            return marker
+            return
         try:
-            how = purge.purge_daq_copy(config, run, source.files, snapshot, log)
+            how = purge.purge_daq_copy(config, run, info["checksums"], info["daq_snapshot"], log,
+                                       algorithm=info["checksum_algorithm"])
             db.update(run, {"transfer.daq_copy": how, "transfer.daq_purge": {
-                "at": states.now(), "policy": "purge_after_verify", "verified_by": f"copy {loc['final']} "
-                f"on {cluster.name}, verified {info['finished']}", "error": None}})
+                "at": states.now(), "policy": "purge_after_verify", "verified_by": f"copy {info['destination']} "
+                f"on {cluster_host(config).name}, verified {info['finished']}", "error": None}})
         except (purge.PurgeRefused, hosts.CommandFailed) as exc:
             log.write(f"DAQ copy of {run} kept: {exc}; a later tick tries again\n")
             db.update(run, {"transfer.daq_purge": {"at": states.now(), "error": str(exc)}})
-    return marker
 
 
 def _record(db: RunsDB, marker: dict, doc: dict, log) -> bool:

@@ -56,7 +56,7 @@ def test_the_stage_functions_refuse_it_before_running_anything(bed, tmp_path, db
     with pytest.raises(hosts.BadRunName):
         transfer.transfer_run(bed.db, config, bad, str(tmp_path / "marker.json"), log)
     with pytest.raises(hosts.BadRunName):
-        purge.purge_daq_copy(config, bad, [{"path": "a", "size": 1, "hash": "x"}], 1.0, log)
+        purge.purge_daq_copy(config, bad, [{"path": "a", "size": 1, "hash": "x"}], 1.0, log, algorithm="sha256")
     # the DAQ survey takes names on stdin, and even so drops any that do not match
     survey = transfer.survey_daq(config, [bad, GOOD])
     assert survey.live is False and set(survey.ages) == {GOOD}

@@ -64,10 +64,13 @@ def verify(be, location: str, expected: dict[str, Member], log) -> dict:
     return facts
 
 
-# Prints "H <size> <sha256> <path>" for each file argument, or "X <path>" where it is missing.
+# Prints "H <size> <sha256> <path>" for each file argument, "X <path>" where it is missing,
+# or "L <path>" where it is a symbolic link (not read: nothing outside scratch is archived).
 SOURCES = r"""
 for f; do
-  if [ -f "$f" ]; then
+  if [ -L "$f" ]; then
+    printf 'L %s\n' "$f"
+  elif [ -f "$f" ]; then
     s=$(sha256sum < "$f") || exit 4
     printf 'H %s %s %s\n' "$(stat -c %s -- "$f")" "${s%% *}" "$f"
   else
@@ -77,8 +80,8 @@ done
 """
 
 
-def source_host(config: dict, docs: list[dict]) -> hosts.Host:
-    """The host holding the compressed copies of these runs (their cluster's, as compress recorded it)."""
+def source_cluster(config: dict, docs: list[dict]) -> str:
+    """The cluster holding the compressed copies of these runs (as compress recorded it)."""
     names = {(d.get("compressed") or {}).get("cluster") or config["tick"]["cluster"] for d in docs}
     if len(names) > 1:
         raise ArchiveError(f"the runs' compressed copies are on different clusters ({', '.join(sorted(names))}); "
@@ -86,7 +89,12 @@ def source_host(config: dict, docs: list[dict]) -> hosts.Host:
     name = names.pop() if names else config["tick"]["cluster"]
     if name not in config["clusters"]:
         raise ArchiveError(f"cluster {name} of the compressed copies is not in the config")
-    return hosts.Host.from_config(config["clusters"][name])
+    return name
+
+
+def source_host(config: dict, docs: list[dict]) -> hosts.Host:
+    """The host holding the compressed copies of these runs (their cluster's)."""
+    return hosts.Host.from_config(config["clusters"][source_cluster(config, docs)])
 
 
 def check_sources(source: hosts.Host, files: dict[str, Path], expected: dict[str, Member], log) -> None:
@@ -95,13 +103,18 @@ def check_sources(source: hosts.Host, files: dict[str, Path], expected: dict[str
         res = source.run(["bash", "-c", SOURCES, "fa-check-sources", *map(str, files.values())], log=log)
     except (hosts.CommandFailed, OSError) as exc:
         raise ArchiveError(f"cannot check the compressed copies on {source.name}: {exc}") from None
-    found = {}
+    found, links = {}, set()
     for line in res.stdout.splitlines():
         kind, _, rest = line.partition(" ")
         if kind == "H":
             size, digest, path = rest.split(" ", 2)
             found[path] = (int(size), digest)
+        elif kind == "L":
+            links.add(rest)
     for member, path in files.items():
+        if str(path) in links:
+            raise ArchiveError(f"compressed copy {path} is a symbolic link: refused, nothing outside scratch is "
+                               "archived as run data; replace the link by the real file")
         if str(path) not in found:
             raise ArchiveError(f"compressed copy {path} is missing")
         if found[str(path)] != (expected[member].size, expected[member].sha256):
@@ -138,35 +151,8 @@ def archive_batch(db: RunsDB, config: dict, batch: str, members: list[str], comp
         docs[run] = db.transition(run, states.RAW, "archiving", expect=("compressed", "archiving"), doc=doc,
                                   fields={"archive.batch": batch, "archive.error": None,
                                           "archive.attempts": attempts})
-    location = be.tarball(batch)
     try:
-        facts = None
-        if be.exists(location, log):
-            try:
-                facts = verify(be, location, expected, log)
-                log.write(f"an earlier attempt left {be.url(location)} and it verifies: using it\n")
-            except ArchiveError as exc:
-                if earlier:
-                    raise ArchiveError(f"{exc}, and it holds archived runs "
-                                       f"({', '.join(d['name'] for d in earlier)}): left untouched for a human"
-                                       ) from None
-                log.write(f"not trusted, replacing it: {exc}\n")
-                be.discard(location, log)
-        elif earlier:
-            raise ArchiveError(f"{be.url(location)} is missing, but runs "
-                               f"{', '.join(d['name'] for d in earlier)} were archived in it")
-        if facts is None:
-            check_sources(source, files, expected, log)
-            upload = be.upload(batch, list(files.values()), log, source=source)
-            try:
-                facts = verify(be, upload, expected, log)
-            except ArchiveError:
-                try:
-                    be.discard(upload, log)  # never trusted, replaced by the next attempt
-                except ArchiveError as exc:
-                    log.write(f"could not delete the untrusted tarball: {exc}\n")
-                raise
-            location = be.promote(upload, batch, log)
+        location, facts = _store(be, batch, expected, earlier, source, files, log)
     except ArchiveError as exc:
         for run in members:
             db.transition(run, states.RAW, "compressed", note="archive failed", doc=docs[run],
@@ -194,16 +180,68 @@ def archive_batch(db: RunsDB, config: dict, batch: str, members: list[str], comp
         log.write(f"runs DB update failed ({exc}); the next tick will repair it from the marker\n")
     # The marker records the verified tarball, so the compressed copies may go now.
     if config["archive"]["purge_compressed"]:
-        rm = source.run(["rm", "-f", "--", *map(str, files.values())], check=False, log=log)
-        if rm.returncode != 0:
-            log.write(f"could not purge every compressed copy on {source.name}: {rm.stderr.strip()}\n")
-        for run in members:
-            try:
-                db.update(run, {"archive.purged": states.now()})
-            except Exception as exc:
-                log.write(f"run {run}: could not record the purge ({exc})\n")
-        log.write(f"batch {batch} verified at {be.url(location)}; purged {len(members)} compressed copies\n")
+        purged = purge_compressed(db, config, members, files, source, log)
+        log.write(f"batch {batch} verified at {be.url(location)}; purged {len(purged)} compressed copies\n")
     return marker
+
+
+def _store(be, batch: str, expected: dict[str, Member], earlier: list[dict], source: hosts.Host,
+           files: dict[str, Path], log) -> tuple[str, dict]:
+    """The batch's verified tarball: one an earlier attempt left, or a new upload; (location, facts)."""
+    location = be.tarball(batch)
+    if be.exists(location, log):
+        try:
+            facts = verify(be, location, expected, log)
+            log.write(f"an earlier attempt left {be.url(location)} and it verifies: using it\n")
+            return location, facts
+        except ArchiveError as exc:
+            if earlier:
+                raise ArchiveError(f"{exc}, and it holds archived runs "
+                                   f"({', '.join(d['name'] for d in earlier)}): left untouched for a human"
+                                   ) from None
+            log.write(f"not trusted, replacing it: {exc}\n")
+            be.discard(location, log)
+    elif earlier:
+        raise ArchiveError(f"{be.url(location)} is missing, but runs "
+                           f"{', '.join(d['name'] for d in earlier)} were archived in it")
+    check_sources(source, files, expected, log)
+    upload = be.upload(batch, list(files.values()), log, source=source)
+    try:
+        facts = verify(be, upload, expected, log)
+    except ArchiveError:
+        try:
+            be.discard(upload, log)  # never trusted, replaced by the next attempt
+        except ArchiveError as exc:
+            log.write(f"could not delete the untrusted tarball: {exc}\n")
+        raise
+    return be.promote(upload, batch, log), facts
+
+
+def purge_compressed(db: RunsDB, config: dict, members: list[str], files: dict[str, Path], source: hosts.Host,
+                     log) -> list[str]:
+    """Delete the archived runs' compressed copies on scratch; the runs whose copy went.
+
+    Only <scratch>/compressed/<run>.tar.zst of the copies' cluster, each a
+    regular file there and not a link (hosts.remove_files); a copy recorded
+    anywhere else, or a link, is kept and the log says why.
+    """
+    cluster = source_cluster(config, [db.get(run) for run in members])
+    root = str(Path(config["clusters"][cluster]["scratch"]) / "compressed")  # as compress.paths makes it
+    runs = [run for run in members if str(files[member_name(run)]) == f"{root}/{member_name(run)}"]
+    for run in set(members) - set(runs):
+        log.write(f"kept the compressed copy {files[member_name(run)]}: it is not in {root} of cluster {cluster}\n")
+    try:
+        hosts.remove_files(source, root, [member_name(run) for run in runs], log=log)
+    except hosts.CommandFailed as exc:
+        advice = f"; {exc.advice}, then delete them by hand" if isinstance(exc, hosts.Unsafe) else ""
+        log.write(f"kept the compressed copies on {source.name}: {exc}{advice}\n")
+        return []
+    for run in runs:
+        try:
+            db.update(run, {"archive.purged": states.now()})
+        except Exception as exc:
+            log.write(f"run {run}: could not record the purge ({exc})\n")
+    return runs
 
 
 class _DebugLog:
