@@ -19,7 +19,7 @@ import psutil
 import pytest
 import yaml
 
-from fa_testlib import ROOT
+from fa_testlib import FA, ROOT
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
@@ -118,15 +118,25 @@ READ_ONLY_VERBS = [["-n"], ["--lint"], ["--summary"], ["--detailed-summary"], ["
                    ["--rulegraph"]]
 
 
-@pytest.fixture
-def runs_in_every_state(fa, make_config, tmp_path):
+@pytest.fixture(scope="module")
+def runs_in_every_state(tmp_path_factory):
     """An embedded runs DB (no server left running) with runs in every state, and a remote DAQ
-    whose ssh would record any call."""
+    whose ssh would record any call.  Made once: every verb must leave it as it is."""
+    def fa(config_path, *args):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FULLIAUTOMATIX_")}
+        return subprocess.run([FA, "--config", str(config_path), *args], capture_output=True, text=True,
+                              env=env, stdin=subprocess.DEVNULL, timeout=300)
+
+    tmp_path = tmp_path_factory.mktemp("every-state")
     calls = tmp_path / "ssh-calls"
     fake_ssh = tmp_path / "record-ssh"
     fake_ssh.write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\nexit 255\n")
     fake_ssh.chmod(0o755)
-    config_path = make_config(runs_db={"uri": "embedded"}, archive={"batch_runs": 2, "max_wait_days": 0})
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump({
+        "runs_db": {"uri": "embedded"}, "work_dir": str(tmp_path / "work"), "log_dir": str(tmp_path / "logs"),
+        "daq": {"raw_dir": str(tmp_path / "daq")}, "clusters": {"local": {"scratch": str(tmp_path / "cluster")}},
+        "archive": {"location": str(tmp_path / "archive"), "batch_runs": 2, "max_wait_days": 0}}))
     names = simulate(fa, config_path, 8)
     # archived, compressed, processed, ondeck, acquired
     for args in (["--run", *names[:4]], ["--transfer", "--process", "--compress", "--run", names[4]],
