@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import hosts, markers, states, sync
+from .listings import Job, ListingError, name_fits, parse_listing, short_id  # noqa: F401 - re-exported
 
 log = logging.getLogger("fulliautomatix")
 
@@ -109,14 +110,6 @@ def load_settings(work_dir: Path | str = ".") -> dict:
 
 # -- scheduler commands ----------------------------------------------------------
 
-@dataclass
-class Job:
-    id: str
-    name: str
-    state: str
-    comment: str = ""
-
-
 class Commands:
     """The scheduler's command-line tools, run on the submit host."""
 
@@ -148,37 +141,18 @@ class Commands:
         user = self.s["username"]
         if self.s["status_query"] == "squeue" or self.s["scheduler"] == "slurm":
             return ["squeue", "-h", "-t", "all", "-u", user, "-o", "%i|%j|%T|%k"]
-        return ["qstat", "-u", user]
+        return ["qstat", "-u", user]  # the alternative format on every PBS flavour: see listings
 
     def listing(self) -> dict[str, Job]:
         """All of this user's jobs the scheduler remembers: {id: Job}. One query."""
-        proc = self.run(self.list_argv())
+        argv = self.list_argv()
+        proc = self.run(argv)
         if proc.returncode != 0:
-            raise SchedulerError(f"{shlex.join(self.list_argv())} exited with {proc.returncode}: "
-                                 f"{proc.stderr.strip()[:200]}")
-        return parse_listing(proc.stdout, "squeue" if self.list_argv()[0] == "squeue" else "qstat")
-
-
-def parse_listing(text: str, kind: str) -> dict[str, Job]:
-    """Parse `squeue -o %i|%j|%T|%k` or plain `qstat` output into {id: Job}."""
-    jobs = {}
-    for line in text.splitlines():
-        if kind == "squeue":
-            parts = line.strip().split("|")
-            if len(parts) >= 3 and parts[0]:
-                jobs[parts[0]] = Job(parts[0], parts[1], parts[2].split()[0], parts[3] if len(parts) > 3 else "")
-        else:
-            parts = line.split()
-            # "Job id  Name  Username  Time Use  S  Queue" rows; skip the header and rule lines.
-            if len(parts) >= 6 and parts[0][0].isdigit():
-                jid = parts[0].split(".")[0]
-                jobs[jid] = Job(jid, parts[1], parts[-2])
-    return jobs
-
-
-def short_id(job_id: str) -> str:
-    """'123.server' -> '123' (PBS ids carry the server name)."""
-    return str(job_id).strip().split(".")[0]
+            raise SchedulerError(f"{shlex.join(argv)} exited with {proc.returncode}: {proc.stderr.strip()[:200]}")
+        try:
+            return parse_listing(proc.stdout, argv[0])
+        except ListingError as exc:
+            raise SchedulerError(f"{shlex.join(argv)}: {exc}") from None
 
 
 # -- job records -----------------------------------------------------------------
@@ -406,12 +380,54 @@ def status(s: dict, job_id: str) -> str:
 # -- collecting finished jobs (the host, every tick) ----------------------------------
 
 def job_run(job: Job, prefix: str) -> str | None:
-    """The run a listed job belongs to: our job name, or the Slurm plugin's comment."""
-    if job.name.startswith(prefix + "-"):
+    """The run a listed job is named for: our job name, or the Slurm plugin's comment.
+
+    None for a name the listing may have cut (qstat's columns): see :func:`active_runs`.
+    """
+    if job.name.startswith(prefix + "-") and not job.partial:
         return job.name[len(prefix) + 1:]
     if "_wildcards_" in job.comment and job.comment.startswith("rule_process_run"):
         return job.comment.rsplit("_wildcards_", 1)[1]
     return None
+
+
+def active_runs(jobs: dict[str, Job], records: list[dict], prefix: str) -> tuple[dict[str, Job | None], list[dict]]:
+    """The runs with a job still queued or running, {run: job}, and the records whose job id this found.
+
+    A job is a run's by the id recorded at its submission: qstat cuts names to
+    its column (PBS Pro's to 10 characters), so names are read only where no
+    id is known.  A job no record names is a run's by its full name
+    ``<prefix>-<run>`` (or the Slurm plugin's comment); a submission whose id
+    was never recorded (its host killed between qsub and the record) adopts
+    the one unclaimed job whose name fits it, whole or cut.  Where several
+    could be its job the run is held with None, and nothing is submitted
+    again until they end.
+    """
+    live = [job for job in jobs.values() if job.state in ACTIVE]
+    by_id = {r["job_id"]: r["run"] for r in records if r.get("job_id")}
+    active: dict[str, Job | None] = {}
+    for job in live:
+        run = job_run(job, prefix)
+        if run and job.id not in by_id:
+            active[run] = job
+    for job in live:  # after the names: a recorded id has the last word
+        if job.id in by_id:
+            active[by_id[job.id]] = job
+    taken, adopted = set(by_id), []
+    for r in records:
+        if r.get("job_id"):
+            continue
+        fits = [job for job in live if job.id not in taken and name_fits(job, r["name"])]
+        if len(fits) == 1:
+            r["job_id"] = fits[0].id
+            taken.add(r["job_id"])
+            adopted.append(r)
+            active[r["run"]] = fits[0]
+        elif fits:
+            active[r["run"]] = None
+            log.warning("run %s: its job id was never recorded and jobs %s could be its job; "
+                        "it is not submitted again until they end", r["run"], ", ".join(j.id for j in fits))
+    return active, adopted
 
 
 def log_tail(paths: list, lines: int = 20) -> str:
@@ -492,21 +508,17 @@ def collect(db, config: dict) -> Collected:
         for r in records:
             out.held[r["run"]] = r.get("job_id")
         return out
-    prefix = cl["job_name_prefix"]
-    active = {}
-    for job in jobs.values():
-        run = job_run(job, prefix)
-        if run and job.state in ACTIVE:
-            active[run] = job
+    active, adopted = active_runs(jobs, records, cl["job_name_prefix"])
+    for r in adopted:  # submitted by a host killed before it wrote the id
+        markers.write(record_path(work_dir, r["run"]), r)
+        id_index_path(work_dir, r["job_id"]).parent.mkdir(parents=True, exist_ok=True)
+        id_index_path(work_dir, r["job_id"]).write_text(r["run"] + "\n")
     for run, job in active.items():
-        out.held[run] = job.id
+        out.held[run] = job.id if job else None
     _clear_finished_incomplete(work_dir, set(active))
     for r in records:
         run = r["run"]
         if run in active:
-            if not r.get("job_id") and active[run].name == r["name"]:
-                r["job_id"] = active[run].id  # submitted by a host killed before it wrote the id
-                markers.write(record_path(work_dir, run), r)
             _repair_active(db, config, r)
             continue
         if not r.get("job_id"):
