@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,9 +34,8 @@ from .common import (FA, Context, Figure, Site, TreeMemory, clean_env, daq_doc, 
 ID, NAME, OP, GOAL = "P2", "backlog-planning", "<=", 100
 
 
-def _site(ctx: Context, label: str, n: int, profile: str | None = None) -> Site:
-    overrides = {"clusters": {"local": {"profile": profile}}} if profile else {}
-    site = Site(ctx.root / label, **overrides)
+def _site(ctx: Context, label: str, n: int) -> Site:
+    site = Site(ctx.root / label)
     raw = Path(site.config["daq"]["raw_dir"])
     for i in range(n):
         rawformat.write_run(raw / daq_doc(i)["name"], daq_doc(i)["name"], 20)
@@ -58,11 +58,12 @@ def _first_rsync(log_dir: Path) -> bool:
     return False
 
 
-def time_to_first_transfer(site: Site, timeout: float = 900) -> tuple[float, int, int]:
+def time_to_first_transfer(site: Site, timeout: float = 900, home: str = "") -> tuple[float, int, int]:
     """(seconds until the first rsync starts, the tick's own peak memory, peak tree RSS)."""
     log_dir = Path(site.config["work_dir"]) / "logs" / "transfer_run"
     t0 = time.perf_counter()
-    proc = subprocess.Popen([FA, "--config", str(site.config_path), "--transfer"], env=clean_env(),
+    proc = subprocess.Popen([FA, "--config", str(site.config_path), "--transfer"],
+                            env=clean_env(**({"FULLIAUTOMATIX_HOME": home} if home else {})),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             start_new_session=True)
     mem = TreeMemory(proc.pid).start()
@@ -87,35 +88,36 @@ def time_to_first_transfer(site: Site, timeout: float = 900) -> tuple[float, int
     return seconds, mem.own_peak(), mem.peak_sum
 
 
-def planning_parts(site: Site) -> tuple[float, float]:
-    """(seconds of the tick's own planning, planning.prepare, in-process; of which the DAQ survey)."""
+def planning_parts(site: Site) -> tuple[float, float, float]:
+    """(seconds of the tick's planning, in-process: the parse-time read, planning.read_plan; the
+    sync_runs_db job's planning.plan_tick; of which the DAQ survey)."""
     config = copy.deepcopy(site.config)
     config["tick"]["stages"] = ["transfer"]
     names = [d["name"] for d in site.db.pending()]
-    try:
+    t0 = time.perf_counter()
+    planning.read_plan(config)
+    read = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        planning.prepare(config)
-        prepare = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        transfer.survey_daq(site.config, names)
-        survey = time.perf_counter() - t0
-    finally:
-        for fh in planning._held.values():  # the tick lock prepare took for this process
-            fh.close()
-        planning._held.clear()
-        os.environ.pop(fa_config.DB_ENV, None)
-    return prepare, survey
+        planning.plan_tick(site.db, config, "p2", f"{tmp}/plan.json")
+        plan = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    transfer.survey_daq(site.config, names)
+    survey = time.perf_counter() - t0
+    return read, plan, survey
 
 
-def _ilp_profile(ctx: Context) -> str:
-    """A copy of profiles/local with Snakemake's default ILP scheduler."""
-    src = fa_config.ROOT / "profiles" / "local"
-    dst = ctx.root / "profile-ilp"
-    shutil.copytree(src, dst)
-    cfg = yaml.safe_load((dst / "config.yaml").read_text())
+def _ilp_home(ctx: Context) -> str:
+    """A copy of the workflow, profiles and config whose shared profile asks for the ILP scheduler
+    (workflow/profiles/default decides `scheduler` for every profile), for FULLIAUTOMATIX_HOME."""
+    home = ctx.root / "home-ilp"
+    for part in ("workflow", "profiles", "config"):
+        shutil.copytree(fa_config.ROOT / part, home / part)
+    shared = home / "workflow" / "profiles" / "default" / "config.yaml"
+    cfg = yaml.safe_load(shared.read_text())
     cfg["scheduler"] = "ilp"
-    (dst / "config.yaml").write_text(yaml.safe_dump(cfg))
-    return str(dst)
+    shared.write_text(yaml.safe_dump(cfg))
+    return str(home)
 
 
 def run(ctx: Context) -> Figure:
@@ -127,8 +129,8 @@ def run(ctx: Context) -> Figure:
         for n in (small, big):
             with _site(ctx, f"p2-{n}-{r}", n) as site:
                 results[n].append(time_to_first_transfer(site))
-    with _site(ctx, f"p2-{big}-ilp", big, profile=_ilp_profile(ctx)) as site:
-        ilp = time_to_first_transfer(site)
+    with _site(ctx, f"p2-{big}-ilp", big) as site:
+        ilp = time_to_first_transfer(site, home=_ilp_home(ctx))
     parts = {}
     for n in (small, big):
         with _site(ctx, f"p2-{n}-parts", n) as site:
@@ -145,9 +147,10 @@ def run(ctx: Context) -> Figure:
         f"ratio {mem_ratio:.2f}",
         f"sampled peak of the whole process tree (jobs included): {small} runs {mib(tree[small])}; "
         f"{big:,} runs {mib(tree[big])}",
-        f"of which Fulliautomatix's planning (planning.prepare, timed alone): {small} runs "
-        f"{parts[small][0]:.2f} s, {big:,} runs {parts[big][0]:.2f} s; in it the DAQ survey "
-        f"{parts[small][1]:.2f} s and {parts[big][1]:.2f} s; the rest is Snakemake building the DAG",
+        f"of which Fulliautomatix's planning, timed alone: the parse's read (planning.read_plan) {small} runs "
+        f"{parts[small][0]:.2f} s, {big:,} runs {parts[big][0]:.2f} s; the sync_runs_db job's plan "
+        f"(planning.plan_tick) {parts[small][1]:.2f} s and {parts[big][1]:.2f} s, in it the DAQ survey "
+        f"{parts[small][2]:.2f} s and {parts[big][2]:.2f} s; the rest is Snakemake and its jobs",
         f"same tick, {big:,} runs, Snakemake's ILP scheduler instead of greedy: {ilp[0]:.3f} s to first "
         f"transfer ({ilp[0] / median(t[big]):.2f}x greedy)",
         "figure = the larger of the time and memory ratios",
