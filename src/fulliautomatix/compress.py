@@ -4,15 +4,23 @@ Everything happens on the cluster's host (``clusters.<name>.host``, reached
 over ssh; "local" for the embedded default), where scratch is, so the data
 never crosses the network::
 
-    cluster: tar -C <scratch>/raw -I zstd -cf <scratch>/compressed/.<run>.tar.zst.partial -- <run>
-    cluster: read it back: zstd -dc | tar -x --to-command=<checksum tool>   (tarsums.READ_BACK)
+    cluster: tar -C <scratch>/raw -I zstd -cf - -- <run>, written to <scratch>/compressed/.<run>.tar.zst.partial
+             and verified as it is written, in one pass (tarsums.write_verified)
     cluster: sync, mv .partial -> <run>.tar.zst, rm -rf <scratch>/raw/<run>   (only after a full match,
              and only a real directory there holding only files: hosts.remove_tree)
 
-The read-back gives every member's size and checksum (with the algorithm the
-transfer used), compared here with the checksums recorded at transfer, and the
-sha256 and size of the archive file, recorded as ``compressed.hash/bytes``.
-Only a full match removes the uncompressed copy ``<scratch>/raw/<run>``.
+What is checked, and when: while the compressed bytes are written to the
+file, the same bytes are hashed (sha256, recorded as ``compressed.hash``,
+with their count as ``compressed.bytes``) and decompressed (``zstd -dc``,
+which also checks zstd's frame checksum) into a tar parser that checks every
+header and computes every member's size and checksum with the algorithm the
+transfer used; the file is then fsynced and its size compared with the bytes
+written.  Here every member is compared with the checksums recorded at
+transfer: none missing, none extra, every size and checksum equal.  Only a
+full match, and a zero exit of tar, zstd and the decompressor, moves the
+file into place and removes the uncompressed copy ``<scratch>/raw/<run>``.
+A compressed copy found already in place (its raw copy removed by an
+earlier attempt) is read back the same way in one read of the file.
 """
 
 from __future__ import annotations
@@ -39,8 +47,8 @@ def paths(config: dict, run: str) -> dict[str, Path]:
     return {"raw": scratch / "raw" / run, "archive": scratch / "compressed" / f"{run}.tar.zst"}
 
 
-def command(config: dict, run: str, out: Path) -> list[str]:
-    """tar piped through zstd, writing `out` (run on the cluster's host)."""
+def command(config: dict, run: str, out: Path | str = "-") -> list[str]:
+    """tar piped through zstd, writing `out` ("-": its stdout; run on the cluster's host)."""
     c = config["compression"]
     raw = paths(config, run)["raw"]
     return ["tar", "-C", str(raw.parent), "-I", f"zstd -T{c['threads']} -{c['level']}", "-cf", str(out), "--", run]
@@ -85,7 +93,7 @@ def compress_run(db: RunsDB, config: dict, run: str, processed_marker: str, mark
     sync.apply(db, markers.read(processed_marker), doc=doc)
     doc = db.get(run)
     p = paths(config, run)
-    raw, final = str(p["raw"]), str(p["archive"])
+    final = str(p["archive"])
     cluster = cluster_host(config)
     recorded = (doc.get("transfer") or {}).get("checksums") or []
     algo = (doc.get("transfer") or {}).get("checksum_algorithm") or config["transfer"]["checksum"]
@@ -99,20 +107,7 @@ def compress_run(db: RunsDB, config: dict, run: str, processed_marker: str, mark
     tmp = str(p["archive"].with_name(f".{p['archive'].name}.partial"))
     try:
         try:
-            found = cluster.run(["bash", "-c", PROBE, "fa-probe", raw, final], log=log).stdout.split()
-            if "raw" not in found:
-                if "archive" in found:  # raw already removed after an earlier verified compression
-                    tmp = final
-                else:
-                    raise CompressionError(f"raw copy {cluster.path(raw)} is missing and no compressed copy "
-                                           "exists")
-            else:
-                cluster.run(["mkdir", "-p", "--", str(p["archive"].parent)], log=log)
-                res = cluster.run(command(config, run, Path(tmp)), check=False, log=log)
-                if res.returncode != 0:
-                    raise CompressionError(f"tar/zstd on {cluster.name} exited with {res.returncode}: "
-                                           f"{res.stderr.strip()}")
-            sums = tarsums.read_back(cluster, tmp, algo, compressed=True, log=log)
+            tmp, sums = _compress_verified(cluster, config, run, tmp, algo, log)
             problems = hosts.compare_manifests(recorded, _manifest(sums, run))
             if problems:
                 raise CompressionError(f"compressed archive does not verify: {'; '.join(problems[:3])}")
@@ -137,6 +132,21 @@ def compress_run(db: RunsDB, config: dict, run: str, processed_marker: str, mark
     log.write(f"verified {len(recorded)} files in {cluster.path(final)}\n")
     _record(db, marker, doc, log)
     return marker
+
+
+def _compress_verified(cluster: hosts.Host, config: dict, run: str, tmp: str, algo: str,
+                       log) -> tuple[str, tarsums.TarSums]:
+    """(the file, its sums): the run compressed into `tmp` and verified as written, or, when an
+    earlier attempt left only the compressed copy (raw removed after it verified), that copy read back."""
+    p = paths(config, run)
+    raw, final = str(p["raw"]), str(p["archive"])
+    found = cluster.run(["bash", "-c", PROBE, "fa-probe", raw, final], log=log).stdout.split()
+    if "raw" not in found:
+        if "archive" not in found:
+            raise CompressionError(f"raw copy {cluster.path(raw)} is missing and no compressed copy exists")
+        return final, tarsums.read_back(cluster, final, algo, compressed=True, log=log)
+    cluster.run(["mkdir", "-p", "--", str(p["archive"].parent)], log=log)
+    return tmp, tarsums.write_verified(cluster, command(config, run), tmp, algo, log=log)
 
 
 def _marker_again(cluster: hosts.Host, run: str, doc: dict, final: str, marker_path: str, log) -> dict:

@@ -208,10 +208,11 @@ class Host:
     def shown(self, argv: list[str]) -> str:
         """The command as the job log shows it: an inline script by its name.
 
-        ``bash -c SCRIPT NAME ARGS`` appears as ``NAME ARGS``; the scripts are
-        constants in the package, named by NAME.
+        ``bash -c SCRIPT NAME ARGS`` (or ``python3 -c SCRIPT NAME ARGS``)
+        appears as ``NAME ARGS``; the scripts are constants in the package,
+        named by NAME.
         """
-        if len(argv) > 3 and argv[:2] == ["bash", "-c"]:
+        if len(argv) > 3 and argv[1] == "-c":
             argv = argv[3:]
         return shlex.join(self.argv(argv))
 

@@ -204,9 +204,10 @@ def describe(db: runsdb.RunsDB, config: dict, stages: list[str], runs: list[str]
                 lines += [f"    {line}" for line in process.submission_preview(config, doc)]
                 argv = process.command(config, run, doc["source"])
             else:
-                argv = compress.cluster_host(config).argv(
-                    compress.command(config, run, compress.paths(config, run)["archive"]))
+                argv = compress.cluster_host(config).argv(compress.command(config, run))
             lines.append("    $ " + " ".join(shlex.quote(a) for a in argv))
+            if stage == "compress":
+                lines.append(f"      (written to {compress.paths(config, run)['archive']}, verified as it is written)")
     if "archive" in stages:
         batches = selection.plan_batches(
             [d for d in docs if selection.check_doc(d, config["run_name_pattern"]) is None], config["archive"])

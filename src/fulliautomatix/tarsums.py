@@ -1,22 +1,32 @@
-"""Reading a tarball back where it lies: its size, its sha256, and every member's size and checksum.
+"""Proving a tarball right where it lies: its size, its sha256, and every member's size and checksum.
 
-One script (:data:`READ_BACK`) for every stage that must prove a tarball
-right without copying it: the compress stage reads a run's ``.tar.zst`` on the
-cluster (members checked with the transfer's checksum algorithm), the
-``local``/``rsync`` archive backends read a batch tarball on the archive host
-(members with sha256).  It runs through :meth:`hosts.Host.run_guarded`, so on
-a remote host only the checksums cross the network, and a local host is just
-``Host("local")``.
+For every stage that must prove a tarball right without copying it: the
+compress stage writes a run's ``.tar.zst`` on the cluster and checks it *as it
+is written* (:func:`write_verified`: members checked with the transfer's
+checksum algorithm), and reads an existing one back (:func:`read_back`); the
+``local``/``rsync`` archive backends read a batch tarball back on the archive
+host (members with sha256).  Each is one pass over the bytes by
+:mod:`fulliautomatix.tarstream`, run as ``python3 -c`` on that host through
+:meth:`hosts.Host.run_guarded`, so on a remote host only the checksums cross
+the network, and a local host is just ``Host("local")`` (this Python).
 
-The host needs bash, GNU tar (``--to-command``), coreutils, the member
-checksum tool and, for ``.tar.zst``, zstd.
+A host without python3 gets the older two-pass way: tar writes the file, then
+:data:`READ_BACK` reads it twice (sha256sum, then tar ``--to-command`` with the
+member checksum tool); it needs bash, GNU tar, coreutils, the checksum tool
+and, for ``.tar.zst``, zstd.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
-from . import hosts
+from . import hosts, tarstream
+
+# The one-pass program, sent as `python3 -c` (it imports nothing of this package).
+STREAM_SOURCE = Path(tarstream.__file__).read_text()
+NO_PYTHON = 127  # the remote shell's exit status for a command that is not installed
 
 # $1: the tarball; $2: the checksum tool for members (sha256sum, xxh128sum, b2sum);
 # $3: "zstd" when the tarball is zstd-compressed (it is decompressed as a stream).
@@ -55,8 +65,22 @@ class TarSums:
 
 
 def argv(path: str, algorithm: str = "sha256", compressed: bool = False) -> list[str]:
+    """The two-pass read-back in bash (hosts without python3)."""
     return ["bash", "-c", READ_BACK, "fa-read-back", path, hosts.CHECKSUM_TOOLS[algorithm],
             "zstd" if compressed else ""]
+
+
+def python(host: hosts.Host) -> str:
+    """The Python that runs tarstream there: this one here, python3 from PATH on a remote host."""
+    return sys.executable if host.is_local else "python3"
+
+
+def stream_argv(host: hosts.Host, mode: str, path: str, algorithm: str, compressed: bool,
+                command: list[str] = ()) -> list[str]:
+    """tarstream's command line on `host` (see its docstring for the modes)."""
+    tail = ["--", *command] if command else []
+    return [python(host), "-c", STREAM_SOURCE, "fa-tarstream", mode, path, algorithm,
+            "zstd" if compressed else "", *tail]
 
 
 def parse(text: str) -> TarSums:
@@ -76,14 +100,51 @@ def parse(text: str) -> TarSums:
     return TarSums(size, digest, members)
 
 
-def read_back(host: hosts.Host, path: str, algorithm: str = "sha256", compressed: bool = False,
-              log=None) -> TarSums:
-    """Read the tarball at `path` on `host` back (guarded); raises ReadBackError."""
+def _run(host: hosts.Host, argv: list[str], what: str, log) -> hosts.Result:
     try:
-        res = host.run_guarded(argv(path, algorithm, compressed), check=False, log=log)
+        return host.run_guarded(argv, check=False, log=log)
     except OSError as exc:
-        raise ReadBackError(f"reading {host.path(path)} back: {exc}") from None
+        raise ReadBackError(f"{what}: {exc}") from None
+
+
+def _parsed(res: hosts.Result, what: str) -> TarSums:
     if res.returncode != 0:
-        raise ReadBackError(f"cannot read {host.path(path)} back (exit {res.returncode}): "
+        raise ReadBackError(f"{what} failed (exit {res.returncode}): "
                             f"{(res.stderr.strip().splitlines() or [''])[-1]}")
     return parse(res.stdout)
+
+
+def read_back(host: hosts.Host, path: str, algorithm: str = "sha256", compressed: bool = False,
+              log=None) -> TarSums:
+    """Read the tarball at `path` on `host` back in one pass (guarded); raises ReadBackError.
+
+    One read of the file feeds its sha256 and (for .tar.zst) the decompressor,
+    whose output the tar parser checksums member by member.
+    """
+    what = f"reading {host.path(path)} back"
+    res = _run(host, stream_argv(host, "read", path, algorithm, compressed), what, log)
+    if res.returncode == NO_PYTHON and not host.is_local:
+        res = _run(host, argv(path, algorithm, compressed), what, log)
+    return _parsed(res, what)
+
+
+def write_verified(host: hosts.Host, command: list[str], out: str, algorithm: str, compressed: bool = True,
+                   log=None) -> TarSums:
+    """Run `command` on `host` (a tar writing the tarball to stdout) into `out`, verified as it is written.
+
+    The bytes are written to `out` and, in the same pass, hashed (sha256) and
+    decompressed into the tar parser that checksums every member; then `out`
+    is fsynced and its size checked.  Raises ReadBackError (the caller deletes
+    `out`).  Without python3 there: the command writes `out` itself and
+    :func:`read_back` reads it twice in bash.
+    """
+    what = f"writing {host.path(out)}"
+    res = _run(host, stream_argv(host, "write", out, algorithm, compressed, command), what, log)
+    if res.returncode == NO_PYTHON and not host.is_local:
+        to_file = [out if a == "-" and command[i - 1] == "-cf" else a for i, a in enumerate(command)]
+        made = host.run(to_file, check=False, log=log)
+        if made.returncode != 0:
+            raise ReadBackError(f"{to_file[0]} on {host.name} exited with {made.returncode}: "
+                                f"{made.stderr.strip()}")
+        res = _run(host, argv(out, algorithm, compressed), f"reading {host.path(out)} back", log)
+    return _parsed(res, what)

@@ -83,7 +83,7 @@ def test_runs_reach_archived_with_remote_scratch_and_restore_byte_identical(bed,
         assert (bed.scratch_view / "processed" / run).is_dir(), "processed on fa-cluster"
         # compression and the batch tarball were made on fa-cluster, through ssh
         log = (bed.tmp / "work" / "logs" / "compress_run" / f"{run}.log").read_text()
-        assert "fa-cluster" in log and "fa-read-back" in log
+        assert "fa-cluster" in log and "fa-tarstream write" in log
     assert sorted(p.name for p in archive_view.glob("*.tar")) == [f"{RUNS[0]}_to_{RUNS[1]}.tar"]
     assert not list((bed.scratch_view / "archive-staging").glob("*.tar")), "staged tarball removed"
     batch_log = next((bed.tmp / "work" / "logs" / "archive_batch").glob("*.log")).read_text()

@@ -15,14 +15,15 @@ Both work the same way, the local one simply without ssh:
    is remote and the archive is here; run on the cluster's host when both are
    remote (a plain local copy when the archive is on that host, else its own
    ssh must reach ``archive.rsync.host``);
-3. the copy is read back *on the archive host* (:data:`tarsums.READ_BACK`): the sha256
-   of the whole file, which must equal the staged one, and the size and
-   sha256 of every member, in one pass of GNU tar;
+3. the copy is read back *on the archive host* (:func:`tarsums.read_back`): one
+   read of the file gives its sha256, which must equal the staged one, and
+   the size and sha256 of every member;
 4. only a copy that verified is renamed to ``<location>/<batch>.tar``.  A copy
    that failed verification is deleted, so it is never trusted.
 
-The archive host needs bash, GNU tar and sha256sum; nothing else is installed
-there.
+The archive host needs bash and python3 (the one-pass reader,
+:mod:`fulliautomatix.tarstream`, sent with each command); without python3,
+GNU tar and sha256sum do the same in two passes.  Nothing is installed there.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from .. import hosts, tarsums
 from .backend import ArchiveError, Member
 
 def parse_read_back(text: str) -> tuple[dict[str, Member], dict]:
-    """({member: Member}, {tarball_bytes, tarball_sha256}) from tarsums.READ_BACK's output."""
+    """({member: Member}, {tarball_bytes, tarball_sha256}) from a read-back's output (tarsums.parse)."""
     try:
         sums = tarsums.parse(text)
     except tarsums.ReadBackError as exc:

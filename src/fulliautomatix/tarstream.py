@@ -1,0 +1,364 @@
+"""One pass over a tarball: its size and sha256, and every member's size and checksum.
+
+A stand-alone program (standard library only, Python 3.6 or newer) that
+:mod:`fulliautomatix.tarsums` runs where the tarball is, as
+``python3 -c <this file's source> MODE ...``, so that on a remote host only
+the checksums cross the network::
+
+    write OUT ALGO [zstd] -- ARGV...   run ARGV (tar -cf - ..., with -I zstd when the 4th word is zstd),
+                                       write its output to OUT and, from the same bytes as they are
+                                       written, compute OUT's sha256 and decompress them (zstd -dc) into
+                                       a tar parser that checksums every member
+    read FILE ALGO [zstd]              the same for an existing file: one read feeds the sha256 and the
+                                       decompressor (or the parser directly for a plain .tar)
+
+It prints ``B <bytes>``, ``F <sha256 of the file>`` and ``M <size> <checksum>
+<name>`` for every regular member, in archive order, and exits 0 only when
+the command (``write``), the decompressor (which checks zstd's frame checksum)
+and the tar parser (every header's checksum, a proper end of archive, nothing
+but zeros after it) all succeeded.  Otherwise it prints one line on stderr and
+exits 4.  Member checksums: ``sha256``, ``blake2b`` (hashlib, as ``b2sum``)
+and ``xxh128`` (the ``xxhash`` module when the host's Python has it, else one
+``xxh128sum`` process per member).
+"""
+
+import hashlib
+import os
+import subprocess
+import sys
+
+CHUNK = 1 << 20  # bytes per read
+F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Linux), named in the fcntl module from Python 3.10
+
+
+class Failed(Exception):
+    pass
+
+
+def widen(fd):
+    """Ask for a 1 MiB pipe buffer (fewer, larger reads); harmless where refused."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, F_SETPIPE_SZ, CHUNK)
+    except (ImportError, OSError):
+        pass
+
+
+class ToolHasher:
+    """A checksum computed by a command-line tool fed on stdin (xxh128sum without the xxhash module)."""
+
+    def __init__(self, tool):
+        self.proc = subprocess.Popen([tool], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def update(self, data):
+        self.proc.stdin.write(data)
+
+    def hexdigest(self):
+        self.proc.stdin.close()
+        out = self.proc.stdout.read().split()
+        if self.proc.wait() != 0 or not out:
+            raise Failed("the member checksum tool failed")
+        return out[0].decode().lstrip("\\")
+
+
+def hasher(algorithm):
+    if algorithm == "sha256":
+        return hashlib.sha256()
+    if algorithm == "blake2b":
+        return hashlib.blake2b()
+    if algorithm == "xxh128":
+        try:
+            import xxhash
+        except ImportError:
+            return ToolHasher("xxh128sum")
+        return xxhash.xxh3_128()
+    raise Failed("unknown checksum algorithm " + algorithm)
+
+
+def octal(field):
+    """A numeric header field: octal digits, or GNU base-256 when the first byte has its top bit set."""
+    if field[0] & 0x80:
+        value = field[0] & 0x3F
+        for b in field[1:]:
+            value = value * 256 + b
+        return value
+    digits = field.split(b"\0", 1)[0].strip(b" ")
+    return int(digits, 8) if digits else 0
+
+
+def text(field):
+    return field.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def pax_records(data):
+    """{key: value} of a pax extended header ("<len> <key>=<value>\\n" records)."""
+    out, i = {}, 0
+    while i < len(data) and data[i:i + 1] != b"\0":
+        space = data.index(b" ", i)
+        length = int(data[i:space])
+        key, _, value = data[space + 1:i + length - 1].partition(b"=")
+        out[key.decode()] = value.decode("utf-8", "surrogateescape")
+        i += length
+    return out
+
+
+class TarParser:
+    """Fed a tar stream in chunks; emits (name, size, checksum) for every regular member."""
+
+    def __init__(self, algorithm, emit):
+        self.algorithm, self.emit = algorithm, emit
+        self.head = bytearray()
+        self.left = self.pad = 0  # data bytes of the current entry still to come; padding after them
+        self.entry = None  # (kind, name, size, hasher or bytearray)
+        self.longname = self.pax = None
+        self.zeros = 0  # consecutive zero headers (two end the archive)
+        self.ended = False
+
+    def feed(self, data):
+        view, i, n = memoryview(data), 0, len(data)
+        while i < n:
+            if self.ended:
+                if any(view[i:]):
+                    raise Failed("data after the end of the archive")
+                return
+            if self.left:
+                take = min(self.left, n - i)
+                self.take(view[i:i + take])
+                i += take
+                self.left -= take
+                if not self.left:
+                    self.close_entry()
+            elif self.pad:
+                take = min(self.pad, n - i)
+                i += take
+                self.pad -= take
+            else:
+                take = min(512 - len(self.head), n - i)
+                self.head += view[i:i + take]
+                i += take
+                if len(self.head) == 512:
+                    self.header(bytes(self.head))
+                    self.head.clear()
+
+    def take(self, data):
+        if self.entry[0] == "file":
+            self.entry[3].update(data)
+        else:
+            self.entry[3].extend(data)
+
+    def header(self, h):
+        if not any(h):
+            self.zeros += 1
+            self.ended = self.zeros == 2
+            return
+        if self.zeros:
+            raise Failed("a zero block inside the archive")
+        stored = octal(h[148:156])
+        if stored != sum(h[:148]) + 256 + sum(h[156:]):
+            raise Failed("a tar header's checksum is wrong")
+        kind, size = h[156:157], octal(h[124:136])
+        name = text(h[0:100])
+        if h[257:263] == b"ustar\0" and h[345]:
+            name = text(h[345:500]) + "/" + name
+        if self.longname is not None:
+            name, self.longname = self.longname, None
+        if self.pax:
+            name, size = self.pax.get("path", name), int(self.pax.get("size", size))
+            self.pax = None
+        if kind in (b"0", b"\0", b"7"):
+            self.entry = ("file", name, size, hasher(self.algorithm))
+        elif kind in (b"L", b"x"):
+            self.entry = (kind.decode(), name, size, bytearray())
+        else:  # directories, links, global headers: no member data to check (a link is no member)
+            self.entry = ("skip", name, size, bytearray())
+        self.left, self.pad = size, -size % 512
+        if not size:
+            self.close_entry()
+
+    def close_entry(self):
+        kind, name, size, acc = self.entry
+        if kind == "file":
+            self.emit(name, size, acc.hexdigest())
+        elif kind == "L":
+            self.longname = bytes(acc).split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+        elif kind == "x":
+            self.pax = pax_records(bytes(acc))
+        self.entry = None
+
+    def finish(self):
+        if not self.ended or self.left or self.head:
+            raise Failed("the archive ends early (no end-of-archive blocks)")
+
+
+def chunks(fd):
+    """Everything readable from fd, as views of one reused buffer (no new memory per read)."""
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    with open(fd, "rb", buffering=0, closefd=False) as fh:
+        while True:
+            n = fh.readinto(buf)
+            if not n:
+                return
+            yield view[:n]
+
+
+def parse_fd(fd, algorithm, emit):
+    """Feed everything readable from fd to a tar parser."""
+    parser = TarParser(algorithm, emit)
+    for chunk in chunks(fd):
+        parser.feed(chunk)
+    parser.finish()
+
+
+def checker(unz_out, algorithm, keep):
+    """Fork the process that parses the decompressed stream; (its pid, the pipe of its report).
+
+    The child reads the decompressor's output, checksums every member and
+    writes the "M" lines to the report pipe, then "OK" or "ERR <why>".  The
+    parser runs in its own process so that it never waits for the main one's
+    lock (GIL) and both cores can work.
+    """
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(w)
+        return pid, r
+    status = 4
+    try:
+        os.close(r)
+        for fd in keep:
+            os.close(fd)
+        lines = []
+        try:
+            parse_fd(unz_out, algorithm, lambda n, s, d: lines.append("M {} {} {}\n".format(s, d, n)))
+            lines.append("OK\n")
+            status = 0
+        except (Failed, OSError, ValueError) as exc:
+            lines.append("ERR {}\n".format(exc))
+            for _ in chunks(unz_out):  # let the decompressor finish
+                pass
+        write_all(w, "".join(lines).encode("utf-8", "surrogateescape"))
+    finally:
+        os._exit(status)
+
+
+def collect(pid, r, emit):
+    """The checker's report: its members emitted, or Failed."""
+    with os.fdopen(r, "rb") as fh:
+        report = fh.read().decode("utf-8", "surrogateescape").splitlines()
+    os.waitpid(pid, 0)
+    if not report or report[-1] != "OK":
+        raise Failed(report[-1][4:] if report and report[-1].startswith("ERR ") else "the checker died")
+    for line in report[:-1]:
+        _, size, digest, name = line.split(" ", 3)
+        emit(name, int(size), digest)
+
+
+def write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def pump(source, out, algorithm, compressed, emit):
+    """Read `source` (an fd) once: to `out` (an fd or None), into sha256, and into the tar parser.
+
+    Returns (bytes read, sha256 hex).
+    """
+    sha, total = hashlib.sha256(), 0
+    if not compressed:
+        parser = TarParser(algorithm, emit)
+    else:
+        unz = subprocess.Popen(["zstd", "-dcq"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        widen(unz.stdin.fileno())
+        widen(unz.stdout.fileno())
+        keep = [unz.stdin.fileno(), source] + ([out] if out is not None else [])
+        pid, report = checker(unz.stdout.fileno(), algorithm, keep)
+        unz.stdout.close()
+        sink = unz.stdin.fileno()
+    broken = False
+    try:
+        for chunk in chunks(source):
+            total += len(chunk)
+            if out is not None:
+                write_all(out, chunk)
+            sha.update(chunk)
+            if not compressed:
+                parser.feed(chunk)
+            elif not broken:
+                try:
+                    write_all(sink, chunk)
+                except BrokenPipeError:  # the decompressor gave up: its exit status says why
+                    broken = True
+    finally:
+        if compressed:
+            try:
+                unz.stdin.close()
+            except BrokenPipeError:
+                pass
+            unz_status = unz.wait()
+            collect(pid, report, emit)
+            if unz_status != 0:
+                raise Failed("zstd -dc failed: the compressed stream is corrupt")
+    if not compressed:
+        parser.finish()
+    return total, sha.hexdigest()
+
+
+def write(out_path, algorithm, compressed, argv, emit):
+    """Run argv (its stdout: the tarball), write it to out_path, checking it as it is written."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
+    widen(proc.stdout.fileno())
+    out = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        total, digest = pump(proc.stdout.fileno(), out, algorithm, compressed, emit)
+        if proc.wait() != 0:
+            raise Failed("{} exited with {}".format(argv[0], proc.returncode))
+        os.fsync(out)
+        if os.fstat(out).st_size != total:
+            raise Failed("{} holds {} bytes, {} were written".format(out_path, os.fstat(out).st_size, total))
+    finally:
+        os.close(out)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return total, digest
+
+
+def read(path, algorithm, compressed, emit):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return pump(fd, None, algorithm, compressed, emit)
+    finally:
+        os.close(fd)
+
+
+def main(argv):
+    if argv[:1] == ["fa-tarstream"]:  # the name it runs under with python3 -c (hosts.Host.shown)
+        argv = argv[1:]
+    members = []
+
+    def emit(name, size, digest):
+        members.append("M {} {} {}\n".format(size, digest, name))
+
+    try:
+        mode, path, algorithm, unz = argv[0], argv[1], argv[2], argv[3] == "zstd"
+        if mode == "write":
+            total, digest = write(path, algorithm, unz, argv[argv.index("--") + 1:], emit)
+        elif mode == "read":
+            if not os.path.isfile(path):
+                sys.stderr.write("no such file: {}\n".format(path))
+                return 3
+            total, digest = read(path, algorithm, unz, emit)
+        else:
+            raise Failed("unknown mode " + mode)
+    except (Failed, OSError, ValueError, IndexError) as exc:
+        sys.stderr.write("fa-tarstream: {}\n".format(exc))
+        return 4
+    sys.stdout.write("B {}\nF {}\n{}".format(total, digest, "".join(members)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,65 @@
+"""The compress stage's one-pass verification: a run whose bytes changed after transfer never passes."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from fulliautomatix import compress, markers, process, simulate, transfer
+from fulliautomatix import config as fa_config
+
+
+class Log:
+    def __init__(self):
+        self.text = ""
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass
+
+
+def processed_run(db, config) -> str:
+    """One simulated run, transferred and processed by calling the stages directly."""
+    Path(config["daq"]["raw_dir"]).mkdir(parents=True, exist_ok=True)
+    run = simulate.simulate(db, config, 1, 200, "physics")[0]
+    state = fa_config.state_dir(config)
+    log_path = Path(config["work_dir"]) / "logs" / "t.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a") as log:
+        transfer.transfer_run(db, config, run, str(markers.path(state, "transfer", run)), log)
+        process.process_run(db, config, run, str(markers.path(state, "transfer", run)),
+                            str(markers.path(state, "process", run)), log, str(log_path))
+    return run
+
+
+def compress_it(db, config, run, log):
+    state = fa_config.state_dir(config)
+    return compress.compress_run(db, config, run, str(markers.path(state, "process", run)),
+                                 str(markers.path(state, "compress", run)), log)
+
+
+def test_a_member_changed_after_transfer_fails_then_the_repaired_run_verifies(db, config):
+    run = processed_run(db, config)
+    p = compress.paths(config, run)
+    victim = sorted(p["raw"].iterdir())[0]
+    good = victim.read_bytes()
+    victim.write_bytes(good[:100] + bytes([good[100] ^ 0x01]) + good[101:])
+    log = Log()
+    with pytest.raises(compress.CompressionError, match=f"checksum of {victim.name} differs"):
+        compress_it(db, config, run, log)
+    doc = db.get(run)
+    assert doc["raw_status"] == "ondeck" and "differs" in doc["compressed"]["error"]
+    assert p["raw"].is_dir(), "the raw copy stays"
+    assert not list(p["archive"].parent.glob(f"*{run}*")), "neither the partial nor the final file is left"
+    assert "fa-tarstream write" in log.text
+    victim.write_bytes(good)
+    marker = compress_it(db, config, run, Log())
+    info = marker["set"]["compressed"]
+    assert info["hash"] == hashlib.sha256(p["archive"].read_bytes()).hexdigest()
+    assert info["bytes"] == p["archive"].stat().st_size
+    assert not p["raw"].exists()
+    assert db.get(run)["raw_status"] == "compressed"
