@@ -2,14 +2,18 @@
 
 One processed run (the same size as P4's: 256 MiB in 256 files, 1 GiB in
 1,024 files with --full) sits on scratch with its transfer checksums in the
-runs DB.  The compress stage (:func:`fulliautomatix.compress.compress_run`,
-called in-process as its Snakemake job calls it: tar | zstd, read the
-archive back -- sha256 of the file, every member's size and checksum against
-the ones recorded at transfer -- then the DB update) and a plain
-`tar -I 'zstd -T0 -3' -cf` of the same directory take turns.  Figure: the
-stage's throughput as a fraction of tar's (tar's time divided by the
-stage's, median over back-to-back pairs).  The read-back is then timed alone
-on the archive the stage wrote, beside its floor (decompression alone).
+runs DB.  The compress stage and a plain `tar -I 'zstd -T0 -3' -cf` of the
+same directory take turns.  Figure: the stage's throughput as a fraction of
+tar's (tar's time divided by the stage's, median over back-to-back pairs),
+with the stage timed **as Snakemake runs it**: a real tick
+(`fulliautomatix --compress --run RUN`) runs the compress_run job, and its
+time is the job's own wall time from the rule's `benchmark:` file (the job's
+Python process, imports, DB connection, tar | zstd written and verified in
+one pass, the DB update) -- not the tick's start-up around it.  Beside it,
+the same pairs with the stage called in-process
+(:func:`fulliautomatix.compress.compress_run`, as the job calls it), and the
+parts timed alone on the archive the stage wrote: its one-pass read-back,
+decompression alone (the floor of any read-back), and sha256sum of the file.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from .common import (Context, Figure, Site, cpu_now, daq_doc, interleaved, media
                      spread)
 from .p4_transfer import _link_copy
 
-ID, NAME, OP, GOAL = "P5", "compression-throughput", ">=", 0.9
+ID, NAME, OP, GOAL = "P5", "compression-throughput", ">=", 0.85
 
 
 class Compressions:
@@ -38,6 +42,7 @@ class Compressions:
         self.logs.mkdir()
         self.last_archive: Path | None = None
         self.cpu: dict[str, list[float]] = {"stage": [], "tar": []}
+        self.work: list[float] = []  # compressed.seconds of each job: from its claim to its marker
 
     def _new_run(self) -> str:
         """A processed run on scratch, as the transfer and process stages leave it."""
@@ -50,9 +55,31 @@ class Compressions:
                              "bytes": sum(f["size"] for f in self.manifest.files)},
                    processing={"processor_version": "ref-1", "exit_code": 0})
         seed(self.site.db, [doc])
+        ondeck = markers.run_marker("transfer", name, {"raw_location": doc["raw_location"]}, {})
+        markers.write(self.site.state / "ondeck" / f"{name}.json", ondeck)
         marker = markers.run_marker("process", name, {"processing": doc["processing"]}, {})
         markers.write(self.site.state / "processed" / f"{name}.json", marker)
         return name
+
+    def _drop_archive(self, run: str) -> None:
+        archive = compress.paths(self.site.config, run)["archive"]
+        if self.last_archive and self.last_archive != archive:
+            self.last_archive.unlink(missing_ok=True)
+        self.last_archive = archive
+
+    def timed_job(self) -> float:
+        """A real tick compresses the run; the compress_run job's wall time, from its benchmark file."""
+        run = self._new_run()
+        self.site.tick("--compress", "--run", run)
+        tsv = Path(self.site.config["work_dir"]) / "benchmarks" / "compress_run" / f"{run}.tsv"
+        rows = [line.split("\t") for line in tsv.read_text().splitlines()]
+        seconds = float(rows[1][rows[0].index("s")])
+        doc = self.site.db.get(run)
+        if doc["raw_status"] != "compressed":
+            raise RuntimeError(f"the tick did not compress {run}")
+        self.work.append(doc["compressed"]["seconds"])
+        self._drop_archive(run)
+        return seconds
 
     def timed_stage(self) -> float:
         run = self._new_run()
@@ -63,10 +90,7 @@ class Compressions:
                                   str(self.site.state / "compressed" / f"{run}.json"), log)
             seconds = time.perf_counter() - t0
             self.cpu["stage"].append(cpu_now() - c0)
-        archive = compress.paths(self.site.config, run)["archive"]
-        if self.last_archive and self.last_archive != archive:
-            self.last_archive.unlink(missing_ok=True)
-        self.last_archive = archive
+        self._drop_archive(run)
         return seconds
 
     def timed_tar(self) -> float:
@@ -81,40 +105,54 @@ class Compressions:
         return seconds
 
 
+def _parts(archive: Path, algorithm: str) -> dict[str, tuple[float, float]]:
+    """(seconds, CPU seconds) of the one-pass read-back and its floors, each timed alone."""
+    parts = {}
+    for label, fn in (
+        ("read-back", lambda: tarsums.read_back(hosts.Host(), str(archive), algorithm, compressed=True)),
+        ("zstd", lambda: subprocess.run(f"zstd -dcq -- '{archive}' >/dev/null", shell=True, check=True)),
+        ("sha256", lambda: subprocess.run(["sha256sum", "--", str(archive)], check=True,
+                                          stdout=subprocess.DEVNULL)),
+    ):
+        c0, t0 = cpu_now(), time.perf_counter()
+        fn()
+        parts[label] = (time.perf_counter() - t0, cpu_now() - c0)
+    return parts
+
+
 def run(ctx: Context) -> Figure:
     size, files = ctx.size((256 << 20, 256), (1 << 30, 1024))
     data = ctx.root / "p5-data"
-    ctx.say(f"  writing a {size >> 20} MiB run in {files} files; {ctx.reps} compressions each way ...")
+    ctx.say(f"  writing a {size >> 20} MiB run in {files} files; {ctx.reps} compressions each way, under "
+            "Snakemake and in-process ...")
     rawdata.write_run(data, size, files)
     with Site(ctx.root / "p5") as site:
         c = Compressions(site, data)
         c.timed_tar()  # warm-up
-        c.cpu = {"stage": [], "tar": []}
+        c.timed_job()
+        c.cpu, c.work = {"stage": [], "tar": []}, []
+        jobs = interleaved({"job": c.timed_job, "tar": c.timed_tar}, ctx.reps)
         times = interleaved({"stage": c.timed_stage, "tar": c.timed_tar}, ctx.reps)
-        archive = c.last_archive
-        parts = {}
-        for label, fn in (
-            ("read-back", lambda: tarsums.read_back(hosts.Host(), str(archive), c.manifest.algorithm,
-                                                    compressed=True)),
-            ("zstd", lambda: subprocess.run(f"zstd -dcq -- '{archive}' >/dev/null", shell=True, check=True)),
-            ("sha256", lambda: subprocess.run(["sha256sum", "--", str(archive)], check=True,
-                                              stdout=subprocess.DEVNULL)),
-        ):
-            c0, t0 = cpu_now(), time.perf_counter()
-            fn()
-            parts[label] = (time.perf_counter() - t0, cpu_now() - c0)
-        ratio_size = size / archive.stat().st_size
-    value = paired_ratio(times["tar"], times["stage"])
+        parts = _parts(c.last_archive, c.manifest.algorithm)
+        ratio_size = size / c.last_archive.stat().st_size
+    value = paired_ratio(jobs["tar"], jobs["job"])
+    in_process = paired_ratio(times["tar"], times["stage"])
     mb = size / 1e6
     return Figure(ID, NAME, value, OP, GOAL, details=[
-        f"compress stage: {spread(times['stage'])}, {mb / median(times['stage']):.0f} MB/s",
-        f"tar -I 'zstd -T0 -3': {spread(times['tar'])}, {mb / median(times['tar']):.0f} MB/s; "
+        f"compress_run job under Snakemake (its benchmark file): {spread(jobs['job'])}, "
+        f"{mb / median(jobs['job']):.0f} MB/s; tar beside it {spread(jobs['tar'])}; ratio {value:.2f}; "
+        f"of the job's time, {median(c.work):.2f} s from its claim to its marker (compressed.seconds), the rest "
+        f"({median(jobs['job']) - median(c.work):.2f} s) is the job's start: Python, Snakemake's script "
+        "preamble, imports, DB connection",
+        f"the stage in-process (compress.compress_run): {spread(times['stage'])}, "
+        f"{mb / median(times['stage']):.0f} MB/s; tar beside it {spread(times['tar'])}; ratio {in_process:.2f}",
+        f"tar -I 'zstd -T0 -3': {mb / median(jobs['tar'] + times['tar']):.0f} MB/s; "
         f"compression ratio {ratio_size:.2f}",
         f"CPU time (this process + its commands): stage {median(c.cpu['stage']):.2f} s, tar "
         f"{median(c.cpu['tar']):.2f} s; throughput per CPU second, stage vs tar: "
         f"{paired_ratio(c.cpu['tar'], c.cpu['stage']):.2f}",
-        "the stage's read-back timed alone (sha256 of the file, then zstd -dc | tar --to-command="
-        f"{hosts.CHECKSUM_TOOLS[c.manifest.algorithm]} per member): {parts['read-back'][0]:.2f} s, "
-        f"CPU {parts['read-back'][1]:.2f} s; of which the floor, zstd -dc >/dev/null: {parts['zstd'][0]:.2f} s, "
-        f"CPU {parts['zstd'][1]:.2f} s, and sha256sum of the archive: {parts['sha256'][0]:.2f} s",
+        f"timed alone on the archive: the one-pass read-back (one read: sha256, zstd -dc, tar parser with "
+        f"{c.manifest.algorithm} per member) {parts['read-back'][0]:.2f} s, CPU {parts['read-back'][1]:.2f} s; "
+        f"its floor, zstd -dc >/dev/null: {parts['zstd'][0]:.2f} s, CPU {parts['zstd'][1]:.2f} s; "
+        f"sha256sum of the archive: {parts['sha256'][0]:.2f} s",
     ])

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import archive, compress, hosts, process, runsdb, scheduler, states, tickguard, transfer
+from . import hosts, runsdb, states, tickguard
 from . import config as fa_config
 
 
@@ -25,14 +25,18 @@ class AlreadyDone(Exception):
     """A forced rebuild (-f, -R, --forcerun) of a stage whose marker exists."""
 
 
+# The failures a job reports in one line, by module and class.  A job imports
+# only its own stage's module (imports are a large part of a short job's
+# time), and an exception of a module that was never imported cannot occur.
+EXPECTED_BY_MODULE = {
+    "fulliautomatix.archive.backend": ("ArchiveError",),
+    "fulliautomatix.compress": ("CompressionError",),
+    "fulliautomatix.process": ("ProcessingFailed", "ReprocessRefused"),
+    "fulliautomatix.scheduler": ("SchedulerError",),
+    "fulliautomatix.transfer": ("TransferError",),
+}
 EXPECTED = (
     AlreadyDone,
-    archive.ArchiveError,
-    compress.CompressionError,
-    process.ProcessingFailed,
-    process.ReprocessRefused,
-    scheduler.SchedulerError,
-    transfer.TransferError,
     tickguard.TickBusy,
     hosts.BadRunName,
     hosts.CommandFailed,
@@ -40,6 +44,14 @@ EXPECTED = (
     states.TransitionRefused,
     fa_config.ConfigError,
 )
+
+
+def expected() -> tuple[type, ...]:
+    """EXPECTED and the stage failures of every stage module this process imported."""
+    more = [getattr(sys.modules[m], name) for m, names in EXPECTED_BY_MODULE.items() if m in sys.modules
+            for name in names]
+    return EXPECTED + tuple(more)
+
 
 # What a forced rebuild of a finished stage would need instead, by rule.
 DONE_HINTS = {
@@ -115,7 +127,7 @@ def run(snakemake, stage_function, connect: bool = True, local: bool = True, on_
                 return
             with runsdb.connect(config, start_embedded=False) as db:
                 stage_function(db, config, snakemake, log)
-        except EXPECTED as exc:
+        except expected() as exc:
             log.write(f"ERROR: {exc}\n")
             print(f"fulliautomatix: {exc}", file=sys.__stderr__)
             sys.exit(1)
