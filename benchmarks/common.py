@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from fulliautomatix import config as fa_config
-from fulliautomatix import embedded, runsdb
+from fulliautomatix import embedded, hosts, runsdb
 
 FA = str(Path(sys.executable).with_name("fulliautomatix"))
 PROBE_DIR = Path(__file__).resolve().parent / "probe"
@@ -127,7 +127,14 @@ class Site:
         self._server = None
 
     def close(self) -> None:
+        hosts.close_masters(hosts.control_dir(self.config))  # what stages called in-process opened
         self.stop_server()
+
+    def job_seconds(self, rule: str, name: str) -> float:
+        """A job's wall time as Snakemake measured it (the rule's benchmark file, column s)."""
+        tsv = Path(self.config["work_dir"]) / "benchmarks" / rule / f"{name}.tsv"
+        rows = [line.split("\t") for line in tsv.read_text().splitlines()]
+        return float(rows[1][rows[0].index("s")])
 
     def __enter__(self):
         return self

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from fulliautomatix import config as fa_config
-from fulliautomatix import embedded, runsdb
+from fulliautomatix import embedded, hosts, runsdb
 
 from fa_testlib import FA, REQUIRE_TESTBEDS, ROOT, skip_or_fail  # noqa: F401 - re-exported
 
@@ -64,7 +64,9 @@ def make_config(tmp_path, nx_server, db_name):
         path.write_text(yaml.safe_dump(base))
         return path
 
-    return make
+    yield make
+    # Stages called in-process leave the tick's ssh master connections open: end them.
+    hosts.close_masters(hosts.control_dir({"work_dir": str(tmp_path / "work")}))
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from . import archive, embedded, planning, runsdb, scheduler, simulate, states, status, tickguard
+from . import archive, embedded, hosts, planning, runsdb, scheduler, simulate, states, status, tickguard
 from . import config as fa_config
 
 log = logging.getLogger("fulliautomatix")
@@ -153,6 +153,14 @@ def tick(args, config: dict) -> int:
     except tickguard.TickBusy as exc:
         log.info("%s", exc)  # the documented outcome, exit status 0: cron tries again next time
         return 0
+    try:
+        return _tick_locked(args, config, stages, state)
+    finally:  # the tick's ssh connections end with it
+        hosts.close_masters(hosts.control_dir(config))
+
+
+def _tick_locked(args, config: dict, stages: list[str], state: Path) -> int:
+    """The tick, holding the tick lock: plan (or describe, with --dry_run), run Snakemake, collect."""
     errors: list[str] = []
     with runsdb.connect(config) as db:
         db.ensure_indexes()

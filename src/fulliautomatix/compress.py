@@ -38,7 +38,7 @@ class CompressionError(Exception):
 
 
 def cluster_host(config: dict) -> hosts.Host:
-    return hosts.Host.from_config(fa_config.cluster(config))
+    return hosts.Host.from_config(fa_config.cluster(config), hosts.control_dir(config))
 
 
 def paths(config: dict, run: str) -> dict[str, Path]:

@@ -23,12 +23,17 @@ here as :class:`Unsafe`.  Deletion never follows a link (:func:`remove_tree`,
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import shlex
+import stat
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # Checksum tools by algorithm name; all print "<hex>  <path>" lines.
 CHECKSUM_TOOLS = {"xxh128": "xxh128sum", "blake2b": "b2sum", "sha256": "sha256sum"}
@@ -39,29 +44,28 @@ DEFAULT_SSH = ("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=30")
 
 # Runs "$@" and stops it when stdin reaches EOF (the controlling side is gone).
 # Prints "fa-guard-start <epoch>" on stderr first: the far side's clock when
-# the command started.  It polls (read -t on stdin, no fork) rather than
-# using `wait -n`: bash 5.2's wait -n can miss a job that ended before it was
-# called and then wait forever (seen within a dozen fast local commands).
+# the command started.  Nothing polls: a watcher blocks reading stdin and
+# stops the command at EOF, while the guard waits for the command itself
+# (`wait PID`, never `wait -n`, which bash 5.2 can miss for a job that ended
+# early), so the guard returns the moment the command ends.
 GUARD = r"""
-printf 'fa-guard-start %s\n' "$(date +%s.%N)" >&2
-"$@" </dev/null &
+t=${EPOCHREALTIME:-}
+printf 'fa-guard-start %s\n' "${t:-$(date +%s.%N)}" >&2
+exec 3<&0   # an asynchronous command's stdin is /dev/null unless given explicitly
+"$@" </dev/null 3<&- &
 job=$!
-t=0.002
-while kill -0 "$job" 2>/dev/null; do
-  IFS= read -r -t "$t" _
-  st=$?
-  case $t in 0.002) t=0.01 ;; *) t=0.02 ;; esac   # a builtin read every 20 ms: cheap, and adds little to any command
-  if [ "$st" -ne 0 ] && [ "$st" -le 128 ]; then
-    if kill -0 "$job" 2>/dev/null; then
-      kill -TERM "$job" 2>/dev/null
-      wait "$job"
-      echo "fa-guard: the controlling side went away; stopped $1" >&2
-      exit 129
-    fi
-    break
-  fi
-done
+{ while IFS= read -r _; do :; done; kill -TERM "$job" 2>/dev/null; exit 7; } <&3 3<&- &
+watcher=$!
+exec 3<&-
 wait "$job"
+st=$?
+kill "$watcher" 2>/dev/null
+wait "$watcher"
+if [ "$?" -eq 7 ]; then
+  echo "fa-guard: the controlling side went away; stopped $1" >&2
+  exit 129
+fi
+exit "$st"
 """
 
 
@@ -175,12 +179,20 @@ class Host:
     ssh: tuple[str, ...] = field(default=DEFAULT_SSH)
     user: str = ""
     port: int | None = None
+    control: str = ""  # the tick's ssh control socket for this host ("": a connection per command)
 
     @classmethod
-    def from_config(cls, section: dict) -> "Host":
-        """A host from a config section with host, user, port and ssh keys."""
-        return cls(section.get("host") or "local", tuple(section.get("ssh") or DEFAULT_SSH),
+    def from_config(cls, section: dict, controls: Path | None = None) -> "Host":
+        """A host from a config section with host, user, port and ssh keys.
+
+        `controls`: the tick's directory of ssh control sockets
+        (:func:`control_dir`); commands then share one connection per host.
+        """
+        host = cls(section.get("host") or "local", tuple(section.get("ssh") or DEFAULT_SSH),
                    section.get("user") or "", section.get("port"))
+        if controls is None or host.is_local or not _private_dir(Path(controls)):
+            return host
+        return cls(host.dest, host.ssh, host.user, host.port, str(Path(controls) / socket_name(host)))
 
     @property
     def is_local(self) -> bool:
@@ -197,6 +209,9 @@ class Host:
             argv += ["-p", str(int(self.port))]
         if self.user:
             argv += ["-l", self.user]
+        if self.control:
+            argv += ["-o", "ControlMaster=auto", "-o", f"ControlPath={self.control.replace('%', '%%')}",
+                     "-o", f"ControlPersist={CONTROL_PERSIST}"]
         return argv
 
     def argv(self, argv: list[str]) -> list[str]:
@@ -276,7 +291,7 @@ class Host:
         for line in stderr.splitlines(keepends=True):
             if line.startswith("fa-guard-start ") and started is None:
                 try:
-                    started = float(line.split()[1])
+                    started = float(line.split()[1].replace(",", "."))
                 except (IndexError, ValueError):
                     pass
             else:
@@ -292,6 +307,85 @@ class Host:
 def rsync_shell(host: Host) -> str:
     """rsync's -e value reaching `host` (its ssh argv, port and user)."""
     return shlex.join(host.ssh_argv())
+
+
+# -- one ssh connection per host per tick -----------------------------------------
+#
+# Every command of a tick to a remote host goes through one OpenSSH master
+# connection (ControlMaster=auto: the first command opens it, the others ride
+# on it; ControlPersist keeps it after that command ends).  The sockets are in
+# a directory of their own per user under work_dir (mode 0700, and ssh's master
+# accepts only its own user), named by a hash of the host's ssh settings; the
+# tick closes them all at its end (close_masters: `ssh -O exit`).  A master
+# left by a tick that was killed exits by itself after CONTROL_PERSIST idle
+# seconds.
+
+CONTROL_PERSIST = 300  # seconds an idle master outlives its last command (a tick that died)
+# ssh binds "<ControlPath>.<16 random characters>" first, and a unix socket's path holds 107 bytes.
+SOCKET_PATH_MAX = 88
+
+
+def socket_name(host: Host) -> str:
+    """A short name for the host's control socket: a hash of everything that picks the connection."""
+    key = repr((os.getuid(), host.dest, host.user, host.port, host.ssh))
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _private_dir(path: Path) -> bool:
+    """Make `path` (mode 0700) if missing; True if it is a real directory of ours that only we can use."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, exist_ok=True)
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077
+
+
+def control_dir(config: dict) -> Path | None:
+    """This user's directory of the tick's ssh control sockets; None: a connection per command.
+
+    ``<work_dir>/state/ssh-<uid>``; when that path is too long for a unix
+    socket, ``<tmp>/fa-ssh-<uid>-<hash of work_dir>`` instead.  None when
+    ``ssh_multiplex`` is off.  The directory is made (mode 0700) only when a
+    remote host is to use it (:meth:`Host.from_config`), and not used unless
+    it is a directory of this user's that nobody else may enter.
+    """
+    if not config.get("ssh_multiplex", True):
+        return None
+    uid = os.getuid()
+    work = Path(config["work_dir"]).absolute()
+    path = work / "state" / f"ssh-{uid}"
+    if len(str(path)) + 17 > SOCKET_PATH_MAX or re.search(r"[\s\"'\\]", str(path)):
+        digest = hashlib.sha256(str(work).encode()).hexdigest()[:12]
+        path = Path(tempfile.gettempdir()) / f"fa-ssh-{uid}-{digest}"
+    return path
+
+
+def close_masters(directory: Path | None, timeout: float = 10) -> list[str]:
+    """End every master connection whose socket is in `directory` (`ssh -O exit`); the sockets closed."""
+    closed = []
+    try:
+        entries = list(os.scandir(directory)) if directory else []
+    except OSError:
+        return closed
+    for entry in entries:
+        try:
+            if not stat.S_ISSOCK(entry.stat(follow_symlinks=False).st_mode):
+                continue
+            subprocess.run(["ssh", "-F", "/dev/null", "-o", f"ControlPath={entry.path.replace('%', '%%')}",
+                            "-O", "exit", "fa-tick"], capture_output=True, timeout=timeout,
+                           stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        try:
+            os.unlink(entry.path)  # a master that had died leaves its socket behind
+        except FileNotFoundError:
+            pass
+        except OSError:
+            continue
+        closed.append(entry.name)
+    return closed
 
 
 # -- per-file checksums --------------------------------------------------------

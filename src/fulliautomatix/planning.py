@@ -20,6 +20,7 @@ import logging
 import os
 import shlex
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,9 +162,22 @@ def plan_tick(db: runsdb.RunsDB, config: dict, tick: str, out_path: str) -> Tick
     plan.messages += jobs.messages
     reprocessing = "process" in plan.stages or bool(config["tick"]["reprocess"])
     _finish(plan, targets, jobs.reprocess if reprocessing else [])
+    if plan.targets:
+        _open_cluster_connection(config)
     markers.write(out_path, plan.as_dict())
     _prune_ticks(Path(out_path).parent.parent, keep=100)
     return plan
+
+
+def _open_cluster_connection(config: dict) -> None:
+    """Open the tick's ssh master connection to the cluster's host now, before the stages' jobs run
+    side by side (the DAQ's is opened by the survey): their commands all share it (hosts.control_dir)."""
+    cluster = transfer.cluster_host(config)
+    if cluster.control:
+        try:
+            cluster.run(["true"], check=False, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as exc:  # each command then connects by itself
+            log.warning("ssh to %s: %s", cluster.name, exc)
 
 
 def busy_plan(tick: str, out_path: str, message: str) -> TickPlan:

@@ -9,8 +9,10 @@ does, through :func:`begin`:
   in ``FULLIAUTOMATIX_TICK_LOCK``) and has started the runs DB: nothing to do;
 * under ``snakemake`` run by hand, the job takes the lock and hands it to a
   small guard process (``python -m fulliautomatix.tickguard``) that keeps it
-  until that Snakemake exits, and stops the embedded runs DB the job started
-  for it, so nothing is left running after the tick.
+  until that Snakemake exits, then ends the tick's ssh master connections
+  (:func:`hosts.close_masters`) and stops the embedded runs DB the job
+  started for it, so nothing is left running after the tick (under the
+  wrapper, the wrapper does both).
 
 The Snakefile's main process names itself in ``FULLIAUTOMATIX_SNAKEMAKE``;
 every local job inherits it, so jobs of one Snakemake share one guard.
@@ -119,7 +121,7 @@ def begin(config: dict) -> str | None:
     config's URI is to be used as it is (not the embedded server).
     """
     from . import config as fa_config
-    from . import embedded
+    from . import embedded, hosts
 
     state = fa_config.state_dir(config)
     state.mkdir(parents=True, exist_ok=True)
@@ -140,6 +142,9 @@ def begin(config: dict) -> str | None:
                     "--state", str(state), "--fd", str(fh.fileno())]
             if server is not None:
                 argv += ["--server", str(server.pid)]
+            controls = hosts.control_dir(config)
+            if controls is not None:
+                argv += ["--ssh-controls", str(controls)]
             guard = subprocess.Popen(argv, pass_fds=(fh.fileno(),), start_new_session=True,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
@@ -161,8 +166,10 @@ def _locked(path: Path) -> bool:
         return False
 
 
-def guard(watch: int, state_dir: Path, server: int | None, poll: float = 0.5) -> None:
-    """Hold the inherited lock until process `watch` exits; then stop the embedded server."""
+def guard(watch: int, state_dir: Path, server: int | None, poll: float = 0.5,
+          controls: Path | None = None) -> None:
+    """Hold the inherited lock until process `watch` exits; then end the tick's ssh master
+    connections (sockets in `controls`) and stop the embedded server."""
     import psutil
 
     try:
@@ -171,6 +178,10 @@ def guard(watch: int, state_dir: Path, server: int | None, poll: float = 0.5) ->
             time.sleep(poll)
     except psutil.Error:
         pass
+    if controls:
+        from . import hosts
+
+        hosts.close_masters(controls)
     if server:
         from . import embedded
 
@@ -184,9 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--state", type=Path, required=True, help="the work dir's state/ directory")
     ap.add_argument("--fd", type=int, required=True, help="the inherited, locked tick.lock")
     ap.add_argument("--server", type=int, help="pid of the embedded runs DB to stop at the end")
+    ap.add_argument("--ssh-controls", type=Path, help="the tick's ssh control sockets, closed at the end")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    guard(args.watch, args.state, args.server)
+    guard(args.watch, args.state, args.server, controls=args.ssh_controls)
     os.close(args.fd)
     return 0
 

@@ -58,12 +58,12 @@ PROGRESS_EVERY = 5.0  # seconds between rsync progress lines in the job log
 # -- where things are ----------------------------------------------------------
 
 def daq_host(config: dict) -> hosts.Host:
-    return hosts.Host.from_config(config["daq"])
+    return hosts.Host.from_config(config["daq"], hosts.control_dir(config))
 
 
 def cluster_host(config: dict, name: str | None = None) -> hosts.Host:
     section = config["clusters"][name] if name else fa_config.cluster(config)
-    return hosts.Host.from_config(section)
+    return hosts.Host.from_config(section, hosts.control_dir(config))
 
 
 def cluster_from_daq(config: dict) -> hosts.Host:

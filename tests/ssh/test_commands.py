@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -25,7 +26,7 @@ RUN = "261127_0001"
 def load(tmp_path):
     def load(data: dict) -> dict:
         p = tmp_path / "c.yaml"
-        p.write_text(yaml.safe_dump(data))
+        p.write_text(yaml.safe_dump({"work_dir": str(tmp_path / "work"), **data}))
         return fa_config.load(p)
     return load
 
@@ -52,8 +53,13 @@ def test_ssh_argv_has_options_user_and_port_then_the_destination_and_one_command
 
 def test_hosts_come_from_the_config_sections(load):
     c = load(three_machines())
-    assert transfer.daq_host(c) == Host("daq", ("ssh", "-F", "/etc/fa/ssh_config"), "xe", 2201)
-    assert transfer.cluster_host(c) == Host("login.big", ("ssh", "-i", "/etc/fa/key"), "fa", 2202)
+    daq, cluster = transfer.daq_host(c), transfer.cluster_host(c)
+    assert replace(daq, control="") == Host("daq", ("ssh", "-F", "/etc/fa/ssh_config"), "xe", 2201)
+    assert replace(cluster, control="") == Host("login.big", ("ssh", "-i", "/etc/fa/key"), "fa", 2202)
+    # this machine reaches both through the tick's connections (one control socket each)
+    controls = str(hosts.control_dir(c))
+    assert daq.control.startswith(controls) and cluster.control.startswith(controls)
+    assert daq.control != cluster.control
     # the DAQ reaches the cluster under the same name, user and port, with its own ssh (default BatchMode)
     assert transfer.cluster_from_daq(c) == Host("login.big", hosts.DEFAULT_SSH, "fa", 2202)
     c = load(three_machines(clusters={"big": {"from_daq": {"host": "big-internal", "ssh": ["ssh", "-q"]}}}))
@@ -78,7 +84,8 @@ def test_the_rsync_command_run_on_the_daq(load):
 def test_a_local_daq_pushes_with_this_hosts_own_ssh(load):
     c = load(three_machines(daq={"host": "local", "raw_dir": "/data/raw"}))
     e = transfer.rsync_argv(c, RUN)[transfer.rsync_argv(c, RUN).index("-e") + 1]
-    assert shlex.split(e) == ["ssh", "-i", "/etc/fa/key", "-p", "2202", "-l", "fa"]
+    assert shlex.split(e)[:7] == ["ssh", "-i", "/etc/fa/key", "-p", "2202", "-l", "fa"]
+    assert f"ControlPath={transfer.cluster_host(c).control}" in shlex.split(e)  # the tick's connection
 
 
 def test_a_remote_daq_needs_a_name_for_a_local_cluster(load):

@@ -78,6 +78,7 @@ def make(config: dict, name: str | None = None, host: str | None = None):
     `host` overrides archive.rsync.host; restore passes the host a run was
     archived to, so a later change of the config cannot lose it.
     """
+    from .. import hosts
     from . import disk, hpss  # the backends import this module
 
     a = config["archive"]
@@ -87,7 +88,8 @@ def make(config: dict, name: str | None = None, host: str | None = None):
         return disk.DiskBackend.local(a["location"], a["rsync"]["command"], staging)
     if name == "rsync":
         section = {**a["rsync"], "host": host or a["rsync"]["host"]}
-        return disk.DiskBackend.remote(section, a["location"], a["rsync"]["command"], staging)
+        return disk.DiskBackend.remote(section, a["location"], a["rsync"]["command"], staging,
+                                       hosts.control_dir(config))
     if name == "hpss":
         h = a["hpss"]
         return hpss.HpssBackend(a["location"], h["htar"], h["hsi"], h["verify"], h["read_back"], staging)

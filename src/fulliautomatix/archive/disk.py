@@ -61,11 +61,13 @@ class DiskBackend:
         return cls("local", hosts.Host("local"), location, command, staging)
 
     @classmethod
-    def remote(cls, section: dict, location: str, command: list[str], staging: Path) -> DiskBackend:
-        """The rsync backend; `section` has host, user, port and ssh (archive.rsync)."""
+    def remote(cls, section: dict, location: str, command: list[str], staging: Path,
+               controls: Path | None = None) -> DiskBackend:
+        """The rsync backend; `section` has host, user, port and ssh (archive.rsync); `controls`: the
+        tick's ssh control sockets (hosts.control_dir)."""
         if not section.get("host") or section["host"] == "local":
             raise ArchiveError("config key archive.rsync.host: the rsync backend needs an ssh destination")
-        return cls("rsync", hosts.Host.from_config(section), location, command, staging)
+        return cls("rsync", hosts.Host.from_config(section, controls), location, command, staging)
 
     # -- where things are -------------------------------------------------
     def tarball(self, batch: str) -> str:

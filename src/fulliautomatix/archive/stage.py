@@ -94,7 +94,7 @@ def source_cluster(config: dict, docs: list[dict]) -> str:
 
 def source_host(config: dict, docs: list[dict]) -> hosts.Host:
     """The host holding the compressed copies of these runs (their cluster's)."""
-    return hosts.Host.from_config(config["clusters"][source_cluster(config, docs)])
+    return hosts.Host.from_config(config["clusters"][source_cluster(config, docs)], hosts.control_dir(config))
 
 
 def check_sources(source: hosts.Host, files: dict[str, Path], expected: dict[str, Member], log) -> None:
