@@ -16,6 +16,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from . import hosts, runsdb, states, tickguard
 from . import config as fa_config
@@ -96,15 +97,19 @@ def refuse_forced(snakemake) -> None:
 
 
 def run(snakemake, stage_function, connect: bool = True, local: bool = True, on_busy=None) -> None:
-    """Run stage_function(db, config, snakemake, log) for one Snakemake job.
+    """Run stage_function(db, config, snakemake, log) for one Snakemake job, then end the job's process.
 
     With connect=False (a batch job on a node that cannot reach the runs DB)
     db is None and the stage records its result only in its marker.  local:
     the job runs on this host as part of a tick (it holds the tick lock);
     a batch job on a compute node relies on the host's tick instead.
     on_busy(snakemake, message): what the job does when another tick runs;
-    without it the job fails with that one line.
+    without it the job fails with that one line (exit status 1).
     """
+    end(_run(snakemake, stage_function, connect, local, on_busy))
+
+
+def _run(snakemake, stage_function, connect: bool, local: bool, on_busy) -> int:
     log_path = attempt_log(snakemake.log[0])
     with open(log_path, "a", buffering=1) as log:
         sys.stderr = log
@@ -121,13 +126,30 @@ def run(snakemake, stage_function, connect: bool = True, local: bool = True, on_
                     on_busy(snakemake, str(exc))
                     log.write(f"{exc}\n")
                     print(f"fulliautomatix info: {exc}", file=sys.__stderr__)
-                    return
+                    return 0
             if not connect:
                 stage_function(None, config, snakemake, log)
-                return
+                return 0
             with runsdb.connect(config, start_embedded=False) as db:
                 stage_function(db, config, snakemake, log)
+            return 0
         except expected() as exc:
             log.write(f"ERROR: {exc}\n")
             print(f"fulliautomatix: {exc}", file=sys.__stderr__)
-            sys.exit(1)
+            return 1
+
+
+def end(status: int) -> NoReturn:
+    """End the job's process at once, its files flushed and closed.
+
+    A normal exit would wait up to half a second more: pymongo's monitor
+    threads notice a closed client only between their 0.5 s sleeps, and an
+    exit handler joins them -- about 0.4 s of every short job's time.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.__stdout__, sys.__stderr__):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
