@@ -1,15 +1,18 @@
-"""P2 backlog planning: a tick facing N freshly acquired runs vs 10.
+"""P2 backlog planning: a full cron tick facing N freshly acquired runs vs 10.
 
 Each site holds N runs just written by the DAQ (small raw directories and
-their documents, raw_status acquired).  The real cron tick starts; the clock
-stops when the first transfer begins (the first `$ rsync` line in a
-transfer_run job log), and the tick is then stopped.  Peak memory up to
-that moment is the sum of the kernel's high-water marks (VmHWM) of the
-tick's own processes (the cron wrapper and the Snakemake that plans); the
-sampled peak of the whole process tree (jobs included) is shown beside it.
-Figures: time and memory with N divided by the same with 10, medians over
-back-to-back pairs (N = 200 by default, 1,000 with --full).  The local profile uses Snakemake's greedy
-scheduler; one extra tick with the ILP scheduler shows why.
+their documents, raw_status acquired).  The real cron tick starts
+(`fulliautomatix`, every stage); the clock stops when the first transfer
+begins (the first `$ rsync` line in a transfer_run job log), and the tick is
+then stopped.  Peak memory up to that moment is the sum of the kernel's
+high-water marks (VmHWM) of the tick's own processes (the cron wrapper and
+the Snakemake that plans); the sampled peak of the whole process tree (jobs
+included) is shown beside it.  Figures: time and memory with N divided by
+the same with 10, medians over back-to-back pairs (N = 1,000 by default,
+5,000 with --full).  A tick takes at most transfer.max_per_tick runs from
+the DAQ (oldest first), so its plan and DAG stay small however long the
+backlog.  The local profile uses Snakemake's greedy scheduler; one extra tick
+with the ILP scheduler shows why.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from fulliautomatix import planning, rawformat, transfer
 from .common import (FA, Context, Figure, Site, TreeMemory, clean_env, daq_doc, median, mib, paired_ratio, seed,
                      spread)
 
-ID, NAME, OP, GOAL = "P2", "backlog-planning", "<=", 100
+ID, NAME, OP, GOAL = "P2", "backlog-planning", "<=", 2
 
 
 def _site(ctx: Context, label: str, n: int) -> Site:
@@ -62,7 +65,7 @@ def time_to_first_transfer(site: Site, timeout: float = 900, home: str = "") -> 
     """(seconds until the first rsync starts, the tick's own peak memory, peak tree RSS)."""
     log_dir = Path(site.config["work_dir"]) / "logs" / "transfer_run"
     t0 = time.perf_counter()
-    proc = subprocess.Popen([FA, "--config", str(site.config_path), "--transfer"],
+    proc = subprocess.Popen([FA, "--config", str(site.config_path)],
                             env=clean_env(**({"FULLIAUTOMATIX_HOME": home} if home else {})),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             start_new_session=True)
@@ -92,7 +95,7 @@ def planning_parts(site: Site) -> tuple[float, float, float]:
     """(seconds of the tick's planning, in-process: the parse-time read, planning.read_plan; the
     sync_runs_db job's planning.plan_tick; of which the DAQ survey)."""
     config = copy.deepcopy(site.config)
-    config["tick"]["stages"] = ["transfer"]
+    config["tick"]["stages"] = ["transfer", "process", "compress", "archive"]
     names = [d["name"] for d in site.db.pending()]
     t0 = time.perf_counter()
     planning.read_plan(config)
@@ -121,7 +124,7 @@ def _ilp_home(ctx: Context) -> str:
 
 
 def run(ctx: Context) -> Figure:
-    small, big = 10, ctx.size(200, 1_000)
+    small, big = 10, ctx.size(1_000, 5_000)
     reps = max(2, ctx.reps - 2)
     ctx.say(f"  {reps} ticks each facing {small} and {big:,} acquired runs (fresh sites) ...")
     results: dict[int, list[tuple[float, int, int]]] = {small: [], big: []}

@@ -96,9 +96,13 @@ def choose(config: dict, plan: TickPlan, docs: list[dict]) -> list[tuple[str, st
     if wanted:
         docs = [d for d in docs if d.get("name") in wanted]
     chosen = selection.plan_targets(docs, plan.stages, config["run_name_pattern"], _limits(config),
-                                    lambda stage, run: markers.path(state, stage, run).exists())
+                                    lambda stage, run: markers.path(state, stage, run).exists(),
+                                    config["transfer"]["max_per_tick"])
     plan.bad += chosen.bad
     plan.held += chosen.held
+    if chosen.later:
+        plan.messages.append(f"{len(chosen.later)} more runs wait for later ticks (transfer.max_per_tick="
+                             f"{config['transfer']['max_per_tick']}), from {chosen.later[0]}")
     return chosen.targets
 
 

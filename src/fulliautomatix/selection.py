@@ -43,6 +43,7 @@ class Plan:
     targets: list[tuple[str, str]] = field(default_factory=list)
     held: list[str] = field(default_factory=list)  # well-formed runs waiting for a human
     bad: list[str] = field(default_factory=list)  # malformed documents
+    later: list[str] = field(default_factory=list)  # runs to transfer that wait for a later tick (max_transfers)
 
 
 def start_stage(doc: dict, limits: dict) -> tuple[str | None, str | None]:
@@ -70,12 +71,15 @@ def start_stage(doc: dict, limits: dict) -> tuple[str | None, str | None]:
     return None, None
 
 
-def plan_targets(docs: list[dict], stages: list[str], pattern: str, limits: dict, has_marker) -> Plan:
+def plan_targets(docs: list[dict], stages: list[str], pattern: str, limits: dict, has_marker,
+                 max_transfers: int | None = None) -> Plan:
     """Stage targets for the pending runs.
 
     `has_marker(stage, run)` tells whether a stage's marker exists.  A run's
     chain starts at the first stage it needs and runs through the following
-    enabled stages; a stage that is not enabled ends the chain.
+    enabled stages; a stage that is not enabled ends the chain.  At most
+    `max_transfers` chains start with the transfer, those of the runs first in
+    name order (the oldest); the others wait (plan.later).
     """
     plan = Plan()
     for doc in docs:
@@ -97,7 +101,19 @@ def plan_targets(docs: list[dict], stages: list[str], pattern: str, limits: dict
         while last + 1 < len(CHAIN) and CHAIN[last + 1] in stages:
             last += 1
         plan.targets.append((CHAIN[last], doc["name"]))
+    if max_transfers is not None:
+        new = sorted(name for name, first in _firsts(plan.targets, docs, limits) if first == "transfer")
+        plan.later = new[max_transfers:]
+        if plan.later:
+            waiting = set(plan.later)
+            plan.targets = [t for t in plan.targets if t[1] not in waiting]
     return plan
+
+
+def _firsts(targets: list[tuple[str, str]], docs: list[dict], limits: dict):
+    """(run, the first stage of its chain) of each target."""
+    by_name = {d.get("name"): d for d in docs}
+    return [(run, start_stage(by_name[run], limits)[0]) for _, run in targets]
 
 
 def _parse_time(value) -> _dt.datetime | None:

@@ -151,19 +151,25 @@ def prepare_argv(config: dict, run: str) -> list[str]:
 # -- is the DAQ busy? ----------------------------------------------------------
 
 # Runs the live check (argv "${@:1:n}") and prints "LIVE <exit status>", the
-# DAQ's clock, and for each run name read from stdin the newest modification
-# time of anything in its directory (or "missing").
+# DAQ's clock, and for the run names read from stdin the newest modification
+# time of anything in each one's directory ("RUN <time> <run>"; "RUN missing
+# <run>" for a name with no directory).  One find over all the runs' directories
+# (%H: the run it was found under) and one awk keeping each run's newest time,
+# however many runs wait: no process per run.
 SURVEY = r"""
 raw=$1; n=$2; shift 2
 if [ "$n" -gt 0 ]; then "${@:1:$n}" >/dev/null 2>&1 </dev/null; echo "LIVE $?"; else echo "LIVE none"; fi
 echo "NOW $(date +%s.%N)"
+cd -- "$raw" 2>/dev/null || raw=
+runs=()
 while IFS= read -r run; do
-  if [ -d "$raw/$run" ]; then
-    echo "RUN $(find "$raw/$run" -printf '%T@\n' 2>/dev/null | sort -rn | head -n 1) $run"
-  else
-    echo "RUN missing $run"
-  fi
+  if [ -n "$raw" ] && [ -d "./$run" ]; then runs+=("./$run"); else echo "RUN missing $run"; fi
 done
+[ "${#runs[@]}" -gt 0 ] || exit 0
+find "${runs[@]}" -printf '%T@ %H\n' 2>/dev/null |
+  awk '{ r = substr($0, length($1) + 4); if (!(r in m) || $1 + 0 > m[r]) { m[r] = $1 + 0; s[r] = $1 } }
+       END { for (r in m) print "RUN " s[r] " " r }'
+exit 0
 """
 
 

@@ -155,6 +155,17 @@ def test_bad_documents_are_reported_and_the_others_planned():
     assert "170101_0003" in plan.bad[1] and "source" in plan.bad[1]
 
 
+def test_a_backlog_is_taken_oldest_first_and_the_rest_waits_for_later_ticks():
+    new = [doc(f"170102_{i:04d}") for i in range(5, 0, -1)] + [doc("170101_0009")]
+    older = [doc("170101_0001", raw="ondeck", proc="processed"), doc("170101_0002", raw="ondeck")]
+    plan = selection.plan_targets(new + older, ALL_STAGES, PATTERN, LIMITS, lambda s, r: True, max_transfers=3)
+    assert sorted(plan.targets) == [("compress", r) for r in
+                                    ("170101_0001", "170101_0002", "170101_0009", "170102_0001", "170102_0002")]
+    assert plan.later == ["170102_0003", "170102_0004", "170102_0005"]
+    unbounded = selection.plan_targets(new + older, ALL_STAGES, PATTERN, LIMITS, lambda s, r: True)
+    assert len(unbounded.targets) == 8 and unbounded.later == []
+
+
 @pytest.mark.parametrize("attempts, held", [(1, False), (2, False), (3, True), (5, True)])
 def test_transfers_are_held_after_max_attempts(attempts, held):
     d = doc(raw="acquired", transfer={"attempts": attempts, "error": "rsync exited with 23"})
