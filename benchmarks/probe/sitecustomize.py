@@ -100,3 +100,15 @@ if _OUT:
         path = os.path.join(_OUT, f"{os.getpid()}.json")
         with open(path, "w") as fh:
             json.dump(record, fh)
+
+    # A Snakemake job ends with os._exit (fulliautomatix.jobs.end), which skips
+    # exit handlers: write the record first.
+    _os_exit = os._exit
+
+    def _exit_after_writing(status):
+        try:
+            _write()
+        finally:
+            _os_exit(status)
+
+    os._exit = _exit_after_writing
