@@ -9,11 +9,14 @@ with the stage timed **as Snakemake runs it**: a real tick
 (`fulliautomatix --compress --run RUN`) runs the compress_run job, and its
 time is the job's own wall time from the rule's `benchmark:` file (the job's
 Python process, imports, DB connection, tar | zstd written and verified in
-one pass, the DB update) -- not the tick's start-up around it.  Beside it,
-the same pairs with the stage called in-process
-(:func:`fulliautomatix.compress.compress_run`, as the job calls it), and the
-parts timed alone on the archive the stage wrote: its one-pass read-back,
-decompression alone (the floor of any read-back), and sha256sum of the file.
+one pass, the DB update) -- not the tick's start-up around it.  The stage
+runs with the default `compression.verify: stream`.  Beside it, the same
+pairs with the stage called in-process
+(:func:`fulliautomatix.compress.compress_run`, as the job calls it), once
+with `stream` and once with `decompress` (the written bytes decompressed
+again and every member checked from them), and the parts timed alone on the
+archive the stage wrote: the one-pass read-back, decompression alone (the
+floor of any read-back), and sha256sum of the file.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ class Compressions:
         self.logs = site.root / "p5-logs"
         self.logs.mkdir()
         self.last_archive: Path | None = None
-        self.cpu: dict[str, list[float]] = {"stage": [], "tar": []}
+        self.cpu: dict[str, list[float]] = {"tar": []}  # by side: tar, stream, decompress
         self.work: list[float] = []  # compressed.seconds of each job: from its claim to its marker
 
     def _new_run(self) -> str:
@@ -79,15 +82,15 @@ class Compressions:
         self._drop_archive(run)
         return seconds
 
-    def timed_stage(self) -> float:
+    def timed_stage(self, verify: str = "stream") -> float:
         run = self._new_run()
+        config = {**self.site.config, "compression": {**self.site.config["compression"], "verify": verify}}
         with open(self.logs / f"{run}.log", "w") as log:
             c0, t0 = cpu_now(), time.perf_counter()
-            compress.compress_run(self.site.db, self.site.config, run,
-                                  str(self.site.state / "processed" / f"{run}.json"),
+            compress.compress_run(self.site.db, config, run, str(self.site.state / "processed" / f"{run}.json"),
                                   str(self.site.state / "compressed" / f"{run}.json"), log)
             seconds = time.perf_counter() - t0
-            self.cpu["stage"].append(cpu_now() - c0)
+            self.cpu.setdefault(verify, []).append(cpu_now() - c0)
         self._drop_archive(run)
         return seconds
 
@@ -128,9 +131,11 @@ def run(ctx: Context) -> Figure:
         c = Compressions(site, data)
         c.timed_tar()  # warm-up
         c.timed_job()
-        c.cpu, c.work = {"stage": [], "tar": []}, []
+        c.cpu, c.work = {"tar": []}, []
         jobs = interleaved({"job": c.timed_job, "tar": c.timed_tar}, ctx.reps)
-        times = interleaved({"stage": c.timed_stage, "tar": c.timed_tar}, ctx.reps)
+        c.cpu = {"tar": []}
+        times = interleaved({"stage": c.timed_stage, "tar": c.timed_tar,
+                             "decompress": lambda: c.timed_stage("decompress")}, ctx.reps)
         parts = _parts(c.last_archive, c.manifest.algorithm)
         ratio_size = size / c.last_archive.stat().st_size
     value = paired_ratio(jobs["tar"], jobs["job"])
@@ -142,13 +147,16 @@ def run(ctx: Context) -> Figure:
         f"of the job's time, {median(c.work):.2f} s from its claim to its marker (compressed.seconds), the rest "
         f"({median(jobs['job']) - median(c.work):.2f} s) is the job's start: Python, Snakemake's script "
         "preamble, imports, DB connection",
-        f"the stage in-process (compress.compress_run): {spread(times['stage'])}, "
+        f"the stage in-process (compress.compress_run, verify: stream): {spread(times['stage'])}, "
         f"{mb / median(times['stage']):.0f} MB/s; tar beside it {spread(times['tar'])}; ratio {in_process:.2f}",
+        f"the stage in-process with verify: decompress (the written bytes decompressed and checked again): "
+        f"{spread(times['decompress'])}; ratio {paired_ratio(times['tar'], times['decompress']):.2f}",
         f"tar -I 'zstd -T0 -3': {mb / median(jobs['tar'] + times['tar']):.0f} MB/s; "
         f"compression ratio {ratio_size:.2f}",
-        f"CPU time (this process + its commands): stage {median(c.cpu['stage']):.2f} s, tar "
-        f"{median(c.cpu['tar']):.2f} s; throughput per CPU second, stage vs tar: "
-        f"{paired_ratio(c.cpu['tar'], c.cpu['stage']):.2f}",
+        f"CPU time (this process + its commands): stage {median(c.cpu['stream']):.2f} s (verify: decompress "
+        f"{median(c.cpu['decompress']):.2f} s), tar {median(c.cpu['tar']):.2f} s; throughput per CPU second, "
+        f"stage vs tar: {paired_ratio(c.cpu['tar'], c.cpu['stream']):.2f} (decompress: "
+        f"{paired_ratio(c.cpu['tar'], c.cpu['decompress']):.2f})",
         f"timed alone on the archive: the one-pass read-back (one read: sha256, zstd -dc, tar parser with "
         f"{c.manifest.algorithm} per member) {parts['read-back'][0]:.2f} s, CPU {parts['read-back'][1]:.2f} s; "
         f"its floor, zstd -dc >/dev/null: {parts['zstd'][0]:.2f} s, CPU {parts['zstd'][1]:.2f} s; "

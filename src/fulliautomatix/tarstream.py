@@ -5,18 +5,23 @@ A stand-alone program (standard library only, Python 3.6 or newer) that
 ``python3 -c <this file's source> MODE ...``, so that on a remote host only
 the checksums cross the network::
 
-    write OUT ALGO [zstd] -- ARGV...   run ARGV (tar -cf - ..., with -I zstd when the 4th word is zstd),
-                                       write its output to OUT and, from the same bytes as they are
-                                       written, compute OUT's sha256 and decompress them (zstd -dc) into
-                                       a tar parser that checksums every member
-    read FILE ALGO [zstd]              the same for an existing file: one read feeds the sha256 and the
-                                       decompressor (or the parser directly for a plain .tar)
+    write OUT ALGO zstd -- ARGV...     run ARGV (tar -I zstd -cf - ...), write its output to OUT and,
+                                       from the same bytes as they are written, compute OUT's sha256
+                                       and decompress them (zstd -dc) into a tar parser that checksums
+                                       every member
+    write OUT ALGO stream 'ZSTD' -- ARGV...
+                                       run ARGV (tar -cf - ..., uncompressed) into ZSTD (a command line,
+                                       e.g. 'zstd -T0 -3 --check -c'), checksumming every member of the
+                                       tar stream as it goes into the compressor, and write the
+                                       compressor's output to OUT, computing its sha256 as it is written
+    read FILE ALGO [zstd]              an existing file: one read feeds the sha256 and the decompressor
+                                       (or the parser directly for a plain .tar)
 
 It prints ``B <bytes>``, ``F <sha256 of the file>`` and ``M <size> <checksum>
 <name>`` for every regular member, in archive order, and exits 0 only when
-the command (``write``), the decompressor (which checks zstd's frame checksum)
-and the tar parser (every header's checksum, a proper end of archive, nothing
-but zeros after it) all succeeded.  Otherwise it prints one line on stderr and
+the command (``write``), the compressor or the decompressor (which checks
+zstd's frame checksum) and the tar parser (every header's checksum, a proper
+end of archive, nothing but zeros after it) all succeeded.  Otherwise it prints one line on stderr and
 exits 4.  Member checksums: ``sha256``, ``blake2b`` (hashlib, as ``b2sum``)
 and ``xxh128`` (the ``xxhash`` module when the host's Python has it, else one
 ``xxh128sum`` process per member).
@@ -24,8 +29,10 @@ and ``xxh128`` (the ``xxhash`` module when the host's Python has it, else one
 
 import hashlib
 import os
+import shlex
 import subprocess
 import sys
+import threading
 
 CHUNK = 1 << 20  # bytes per read
 F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Linux), named in the fcntl module from Python 3.10
@@ -326,6 +333,58 @@ def write(out_path, algorithm, compressed, argv, emit):
     return total, digest
 
 
+def write_stream(out_path, algorithm, compressor, argv, emit):
+    """Run argv (an uncompressed tar on stdout) into `compressor`, checking every member on the way in;
+    write the compressor's output to out_path, hashing it as it is written."""
+    tar = subprocess.Popen(argv, stdout=subprocess.PIPE)
+    comp = subprocess.Popen(compressor, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    for fd in (tar.stdout.fileno(), comp.stdin.fileno(), comp.stdout.fileno()):
+        widen(fd)
+    out = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    written, errors = [0, hashlib.sha256()], []
+    writer = threading.Thread(target=_write_out, args=(comp.stdout.fileno(), out, written, errors))
+    writer.start()
+    try:
+        parser = TarParser(algorithm, emit)
+        for chunk in chunks(tar.stdout.fileno()):
+            parser.feed(chunk)
+            write_all(comp.stdin.fileno(), chunk)
+        parser.finish()
+    finally:
+        comp.stdin.close()
+        writer.join()
+        for proc in (tar, comp):
+            if proc.poll() is None and sys.exc_info()[0] is not None:
+                proc.kill()
+        statuses = [tar.wait(), comp.wait()]
+    if errors:
+        raise Failed(errors[0])
+    for name, status in zip((argv[0], compressor[0]), statuses):
+        if status != 0:
+            raise Failed("{} exited with {}".format(name, status))
+    try:
+        os.fsync(out)
+        size = os.fstat(out).st_size
+    finally:
+        os.close(out)
+    if size != written[0]:
+        raise Failed("{} holds {} bytes, {} were written".format(out_path, size, written[0]))
+    return written[0], written[1].hexdigest()
+
+
+def _write_out(fd, out, written, errors):
+    """Writer thread: the compressor's output to the file, counted and hashed as it is written."""
+    try:
+        for chunk in chunks(fd):
+            write_all(out, chunk)
+            written[1].update(chunk)
+            written[0] += len(chunk)
+    except OSError as exc:
+        errors.append("writing the compressed file: {}".format(exc))
+        for _ in chunks(fd):  # let the compressor finish
+            pass
+
+
 def read(path, algorithm, compressed, emit):
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -344,7 +403,9 @@ def main(argv):
 
     try:
         mode, path, algorithm, unz = argv[0], argv[1], argv[2], argv[3] == "zstd"
-        if mode == "write":
+        if mode == "write" and argv[3] == "stream":
+            total, digest = write_stream(path, algorithm, shlex.split(argv[4]), argv[argv.index("--") + 1:], emit)
+        elif mode == "write":
             total, digest = write(path, algorithm, unz, argv[argv.index("--") + 1:], emit)
         elif mode == "read":
             if not os.path.isfile(path):

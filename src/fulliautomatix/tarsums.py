@@ -18,6 +18,7 @@ and, for ``.tar.zst``, zstd.
 
 from __future__ import annotations
 
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,11 +77,11 @@ def python(host: hosts.Host) -> str:
 
 
 def stream_argv(host: hosts.Host, mode: str, path: str, algorithm: str, compressed: bool,
-                command: list[str] = ()) -> list[str]:
+                command: list[str] = (), compressor: list[str] | None = None) -> list[str]:
     """tarstream's command line on `host` (see its docstring for the modes)."""
     tail = ["--", *command] if command else []
-    return [python(host), "-c", STREAM_SOURCE, "fa-tarstream", mode, path, algorithm,
-            "zstd" if compressed else "", *tail]
+    how = ["stream", shlex.join(compressor)] if compressor else ["zstd" if compressed else ""]
+    return [python(host), "-c", STREAM_SOURCE, "fa-tarstream", mode, path, algorithm, *how, *tail]
 
 
 def parse(text: str) -> TarSums:
@@ -129,19 +130,26 @@ def read_back(host: hosts.Host, path: str, algorithm: str = "sha256", compressed
 
 
 def write_verified(host: hosts.Host, command: list[str], out: str, algorithm: str, compressed: bool = True,
-                   log=None) -> TarSums:
+                   log=None, compressor: list[str] | None = None) -> TarSums:
     """Run `command` on `host` (a tar writing the tarball to stdout) into `out`, verified as it is written.
 
-    The bytes are written to `out` and, in the same pass, hashed (sha256) and
-    decompressed into the tar parser that checksums every member; then `out`
-    is fsynced and its size checked.  Raises ReadBackError (the caller deletes
-    `out`).  Without python3 there: the command writes `out` itself and
-    :func:`read_back` reads it twice in bash.
+    Without `compressor`: `command` compresses (tar -I zstd); its bytes are
+    written to `out` and, in the same pass, hashed (sha256) and decompressed
+    into the tar parser that checksums every member.  With `compressor` (e.g.
+    zstd --check -c): `command` writes a plain tar, whose members the parser
+    checksums on their way into the compressor, and the compressor's output
+    is written to `out` and hashed as it is written.  Then `out` is fsynced
+    and its size checked.  Raises ReadBackError (the caller deletes `out`).
+    Without python3 there: tar writes `out` itself and :func:`read_back`
+    reads it twice in bash.
     """
     what = f"writing {host.path(out)}"
-    res = _run(host, stream_argv(host, "write", out, algorithm, compressed, command), what, log)
+    res = _run(host, stream_argv(host, "write", out, algorithm, compressed, command, compressor), what, log)
     if res.returncode == NO_PYTHON and not host.is_local:
         to_file = [out if a == "-" and command[i - 1] == "-cf" else a for i, a in enumerate(command)]
+        if compressor:
+            i = to_file.index("-cf")
+            to_file[i:i] = ["-I", shlex.join(compressor)]
         made = host.run(to_file, check=False, log=log)
         if made.returncode != 0:
             raise ReadBackError(f"{to_file[0]} on {host.name} exited with {made.returncode}: "

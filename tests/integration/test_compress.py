@@ -42,7 +42,9 @@ def compress_it(db, config, run, log):
                                  str(markers.path(state, "compress", run)), log)
 
 
-def test_a_member_changed_after_transfer_fails_then_the_repaired_run_verifies(db, config):
+@pytest.mark.parametrize("verify", ["stream", "decompress"])
+def test_a_member_changed_after_transfer_fails_then_the_repaired_run_verifies(db, config, verify):
+    config["compression"]["verify"] = verify
     run = processed_run(db, config)
     p = compress.paths(config, run)
     victim = sorted(p["raw"].iterdir())[0]

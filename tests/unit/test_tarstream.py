@@ -40,6 +40,13 @@ def tar_argv(run: Path) -> list[str]:
     return ["tar", "-C", str(run.parent), "-I", "zstd -T0 -3", "-cf", "-", "--", run.name]
 
 
+def plain_tar(run: Path) -> list[str]:
+    return ["tar", "-C", str(run.parent), "-cf", "-", "--", run.name]
+
+
+ZSTD = ["zstd", "-T0", "-3", "--check", "-q", "-c"]
+
+
 def members(sums: tarsums.TarSums, run: str) -> dict:
     return {name[len(run) + 1:]: v for name, v in sums.members.items()}
 
@@ -54,6 +61,31 @@ def test_write_verified_checks_every_member_and_hashes_the_file_as_written(tree,
     assert sums.sha256 == hashlib.sha256(out.read_bytes()).hexdigest()
     again = tarsums.read_back(hosts.Host(), str(out), algorithm, compressed=True)
     assert again == sums
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "xxh128"])
+def test_stream_mode_checks_members_on_their_way_into_zstd_and_writes_what_tar_zstd_writes(tree, tmp_path,
+                                                                                            algorithm):
+    run, files = tree
+    out = tmp_path / "run.tar.zst"
+    sums = tarsums.write_verified(hosts.Host(), plain_tar(run), str(out), algorithm, compressor=ZSTD)
+    assert members(sums, run.name) == digests(files, algorithm)
+    assert sums.bytes == out.stat().st_size and sums.sha256 == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert tarsums.read_back(hosts.Host(), str(out), algorithm, compressed=True) == sums
+    piped = subprocess.run(["bash", "-c", f"tar -C {run.parent} -cf - -- {run.name} | zstd -T0 -3 -q -c"],
+                           capture_output=True, check=True).stdout
+    assert out.read_bytes() == piped, "the same bytes as tar | zstd"
+    zstd_header = subprocess.run(["zstd", "-lv", str(out)], capture_output=True, text=True).stdout
+    assert "XXH64" in zstd_header, "the frame checksum is stored"
+
+
+def test_stream_mode_refuses_a_failing_compressor_or_tar(tree, tmp_path):
+    run, _ = tree
+    with pytest.raises(tarsums.ReadBackError, match="false exited with 1"):
+        tarsums.write_verified(hosts.Host(), plain_tar(run), str(tmp_path / "o"), "sha256", compressor=["false"])
+    with pytest.raises(tarsums.ReadBackError, match="exited with"):
+        tarsums.write_verified(hosts.Host(), ["tar", "-C", str(run.parent), "-cf", "-", "--", "nope"],
+                               str(tmp_path / "o"), "sha256", compressor=ZSTD)
 
 
 def test_xxh128_without_the_module_uses_xxh128sum(tree, tmp_path, monkeypatch):
@@ -157,10 +189,14 @@ class NoPython(hosts.Host):
         return hosts.Host().run_guarded(argv, **kw)
 
 
-def test_without_python3_the_two_pass_bash_way_checks_the_same(tree, tmp_path):
+@pytest.mark.parametrize("stream", [False, True])
+def test_without_python3_the_two_pass_bash_way_checks_the_same(tree, tmp_path, stream):
     run, files = tree
     out = tmp_path / "o.tar.zst"
-    sums = tarsums.write_verified(NoPython("fa-nopython"), tar_argv(run), str(out), "sha256")
+    if stream:
+        sums = tarsums.write_verified(NoPython("fa-nopython"), plain_tar(run), str(out), "sha256", compressor=ZSTD)
+    else:
+        sums = tarsums.write_verified(NoPython("fa-nopython"), tar_argv(run), str(out), "sha256")
     assert members(sums, run.name) == digests(files)
     assert sums.sha256 == hashlib.sha256(out.read_bytes()).hexdigest()
     assert tarsums.read_back(NoPython("fa-nopython"), str(out), "sha256", compressed=True) == sums
