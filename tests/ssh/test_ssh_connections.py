@@ -39,7 +39,7 @@ def test_a_tick_shares_one_connection_per_host_under_work_dir_and_ends_them(bed)
         paths = {w.split("=", 1)[1] for ln in log.splitlines() if ln.startswith("$ ssh")
                  for w in ln.split() if w.startswith("ControlPath=")}
         assert len(paths) == 2 and all(Path(p).parent == controls for p in paths), paths
-        # three runs, each with 4 commands to fa-cluster and 2 to fa-daq, and the tick's own
+        # three runs, each with 3 commands to fa-cluster and 2 to fa-daq, and the tick's own
         # survey: one real connection to each host (ssh logs "Authenticated to" once per connection)
         authenticated = [ln for ln in ssh_log.read_text().splitlines() if "Authenticated to" in ln]
         ports = sorted(ln.split("]:")[1].split(")")[0] for ln in authenticated)
