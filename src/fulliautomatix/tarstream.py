@@ -344,24 +344,34 @@ def write_stream(out_path, algorithm, compressor, argv, emit):
     written, errors = [0, hashlib.sha256()], []
     writer = threading.Thread(target=_write_out, args=(comp.stdout.fileno(), out, written, errors))
     writer.start()
+    broken = False
     try:
         parser = TarParser(algorithm, emit)
-        for chunk in chunks(tar.stdout.fileno()):
-            parser.feed(chunk)
-            write_all(comp.stdin.fileno(), chunk)
-        parser.finish()
+        try:
+            for chunk in chunks(tar.stdout.fileno()):
+                parser.feed(chunk)
+                write_all(comp.stdin.fileno(), chunk)
+        except BrokenPipeError:  # the compressor stopped reading: its exit status says why
+            broken = True
+        else:
+            parser.finish()
     finally:
-        comp.stdin.close()
+        try:
+            comp.stdin.close()
+        except BrokenPipeError:
+            pass
         writer.join()
         for proc in (tar, comp):
-            if proc.poll() is None and sys.exc_info()[0] is not None:
+            if proc.poll() is None and (broken or sys.exc_info()[0] is not None):
                 proc.kill()
         statuses = [tar.wait(), comp.wait()]
     if errors:
         raise Failed(errors[0])
-    for name, status in zip((argv[0], compressor[0]), statuses):
+    for name, status in zip((compressor[0], argv[0]), statuses[::-1]):
         if status != 0:
             raise Failed("{} exited with {}".format(name, status))
+    if broken:
+        raise Failed("{} stopped reading before the end of the archive".format(compressor[0]))
     try:
         os.fsync(out)
         size = os.fstat(out).st_size
