@@ -5,6 +5,7 @@
     fulliautomatix --dry_run                # print what would be done, change nothing
     fulliautomatix status                   # where every run is, and which are stuck
     fulliautomatix status 170101_0001       # one run's fields and history
+    fulliautomatix report --days 7          # the operators' page: backlog, throughput, failures, attention
     fulliautomatix simulate-daq --runs 8    # write simulated runs, as the DAQ does
     fulliautomatix retry 170101_0001        # clear a run's failure count after a fix
     fulliautomatix restore 170101_0001 --to /tmp/restored
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import json
 import logging
 import os
 import shlex
@@ -28,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from . import archive, embedded, planning, runsdb, scheduler, simulate, states, status, tickguard
+from . import archive, embedded, planning, report, runsdb, scheduler, simulate, states, status, tickguard
 from . import config as fa_config
 
 log = logging.getLogger("fulliautomatix")
@@ -36,6 +38,7 @@ log = logging.getLogger("fulliautomatix")
 STAGES = ("transfer", "process", "compress", "archive")
 COMMANDS = {  # `fulliautomatix COMMAND --help` for each one's options
     "status": "where every run is, and which runs need attention (or one run's history)",
+    "report": "write the operators' report: one offline HTML page (or --json) of the last days",
     "simulate-daq": "write simulated raw runs and their runs DB documents, as the DAQ does",
     "restore": "fetch runs back from the archive, verified against their checksums",
     "retry": "clear a held run's failure counts, so the next tick tries it again",
@@ -98,6 +101,12 @@ def command_parser(command: str) -> argparse.ArgumentParser:
         ap.add_argument("runs", nargs="*", help="runs (name or number) to show in full")
         ap.add_argument("--check", action="store_true",
                         help="exit status 3 while any run is not yet archived (for scripts)")
+        ap.add_argument("--json", action="store_true", help="print the counts and the attention list as JSON")
+    elif command == "report":
+        ap.add_argument("--out", type=Path, help="where to write the page (default: report.path in the config)")
+        ap.add_argument("--days", type=float, help="how many days back to look (default: report.days)")
+        ap.add_argument("--json", action="store_true",
+                        help="print the figures as JSON instead (and write the page only with --out)")
     elif command == "simulate-daq":
         ap.add_argument("--runs", type=int, required=True, help="how many runs to write")
         ap.add_argument("--events", type=int, default=1000, help="events per run (default 1000)")
@@ -245,9 +254,27 @@ def cmd_status(args, config: dict) -> int:
             for e in errors:
                 log.error("%s", e)
             return 1 if errors else 0
-        pending = db.pending()
-        print(status.table(db.counts(), pending, config))
+        pending = db.pending(history=True)
+        items = status.attention_items(pending, config)
+        if args.json:
+            print(json.dumps(status.as_json(db.counts(), items), indent=1, default=str))
+        else:
+            print(status.table(db.counts(), pending, config, items))
     return 3 if args.check and pending else 0
+
+
+def cmd_report(args, config: dict) -> int:
+    if args.days is not None and args.days <= 0:
+        raise Failure("--days must be more than 0")
+    with runsdb.connect(config) as db:
+        db.ensure_indexes()
+        figures = report.build(db, config, args.days)
+    if args.json:
+        print(json.dumps(figures, indent=1, default=str))
+    if args.out or not args.json:
+        path = report.write_html(figures, args.out or report.default_path(config))
+        print(f"report written to {path}", file=sys.stderr if args.json else sys.stdout)
+    return 0
 
 
 def _terminated(signum, frame):
@@ -317,7 +344,7 @@ def cmd_db(args, config: dict) -> int:
     return 0
 
 
-HANDLERS = {"status": cmd_status, "simulate-daq": cmd_simulate, "retry": cmd_retry,
+HANDLERS = {"status": cmd_status, "report": cmd_report, "simulate-daq": cmd_simulate, "retry": cmd_retry,
             "restore": cmd_restore, "db": cmd_db}
 
 

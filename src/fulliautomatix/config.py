@@ -148,6 +148,7 @@ def finalize(config: dict, base: str | os.PathLike | None = None) -> dict:
         config["runs_db"]["uri"] = os.environ[DB_ENV]
     config["work_dir"] = _abs(config["work_dir"], base)
     config["log_dir"] = _abs(config["log_dir"], base)
+    config["report"]["path"] = _abs(config["report"]["path"] or str(Path(config["log_dir"]) / "report.html"), base)
     if config["daq"]["host"] == "local":
         config["daq"]["raw_dir"] = _abs(config["daq"]["raw_dir"], base)
     for cl in config["clusters"].values():

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import config as fa_config
-from . import embedded, markers, process, runsdb, selection, sync, transfer
+from . import attention, embedded, markers, process, runsdb, selection, sync, transfer
 
 log = logging.getLogger("fulliautomatix")
 
@@ -76,6 +76,11 @@ def plan_path(tick: str) -> str:
 def batches_path(tick: str) -> str:
     """The close_batches checkpoint's output, relative to work_dir."""
     return f"state/ticks/{tick}/batches.json"
+
+
+def report_path(tick: str) -> str:
+    """The write_report rule's output, relative to work_dir (the page itself is at report.path)."""
+    return f"state/ticks/{tick}/report.json"
 
 
 def stage_marker(stage: str, run: str) -> str:
@@ -154,8 +159,11 @@ def plan_tick(db: runsdb.RunsDB, config: dict, tick: str, out_path: str) -> Tick
         plan.messages.append(f"runs DB repaired from markers: {', '.join(repaired)}")
         every = [d for d in db.pending() if d.get("name") not in jobs.exclude]
     # One call to the DAQ: live (no transfers this tick), or runs still being written (held back).
+    asked = plan.stages
     plan.stages, docs, daq_messages = transfer.check_daq(config, plan.stages, every)
     plan.messages += daq_messages
+    if "transfer" in asked and "transfer" not in plan.stages:  # live: acquired runs wait, they are not stuck
+        attention.record_daq_live(config, daq_messages[0] if daq_messages else "")
     targets = process.limit_targets(db, config, docs, choose(config, plan, docs), jobs)
     plan.held += jobs.warnings
     plan.messages += jobs.messages

@@ -13,6 +13,7 @@ flattens dotted projections; none of those are used).
 
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 import re
 from collections import Counter
@@ -31,7 +32,7 @@ REQUIRED_FIELDS = ("name", "number", "events", "source", "raw_status", "raw_loca
 
 # The fields queries select on; ensure_indexes creates one index on each.
 INDEXES = (("name", True), ("number", False), (states.RAW, False), (states.PROCESSED, False),
-           ("archive.batch", False), ("reprocess.tag", False), ("transfer.daq_copy", False))
+           ("archive.batch", False), ("reprocess.tag", False), ("transfer.daq_copy", False), ("updated_at", False))
 PENDING_RAW = tuple(states.PENDING_QUERY[states.RAW]["$in"])
 
 
@@ -112,9 +113,35 @@ class RunsDB:
         except pymongo.errors.PyMongoError as exc:
             raise RunsDBError(f"runs DB read failed ({type(exc).__name__}: {exc})") from None
 
-    def pending(self) -> list[dict]:
-        """Runs in non-final states, without their history (index-backed)."""
-        return self.by_status(states.RAW, PENDING_RAW)
+    def pending(self, history: bool = False) -> list[dict]:
+        """Runs in non-final states, without their history unless asked (index-backed)."""
+        return self.by_status(states.RAW, PENDING_RAW, {"transfer.checksums": 0} if history else None)
+
+    def updated_since(self, since: _dt.datetime) -> list[dict]:
+        """Runs written at or after `since` (their ``updated_at``), with history, in no order.
+
+        A range on the updated_at index, unsorted: nx-27017 serves it from
+        the index (measured: 3,835 of 100,000 runs in 1.0 s, the time it
+        takes to decode them).  Stored times are ISO strings or BSON dates
+        (timestamps.py); MongoDB compares only values of the bound's type,
+        nx-27017 compares across types.  So: the dates first; then, unless
+        the answer shows the server compares across types, one probe for a
+        string in the range, and the strings only if there is one.
+        """
+        since = since.astimezone(_dt.timezone.utc)
+        as_text = since.isoformat(timespec="seconds")
+        try:
+            docs = list(self.col.find({"updated_at": {"$gte": since}}, {"transfer.checksums": 0}))
+            if any(isinstance(d.get("updated_at"), str) for d in docs):
+                return docs  # the server compares across types: that was all of them
+            probe = self.col.find_one({"updated_at": {"$gte": as_text}}, {"updated_at": 1})
+            if probe is None or not isinstance(probe.get("updated_at"), str):
+                return docs
+            seen = {d["_id"] for d in docs}
+            more = self.col.find({"updated_at": {"$gte": as_text}}, {"transfer.checksums": 0})
+            return docs + [d for d in more if d["_id"] not in seen]
+        except pymongo.errors.PyMongoError as exc:
+            raise RunsDBError(f"runs DB read failed ({type(exc).__name__}: {exc})") from None
 
     def by_status(self, field: str, values, projection: dict | None = None) -> list[dict]:
         """Runs whose `field` is one of `values`, by name, without their history.

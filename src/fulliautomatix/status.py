@@ -4,40 +4,39 @@ from __future__ import annotations
 
 import json
 
-from . import selection, states
-
-ERROR_FIELDS = (("transfer", "error"), ("processing", "log_tail"), ("compressed", "error"), ("archive", "error"))
+from . import attention, states, timestamps
 
 
-def table(counts: dict[tuple[str, str], int], pending: list[dict], config: dict) -> str:
-    """Counts per state, then one line per run that needs attention."""
-    lines = [f"{'raw_status':<14}{'processed_status':<18}{'runs':>8}"]
+def attention_items(pending: list[dict], config: dict, now=None) -> list[attention.Item]:
+    """The pending runs (with their history) that need attention (see fulliautomatix.attention)."""
+    return attention.find(pending, config, now or timestamps.now(), attention.daq_live_at(config))
+
+
+def _ordered(counts: dict[tuple[str, str], int]) -> list[tuple[tuple[str, str], int]]:
     order = {s: i for i, s in enumerate(states.RAW_STATES)}
     porder = {s: i for i, s in enumerate(states.PROCESSED_STATES)}
-    for (raw, proc), n in sorted(counts.items(), key=lambda kv: (order.get(kv[0][0], 99), porder.get(kv[0][1], 99))):
+    return sorted(counts.items(), key=lambda kv: (order.get(kv[0][0], 99), porder.get(kv[0][1], 99)))
+
+
+def table(counts: dict[tuple[str, str], int], pending: list[dict], config: dict,
+          items: list[attention.Item] | None = None) -> str:
+    """Counts per state, then one line per run that needs attention (BAD, HELD, STUCK, RETRY) and its fix."""
+    lines = [f"{'raw_status':<14}{'processed_status':<18}{'runs':>8}"]
+    for (raw, proc), n in _ordered(counts):
         lines.append(f"{raw:<14}{proc:<18}{n:>8}")
     lines.append(f"{'total':<32}{sum(counts.values()):>8}")
-    limits = {"transfer_attempts": config["transfer"]["max_attempts"],
-              "process_attempts": config["processing"]["max_attempts"]}
-    attention = []
-    for doc in pending:
-        problem = selection.check_doc(doc, config["run_name_pattern"])
-        if problem:
-            attention.append(f"  BAD   {problem}")
-            continue
-        _, held = selection.start_stage(doc, limits)
-        if held:
-            attention.append(f"  HELD  {held}")
-            continue
-        for sub, key in ERROR_FIELDS:
-            err = (doc.get(sub) or {}).get(key)
-            if err and not (sub == "processing" and doc.get("processed_status") != "failed"):
-                first = str(err).strip().splitlines()[-1] if sub == "processing" else str(err)
-                attention.append(f"  RETRY run {doc['name']}: last {sub} attempt failed: {first}")
-                break
-    if attention:
-        lines += ["", "runs needing attention:"] + attention
+    items = attention_items(pending, config) if items is None else items
+    if items:
+        lines += ["", "runs needing attention:"] + [item.line() for item in items]
     return "\n".join(lines)
+
+
+def as_json(counts: dict[tuple[str, str], int], items: list[attention.Item]) -> dict:
+    """What `status --json` prints: counts per state and the attention list."""
+    return {"generated": timestamps.iso(timestamps.now()),
+            "counts": [{"raw_status": raw, "processed_status": proc, "runs": n} for (raw, proc), n in _ordered(counts)],
+            "total": sum(counts.values()),
+            "attention": [item.as_dict() for item in items]}
 
 
 def run_details(doc: dict) -> str:

@@ -56,7 +56,16 @@ def get_tick_plan():
 
 
 def get_tick_targets(wildcards):
-    """Everything this tick does: the plan's stage targets, the purge, the batches.
+    """Everything this tick does: its work (get_tick_work), then the report when report.every_tick is on."""
+    targets = get_tick_work(wildcards)
+    busy = not workflow.dryrun and get_tick_plan()["busy"]  # another tick runs: this one does nothing
+    if config["report"]["every_tick"] and not busy:
+        targets.append(planning.report_path(TICK.tick))
+    return targets
+
+
+def get_tick_work(wildcards):
+    """The tick's work: the plan's stage targets, the purge, the batches (the report's inputs).
 
     A dry run (-n) shows the parse-time view: each pending run's chain with
     its queue and walltime; the checkpoint's DAQ survey may leave some out.
