@@ -96,7 +96,8 @@ def examine(doc: dict, config: dict, now: _dt.datetime, daq_live: _dt.datetime |
     problem = selection.check_doc(doc, config["run_name_pattern"])
     name = str(doc.get("name"))
     if problem:
-        return Item(name, "BAD", problem, f"fix the document in the runs DB, then `fulliautomatix status {name}`")
+        fix = "" if "fix the document" in problem else "; fix the document in the runs DB (no tick takes it until then)"
+        return Item(name, "BAD", problem + fix, f"fulliautomatix status {name}")
     if doc.get(states.RAW) == "archived":
         return None
     _, held = selection.start_stage(doc, limits(config))
@@ -109,8 +110,8 @@ def examine(doc: dict, config: dict, now: _dt.datetime, daq_live: _dt.datetime |
         err = (doc.get(sub) or {}).get(key)
         if err and not (sub == "processing" and doc.get(states.PROCESSED) != "failed"):
             first = str(err).strip().splitlines()[-1] if sub == "processing" else str(err)
-            return Item(name, "RETRY", f"run {name}: last {sub} attempt failed: {first}",
-                        f"none needed: the next tick retries (now: fulliautomatix --run {name})")
+            return Item(name, "RETRY", f"run {name}: last {sub} attempt failed: {first}; the next tick retries",
+                        f"fulliautomatix --run {name}")
     return None
 
 

@@ -22,10 +22,10 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
-from . import attention, states
+from . import attention, states, status
 from .timestamps import iso, now as utcnow, parse
 
-SAMPLES = 120  # points of the backlog curve over the window
+SAMPLES = 240  # points of the backlog curve over the window
 LISTED = 200  # attention rows (and run timelines) in the page; --json and status list all
 BACKLOG = ("acquired", "transferring", "ondeck", "queued", "processing", "failed", "processed", "compressing",
            "compressed", "archiving")
@@ -40,8 +40,8 @@ DURATIONS = {"daq_to_ondeck": "DAQ to ondeck (written by the DAQ until verified 
              "processing": "processing time (the processor's run)",
              "compressed_to_archived": "compressed until archived (waiting for the batch, then the archive)"}
 EDGES = (10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 43200, 86400, 172800, 604800)
-EDGE_LABELS = ("<10 s", "10-30 s", "0.5-1 min", "1-2 min", "2-5 min", "5-10 min", "10-30 min", "0.5-1 h", "1-2 h",
-               "2-6 h", "6-12 h", "12-24 h", "1-2 d", "2-7 d", ">7 d")
+EDGE_LABELS = ("<10s", "10-30s", "30s-1m", "1-2m", "2-5m", "5-10m", "10-30m", "30m-1h", "1-2h", "2-6h", "6-12h",
+               "12-24h", "1-2d", "2-7d", ">7d")
 USED_EDGES = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 USED_LABELS = ("<25%", "25-50%", "50-75%", "75-100%", "100-125%", "125-150%", ">150%")
 
@@ -212,7 +212,7 @@ def summary(values: list[float], edges: tuple, labels: tuple) -> dict:
     """n, median, 90th percentile and maximum, and counts per bin (bins split at `edges`)."""
     counts = [0] * (len(edges) + 1)
     for v in values:
-        counts[bisect.bisect_right(edges, v)] += 1
+        counts[bisect.bisect_left(edges, v)] += 1  # a value at an edge counts below it
     ordered = sorted(values)
     pick = (lambda q: round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)) if ordered else (lambda q: None)
     return {"n": len(values), "median": pick(0.5), "p90": pick(0.9), "max": pick(1.0),
@@ -255,7 +255,7 @@ def build(db, config: dict, days: float | None = None, until: _dt.datetime | Non
         agg.add(doc)
     items = attention.find(pending, config, until, attention.daq_live_at(config))
     figures = {"generated": iso(until), "window": {"from": iso(since), "to": iso(until), "days": days},
-               "counts": [{"raw_status": r, "processed_status": p, "runs": n} for (r, p), n in sorted(counts.items())],
+               "counts": status.as_json(counts, [])["counts"],
                "total": sum(counts.values()), "runs_read": len(docs), **agg.figures(),
                "attention": [i.as_dict() for i in items], "oldest_pending": oldest(pending, until)}
     shown = {i.run for i in items[:LISTED]} | {r["run"] for r in figures["oldest_pending"]}

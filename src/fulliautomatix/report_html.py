@@ -82,9 +82,9 @@ def backlog_section(figures: dict) -> str:
     b = figures["backlog"]
     times = [parse(t) for t in b["times"]]
     labels, seen = [], set()
-    for t in times:
+    for k, t in enumerate(times):
         day = t.strftime("%m-%d")
-        labels.append("" if day in seen else day)
+        labels.append("" if day in seen or (k == 0 and t.hour >= 12) else day)  # no label half a day wide
         seen.add(day)
     every_day = _every(len(seen))
     kept, k = [], 0
@@ -103,8 +103,8 @@ def throughput_section(figures: dict) -> str:
     d = figures["daily"]
     days = [x[5:] for x in d["days"]]
     every = _every(len(days))
-    series = {"transferred": d["transferred_bytes"], "compressed_bytes": d["compressed_bytes"],
-              "archived_bytes": d["archived_bytes"]}
+    series = {"transferred": d["transferred_bytes"], "compressed": d["compressed_bytes"],
+              "archived": d["archived_bytes"]}
     return ('<h2 id="throughput">Bytes per day</h2><p class="muted">Raw bytes verified on scratch, compressed bytes '
             'written, and bytes archived and verified, by the day each finished.</p>'
             + svgplot.bars("bytes", "Bytes per day by stage", days, series, svgplot.fmt_bytes, every=every)
