@@ -27,6 +27,7 @@ demo: install system-deps
 	  $(FA) status --check >/dev/null && break; \
 	done
 	$(FA) status
+	$(FA) report    # the operators' page (each tick writes it too): prints where it is
 
 test: install system-deps
 	bash scripts/test.sh
