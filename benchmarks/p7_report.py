@@ -2,7 +2,7 @@
 
 A site's runs DB holds N runs (10,000 by default, 100,000 with --full), 50 a
 day up to now, each with the history, stage records and ``updated_at`` its
-life left: all archived but 24 in the other states (a few failed, one stuck).
+life left (``updated_day`` too): all archived but 24 in the other states (a few failed, one stuck).
 `fulliautomatix --config ... report --out FILE` (the default 14-day window)
 and `fulliautomatix --config ... status` take turns, both as fresh processes
 against the running embedded server.  Figure: the report's time divided by
@@ -17,7 +17,7 @@ import datetime as _dt
 import subprocess
 import time
 
-from fulliautomatix import report
+from fulliautomatix import report, timestamps
 
 from .common import (FA, Context, Figure, Site, archived_doc, clean_env, daq_doc, interleaved, median,
                      paired_ratio, seed, spread)
@@ -41,6 +41,7 @@ def _aged(doc: dict, start: _dt.datetime) -> dict:
     doc["compressed"]["at"] = iso[6]
     doc["archive"].update(verified=iso[8], bytes=doc["compressed"]["bytes"])
     doc["updated_at"] = iso[-1]
+    doc["updated_day"] = timestamps.day_number(at[-1])
     return doc
 
 

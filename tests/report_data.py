@@ -36,6 +36,7 @@ class Life:
         self.doc["history"].append(entry)
         self.doc[field] = to
         self.doc["updated_at"] = stamp(self.t, self.as_date)
+        self.doc["updated_day"] = self.t.year * 10000 + self.t.month * 100 + self.t.day  # as RunsDB writes it
         for key, value in sets.items():
             self.doc[key] = {**self.doc.get(key, {}), **value}
         return self

@@ -1,8 +1,8 @@
 """`fulliautomatix report`: the last days of the runs DB as figures (``--json``) and as one offline HTML page.
 
 What is read, each once: the counts per state (as `status` reads them), the
-pending runs and the runs written within the window (a range on the
-``updated_at`` index), with their histories.  A run written before the
+pending runs and the runs written within the window (one equality query per
+day on the ``updated_day`` index), with their histories.  A run written before the
 window kept its state through it, so these are all the runs whose past in
 the window can differ from their present: the backlog over time is rebuilt
 from their histories, and nothing reads the whole collection (which takes
@@ -23,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 
 from . import attention, states, status
-from .timestamps import iso, now as utcnow, parse
+from .timestamps import day_number, iso, now as utcnow, parse
 
 SAMPLES = 240  # points of the backlog curve over the window
 LISTED = 200  # attention rows (and run timelines) in the page; --json and status list all
@@ -248,7 +248,8 @@ def build(db, config: dict, days: float | None = None, until: _dt.datetime | Non
     since = until - _dt.timedelta(days=days)
     counts = db.counts()
     pending = db.pending(history=True)
-    docs = {d["_id"]: d for d in db.updated_since(since)}
+    keys = [day_number(since + _dt.timedelta(days=k)) for k in range((until.date() - since.date()).days + 1)]
+    docs = {d["_id"]: d for d in db.written_on(keys)}
     docs.update({d["_id"]: d for d in pending})
     agg = Aggregator(since, until)
     for doc in docs.values():

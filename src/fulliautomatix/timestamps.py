@@ -41,6 +41,12 @@ def iso(t: _dt.datetime | None) -> str:
     return t.astimezone(UTC).isoformat(timespec="seconds") if t else ""
 
 
+def day_number(t: _dt.datetime) -> int:
+    """The UTC day of a time as an integer, 20261127: what ``updated_day`` holds (an equality key)."""
+    t = t.astimezone(UTC)
+    return t.year * 10000 + t.month * 100 + t.day
+
+
 def human(seconds: float | None) -> str:
     """A duration for people: 45 s, 12 min, 3.5 h, 2.1 days."""
     if seconds is None:
