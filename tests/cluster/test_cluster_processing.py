@@ -126,12 +126,15 @@ def test_status_command_prints_one_word_and_exits_0(cluster_config, slurm, prefi
 
 
 def test_profiles_comment_every_value():
-    for name in ("conte", "halstead", "rice", "brown", "testbed", "slurm"):
-        lines = (ROOT / "profiles" / name / "config.yaml").read_text().splitlines()
+    for path in [ROOT / "profiles" / name / "config.yaml"
+                 for name in ("conte", "halstead", "rice", "brown", "testbed", "slurm", "local")] + [
+            ROOT / "workflow" / "profiles" / "default" / "config.yaml"]:
+        name = path.parent.name
+        lines = path.read_text().splitlines()
         values = [i for i, ln in enumerate(lines) if ln.strip() and not ln.startswith("#")]
         # the reason on the line, or in the comment right above it
         assert values and all("#" in lines[i] or lines[i - 1].startswith("#") for i in values), \
             f"profiles/{name}: a value without its reason"
     conte = (ROOT / "profiles" / "conte" / "config.yaml").read_text()
     testbed = (ROOT / "profiles" / "testbed" / "config.yaml").read_text()
-    assert conte[conte.index("executor:"):] == testbed[testbed.index("executor:"):]
+    assert conte[conte.index("executor:"):].replace("conte", "testbed") == testbed[testbed.index("executor:"):]
