@@ -144,39 +144,42 @@ def resolve_runs(db: runsdb.RunsDB, refs: list[str]) -> tuple[list[str], list[st
 
 # -- the cron tick -------------------------------------------------------------
 
+def _resolve_tick_runs(db: runsdb.RunsDB, args) -> tuple[list[str], list[str], list[str]]:
+    """(runs of --run, runs of --reprocess, error lines) by name or number."""
+    runs, reprocess, errors = [], [], []
+    if args.run:
+        runs, errors = resolve_runs(db, args.run)
+        if not runs:
+            raise Failure("none of the runs given with --run is in the runs DB; nothing done")
+    if args.reprocess:
+        reprocess, more = resolve_runs(db, args.reprocess)
+        errors += more
+        if not reprocess:
+            raise Failure("none of the runs given with --reprocess is in the runs DB; nothing done")
+    for e in errors:
+        log.error("%s", e)
+    return runs, reprocess, errors
+
+
 def tick(args, config: dict) -> int:
     # --reprocess alone reprocesses only; stage flags beside it ask for more.
     stages = [s for s in STAGES if getattr(args, s)] or ([] if args.reprocess else list(STAGES))
     state = fa_config.state_dir(config)
+    if args.dry_run:  # reads only: no lock, no write (beside a running tick too)
+        with runsdb.reading(config) as db:
+            runs, reprocess, errors = _resolve_tick_runs(db, args)
+            print(planning.describe(db, config, stages, runs))
+        if reprocess:
+            print(f"reprocess (processor version {config['processing']['version']}, new output beside "
+                  f"the old one): {', '.join(reprocess)}")
+        return 1 if errors else 0
     try:
         tickguard.acquire_for_wrapper(state)
     except tickguard.TickBusy as exc:
         log.info("%s", exc)  # the documented outcome, exit status 0: cron tries again next time
         return 0
-    errors: list[str] = []
     with runsdb.connect(config) as db:
-        db.ensure_indexes()
-        runs: list[str] = []
-        if args.run:
-            runs, errors = resolve_runs(db, args.run)
-            for e in errors:
-                log.error("%s", e)
-            if not runs:
-                raise Failure("none of the runs given with --run is in the runs DB; nothing done")
-        reprocess: list[str] = []
-        if args.reprocess:
-            reprocess, more = resolve_runs(db, args.reprocess)
-            for e in more:
-                log.error("%s", e)
-            errors += more
-            if not reprocess:
-                raise Failure("none of the runs given with --reprocess is in the runs DB; nothing done")
-        if args.dry_run:
-            print(planning.describe(db, config, stages, runs))
-            if reprocess:
-                print(f"reprocess (processor version {config['processing']['version']}, new output beside "
-                      f"the old one): {', '.join(reprocess)}")
-            return 1 if errors else 0
+        runs, reprocess, errors = _resolve_tick_runs(db, args)
         rc = run_snakemake(config, stages, runs, db.uri, state, reprocess)
         if scheduler.profile_submits_jobs(fa_config.cluster(config)["profile"]):
             scheduler.collect(db, config)  # record at once what this tick's jobs did

@@ -335,3 +335,24 @@ def connect(config: dict, *, start_embedded: bool = True):
         db.close()
         embedded.stop(state, proc)
 
+
+@contextmanager
+def reading(config: dict):
+    """Yield a RunsDB to read from, changing nothing: the embedded DB of a work dir where no
+    server runs is read from a copy (:func:`embedded.snapshot_uri`), so no file appears there."""
+    rdb_cfg = config["runs_db"]
+    if rdb_cfg["uri"] != "embedded":
+        with connect(config) as db:
+            yield db
+        return
+    with embedded.snapshot_uri(fa_config.state_dir(config)) as uri:
+        if uri is None:
+            raise RunsDBError(f"no runs DB yet in {fa_config.state_dir(config)} (the DAQ, or simulate-daq, "
+                              "inserts the runs)")
+        db = RunsDB(uri, rdb_cfg["database"], rdb_cfg["collection"], rdb_cfg["timeout_seconds"])
+        try:
+            db.ping()
+            yield db
+        finally:
+            db.close()
+

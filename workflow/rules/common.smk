@@ -26,7 +26,10 @@ from fulliautomatix import tickguard
 
 validate(config, schema="../schemas/config.schema.yaml")
 # Relative paths: see fa_config.relative_base (the last --configfile's directory when installed).
-fa_config.finalize(config, fa_config.relative_base((workflow.overwrite_configfiles or [None])[-1]))
+try:
+    fa_config.finalize(config, fa_config.relative_base((workflow.overwrite_configfiles or [None])[-1]))
+except fa_config.ConfigError as exc:  # one line for the user, as the wrapper prints it
+    sys.exit(f"fulliautomatix: {exc}")
 
 
 workdir: config["work_dir"]
