@@ -43,7 +43,7 @@ def test_snakemake_with_the_testbed_profile_takes_runs_to_archived(bed, testbed_
         "work_dir": str(tmp_path / "work"), "log_dir": str(tmp_path / "logs"),
         "runs_db": {"uri": nx_server, "database": db_name, "collection": db_name},
         "daq": {"raw_dir": bed.daq_dir, "settle_seconds": 0},
-        "clusters": {"testbed": {"scratch": bed.scratch, "job_name_prefix": bed.tid[:6]}},
+        "clusters": {"testbed": {"scratch": bed.scratch, "job_name_prefix": bed.tid[:4]}},
         "archive": {"location": str(tmp_path / "archive")},
     }
     site_file = tmp_path / "site.yaml"
