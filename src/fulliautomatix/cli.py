@@ -146,18 +146,15 @@ def resolve_runs(db: runsdb.RunsDB, refs: list[str]) -> tuple[list[str], list[st
 
 def _resolve_tick_runs(db: runsdb.RunsDB, args) -> tuple[list[str], list[str], list[str]]:
     """(runs of --run, runs of --reprocess, error lines) by name or number."""
-    runs, reprocess, errors = [], [], []
-    if args.run:
-        runs, errors = resolve_runs(db, args.run)
-        if not runs:
-            raise Failure("none of the runs given with --run is in the runs DB; nothing done")
-    if args.reprocess:
-        reprocess, more = resolve_runs(db, args.reprocess)
-        errors += more
-        if not reprocess:
-            raise Failure("none of the runs given with --reprocess is in the runs DB; nothing done")
+    runs, errors = resolve_runs(db, args.run or [])
+    reprocess, more = resolve_runs(db, args.reprocess or [])
+    errors += more
     for e in errors:
         log.error("%s", e)
+    if args.run and not runs:
+        raise Failure("none of the runs given with --run is in the runs DB; nothing done")
+    if args.reprocess and not reprocess:
+        raise Failure("none of the runs given with --reprocess is in the runs DB; nothing done")
     return runs, reprocess, errors
 
 
