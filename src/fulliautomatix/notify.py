@@ -163,8 +163,9 @@ def scrub(text: str, urls: list[str]) -> str:
     for url in urls:
         parts = urlsplit(url)
         secrets.update(filter(None, (parts.username, parts.password)))
-        if parts.hostname and "." not in parts.hostname and parts.hostname != "localhost":
-            secrets.add(parts.hostname)  # slack://TokenA/...: the "host" is a token
+        host = parts.netloc.rsplit("@", 1)[-1].split(":")[0]
+        if host and "." not in host and host != "localhost":
+            secrets.add(host)  # slack://TokenA/...: the "host" is a token
         secrets.update(seg for seg in parts.path.split("/") if len(seg) >= 4)
         secrets.update(v for kv in parts.query.split("&") for v in kv.split("=", 1)[1:] if len(v) >= 4)
     for secret in sorted(secrets | {unquote(s) for s in secrets}, key=len, reverse=True):
@@ -200,8 +201,9 @@ def _send(url: str, message: dict, timeout: float) -> str | None:
             if not sender.add(url):
                 result["error"] = "not a URL Apprise knows"
                 return
-            result["ok"] = sender.notify(body=message["body"], title=message["title"],
-                                         notify_type=message.get("type", "info"))
+            result["ok"] = bool(sender.notify(body=message["body"], title=message["title"],
+                                              notify_type=message.get("type", "info"),
+                                              body_format=apprise.NotifyFormat.TEXT))
         except Exception as exc:  # noqa: BLE001 - a destination's failure must never fail the tick
             result["error"] = f"{type(exc).__name__}: {exc}"
 
