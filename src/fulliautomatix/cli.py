@@ -119,10 +119,13 @@ def command_parser(command: str) -> argparse.ArgumentParser:
 
 
 def setup_logging(level: str, log_dir: str | None) -> None:
+    """The terminal gets `level`; the dated log at least INFO (so `--log warning` keeps cron quiet, not the log)."""
     root = logging.getLogger("fulliautomatix")
-    root.setLevel(getattr(logging, level.upper()))
+    wanted = getattr(logging, level.upper())
+    root.setLevel(min(wanted, logging.INFO))
     root.handlers.clear()
     console = logging.StreamHandler(sys.stderr)
+    console.setLevel(wanted)
     console.setFormatter(logging.Formatter("fulliautomatix: %(message)s"))
     root.addHandler(console)
     if log_dir:

@@ -166,7 +166,10 @@ def test_check_says_ok_then_critical_when_ticks_are_overdue(fa, make_config, tmp
     config_path = make_config(metrics={"textfile": str(tmp_path / "fa.prom")})
     assert fa(config_path, "check").returncode == 2, "no tick has reached its end yet"
     simulate(fa, config_path, 2)
-    tick(fa, config_path)
+    quiet = tick(fa, config_path, "--log", "warning")  # the cron line
+    assert quiet.stderr == "", "a quiet tick prints nothing for cron to mail"
+    dated = "".join(p.read_text() for p in (tmp_path / "logs").glob("fulliautomatix-*.log"))
+    assert "transferred 2 (0.00 GiB), submitted 0, processed 2, compressed 2, archived 2 in 1 batches" in dated
     ok = fa(config_path, "check")
     assert ok.returncode == 0 and ok.stdout.startswith("FULLIAUTOMATIX OK - 0 held"), ok.stdout
     record = tmp_path / "work" / "state" / "last_tick.json"
