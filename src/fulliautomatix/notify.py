@@ -186,8 +186,10 @@ class _Capture(logging.Handler):
 
 def _send(url: str, message: dict, timeout: float) -> str | None:
     """Send one message to one URL in a thread bounded by timeout; None on success, else why not."""
-    import apprise
-
+    try:
+        import apprise
+    except ImportError:
+        return "the apprise package is not installed (pip install apprise)"
     capture = _Capture()
     alog = logging.getLogger("apprise")
     alog.handlers[:] = [capture]
@@ -302,8 +304,8 @@ def tick_end(config: dict, found: list[attention.Problem], counts: dict, daq: st
                 return []
             queue(state, messages, settings["urls"], now)
             return deliver(state, settings["urls"], save, settings["timeout_seconds"], now)
-    except (OSError, TimeoutError) as exc:
-        return [f"notify: nothing sent this tick ({exc})"]
+    except Exception as exc:  # noqa: BLE001 - sending never fails a tick
+        return [f"notify: nothing sent this tick ({scrub(f'{type(exc).__name__}: {exc}', settings['urls'])})"]
 
 
 def report_failure(config: dict, kind: str, reason: str, command: str = "",
@@ -328,5 +330,5 @@ def report_failure(config: dict, kind: str, reason: str, command: str = "",
                 return []
             queue(state, messages, settings["urls"], now)
             return deliver(state, settings["urls"], save, settings["timeout_seconds"], now)
-    except (OSError, TimeoutError) as exc:
-        return [f"notify: nothing sent ({exc})"]
+    except Exception as exc:  # noqa: BLE001 - sending never fails a tick
+        return [f"notify: nothing sent ({scrub(f'{type(exc).__name__}: {exc}', settings['urls'])})"]
