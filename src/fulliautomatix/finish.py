@@ -107,12 +107,13 @@ def finish_tick(db: runsdb.RunsDB, config: dict, tick: str, plan_file: str, batc
     batches = markers.read(batches_file) if batches_file and Path(batches_file).exists() else {}
     start = tick_start(tick, plan_file)
     facts = tick_facts(config, plan, batches, start)
+    previous = last_tick(config) or {}
+    daq = facts["daq"] or previous.get("daq", "")  # not asked this tick: as the DAQ last said
     docs = db.pending(history=True)
-    found = attention.problems(docs, config, now, {"live": True, "idle": False}.get(facts["daq"]))
+    found = attention.problems(docs, config, now, {"live": True, "idle": False}.get(daq))
     kinds = attention.counts(found)
     counts = db.counts()
     warnings = notify.tick_end(config, found, counts, facts["daq"], now)
-    previous = last_tick(config) or {}
     totals = {stage: int(previous.get("moved_bytes", {}).get(stage, 0)) + facts["bytes"][stage]
               for stage in metrics.STAGES}
     facts["finished"] = time.time()
@@ -121,7 +122,7 @@ def finish_tick(db: runsdb.RunsDB, config: dict, tick: str, plan_file: str, batc
     warnings += metrics.publish(config, reg)
     line = summary_line(tick, facts, kinds)
     record = {"tick": tick, "finished": now.isoformat(timespec="seconds"), "finished_ts": facts["finished"],
-              "summary": line, "facts": facts, "attention": kinds, "moved_bytes": totals, "daq": facts["daq"],
+              "summary": line, "facts": facts, "attention": kinds, "moved_bytes": totals, "daq": daq,
               "pruned": prune_logs(config, now)}
     markers.write(fa_config.state_dir(config) / LAST_TICK, record)
     markers.write(out_path, record)
