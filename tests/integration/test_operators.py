@@ -12,6 +12,8 @@ import datetime as _dt
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -179,3 +181,21 @@ def test_check_says_ok_then_critical_when_ticks_are_overdue(fa, make_config, tmp
     late = fa(config_path, "check")
     assert late.returncode == 2 and "(overdue)" in late.stdout, late.stdout
     assert os.stat(tmp_path / "fa.prom").st_size > 0
+
+
+def test_snakemake_run_directly_ends_its_tick_the_same_way(fa, make_config, raw_collection, hook, tmp_path):
+    """The other door: `snakemake --profile` reaches finish_tick itself (summary, notification, metrics)."""
+    prom = tmp_path / "fa.prom"
+    config_path = make_config(notify={"urls": [hook.url()]}, metrics={"textfile": str(prom)})
+    names = simulate(fa, config_path, 2)
+    raw_collection.update_one({"name": names[0]}, {"$set": {"transfer": {"attempts": 3, "error": "rsync exited 12"}}})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FULLIAUTOMATIX_")}
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "profiles/local", "--configfile",
+                           str(config_path)], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = [line for line in proc.stderr.splitlines() if line.startswith("fulliautomatix info: tick ")]
+    assert len(summary) == 1 and "transferred 1 (" in summary[0] and "held 1, stuck 0" in summary[0], summary
+    assert hook.titles() == [f"[fulliautomatix] HELD run {names[0]}"]
+    assert "fulliautomatix_tick_runs" in prom.read_text()
+    assert fa(config_path, "check").returncode == 2
