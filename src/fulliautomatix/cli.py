@@ -4,6 +4,7 @@
     fulliautomatix --transfer --run 12      # only transfer run number 12
     fulliautomatix --dry_run                # print what would be done, change nothing
     fulliautomatix status                   # where every run is, and which are stuck
+    fulliautomatix check                    # one line and exit 0/1/2/3 for Nagios (OK/WARNING/CRITICAL/UNKNOWN)
     fulliautomatix status 170101_0001       # one run's fields and history
     fulliautomatix simulate-daq --runs 8    # write simulated runs, as the DAQ does
     fulliautomatix retry 170101_0001        # clear a run's failure count after a fix
@@ -11,8 +12,8 @@
     fulliautomatix db serve --port 27017    # run the embedded runs DB for other clients
     fulliautomatix paths snakefile          # where the workflow is, for running Snakemake directly
 
-A cron line (every 5 minutes):
-    */5 * * * * /path/to/fulliautomatix/.venv/bin/fulliautomatix --log info >/dev/null 2>&1
+A cron line (every 5 minutes; only warnings and errors reach cron's mail, the dated log has everything):
+    */5 * * * * /path/to/fulliautomatix/.venv/bin/fulliautomatix --log warning
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from . import archive, embedded, planning, runsdb, scheduler, simulate, states, status, tickguard
+from . import archive, embedded, finish, notify, planning, runsdb, scheduler, simulate, states, status, tickguard
 from . import config as fa_config
 
 log = logging.getLogger("fulliautomatix")
@@ -36,6 +37,7 @@ log = logging.getLogger("fulliautomatix")
 STAGES = ("transfer", "process", "compress", "archive")
 COMMANDS = {  # `fulliautomatix COMMAND --help` for each one's options
     "status": "where every run is, and which runs need attention (or one run's history)",
+    "check": "one line and exit status 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, as Nagios plugins do",
     "simulate-daq": "write simulated raw runs and their runs DB documents, as the DAQ does",
     "restore": "fetch runs back from the archive, verified against their checksums",
     "retry": "clear a held run's failure counts, so the next tick tries it again",
@@ -117,10 +119,13 @@ def command_parser(command: str) -> argparse.ArgumentParser:
 
 
 def setup_logging(level: str, log_dir: str | None) -> None:
+    """The terminal gets `level`; the dated log at least INFO (so `--log warning` keeps cron quiet, not the log)."""
     root = logging.getLogger("fulliautomatix")
-    root.setLevel(getattr(logging, level.upper()))
+    wanted = getattr(logging, level.upper())
+    root.setLevel(min(wanted, logging.INFO))
     root.handlers.clear()
     console = logging.StreamHandler(sys.stderr)
+    console.setLevel(wanted)
     console.setFormatter(logging.Formatter("fulliautomatix: %(message)s"))
     root.addHandler(console)
     if log_dir:
@@ -177,21 +182,26 @@ def tick(args, config: dict) -> int:
         return 0
     with runsdb.connect(config) as db:
         runs, reprocess, errors = _resolve_tick_runs(db, args)
-        rc = run_snakemake(config, stages, runs, db.uri, state, reprocess)
+        rc, ended = run_snakemake(config, stages, runs, db.uri, state, reprocess)
         if scheduler.profile_submits_jobs(fa_config.cluster(config)["profile"]):
             scheduler.collect(db, config)  # record at once what this tick's jobs did
+        for level, line in finish.after_snakemake(db, config, **ended):
+            log.log(level, "%s", line)
     return rc or (1 if errors else 0)
 
 
 def run_snakemake(config: dict, stages: list[str], runs: list[str], uri: str, state: Path,
-                  reprocess: list[str] = ()) -> int:
+                  reprocess: list[str] = ()) -> tuple[int, dict]:
+    """Run the tick's Snakemake; (exit status, how it ended: for finish.after_snakemake)."""
     tick_id = planning.tick_id(config)
     tick_file = state / "ticks" / f"{tick_id}.yaml"
     tick_file.parent.mkdir(parents=True, exist_ok=True)
     overrides = {k: v for k, v in config.items() if k != "tick"}
     overrides["tick"] = {"id": tick_id, "stages": stages, "runs": runs, "cluster": config["tick"]["cluster"],
                          "reprocess": list(reprocess)}
-    tick_file.write_text(yaml.safe_dump(overrides, sort_keys=False))
+    fd = os.open(tick_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # notify.urls may hold passwords
+    with os.fdopen(fd, "w") as fh:
+        fh.write(yaml.safe_dump(overrides, sort_keys=False))
     cluster = fa_config.cluster(config)
     argv = [sys.executable, "-m", "snakemake", "--snakefile", str(fa_config.ROOT / "workflow" / "Snakefile"),
             "--profile", cluster["profile"], "--configfile", str(tick_file)]
@@ -224,14 +234,14 @@ def run_snakemake(config: dict, stages: list[str], runs: list[str], uri: str, st
         else:
             if "Building DAG" in line or line.startswith(("WorkflowError", "MissingInput")):
                 log.debug("%s", line)
+    ended = {"tick": tick_id, "returncode": returncode, "detached": detached, "errors": errors,
+             "log_file": log_file}
     if detached:
-        log.info("tick %s done; its batch jobs still run, later ticks collect them", tick_id)
-        return 1 if errors else 0
+        log.info("tick %s: its batch jobs still run, later ticks collect them", tick_id)
+        return (1 if errors else 0), ended
     if returncode != 0:
         log.error("tick %s: some jobs failed; details in %s", tick_id, log_file)
-    else:
-        log.info("tick %s done", tick_id)
-    return 1 if returncode or errors else 0
+    return (1 if returncode or errors else 0), ended
 
 
 # -- commands ------------------------------------------------------------------
@@ -245,9 +255,19 @@ def cmd_status(args, config: dict) -> int:
             for e in errors:
                 log.error("%s", e)
             return 1 if errors else 0
-        pending = db.pending()
-        print(status.table(db.counts(), pending, config))
+        pending = db.pending(history=True)
+        daq = (finish.last_tick(config) or {}).get("daq")
+        print(status.table(db.counts(), pending, config, {"live": True, "idle": False}.get(daq)))
     return 3 if args.check and pending else 0
+
+
+def cmd_check(args, config: dict) -> int:
+    try:
+        code, line = finish.check(config)
+    except Exception as exc:  # a Nagios plugin says UNKNOWN, never a traceback
+        code, line = 3, f"FULLIAUTOMATIX UNKNOWN - {type(exc).__name__}: {exc}"
+    print(line)
+    return code
 
 
 def _terminated(signum, frame):
@@ -317,7 +337,7 @@ def cmd_db(args, config: dict) -> int:
     return 0
 
 
-HANDLERS = {"status": cmd_status, "simulate-daq": cmd_simulate, "retry": cmd_retry,
+HANDLERS = {"status": cmd_status, "check": cmd_check, "simulate-daq": cmd_simulate, "retry": cmd_retry,
             "restore": cmd_restore, "db": cmd_db}
 
 
@@ -343,7 +363,13 @@ def main(argv: list[str] | None = None) -> int:
         return tick(args, config)
     except (Failure, fa_config.ConfigError, runsdb.RunsDBError, embedded.EmbeddedError,
             states.TransitionRefused) as exc:
+        if args.command == "check":
+            print(f"FULLIAUTOMATIX UNKNOWN - {exc}")
+            return 3
         log.error("%s", exc)
+        if isinstance(exc, runsdb.RunsDBError) and not args.command and not args.dry_run:
+            for line in notify.report_failure(config, "RUNSDB", str(exc), "fulliautomatix check"):
+                log.warning("%s", line)
         return 1
     except KeyboardInterrupt:
         log.error("interrupted")

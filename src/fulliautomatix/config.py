@@ -148,6 +148,8 @@ def finalize(config: dict, base: str | os.PathLike | None = None) -> dict:
         config["runs_db"]["uri"] = os.environ[DB_ENV]
     config["work_dir"] = _abs(config["work_dir"], base)
     config["log_dir"] = _abs(config["log_dir"], base)
+    if config["metrics"]["textfile"]:
+        config["metrics"]["textfile"] = _abs(config["metrics"]["textfile"], base)
     if config["daq"]["host"] == "local":
         config["daq"]["raw_dir"] = _abs(config["daq"]["raw_dir"], base)
     for cl in config["clusters"].values():

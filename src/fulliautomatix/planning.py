@@ -49,6 +49,7 @@ class TickPlan:
     bad: list[str] = field(default_factory=list)  # malformed run documents: errors
     held: list[str] = field(default_factory=list)  # runs waiting for a human: warnings
     busy: str = ""  # another tick holds the lock: this one does nothing
+    daq: str = ""  # what the DAQ said: live, idle, unreachable; "" not asked this tick
 
     def report(self) -> list[str]:
         """The plan's lines for the Snakemake log, prefixed for the wrapper (REPORT_PREFIXES)."""
@@ -61,7 +62,7 @@ class TickPlan:
     def as_dict(self) -> dict:
         return {"tick": self.tick, "stages": self.stages, "targets": self.targets,
                 "compress_runs": self.compress_runs, "messages": self.messages, "bad": self.bad,
-                "held": self.held, "busy": self.busy}
+                "held": self.held, "busy": self.busy, "daq": self.daq}
 
 
 def tick_id(config: dict) -> str:
@@ -154,8 +155,10 @@ def plan_tick(db: runsdb.RunsDB, config: dict, tick: str, out_path: str) -> Tick
         plan.messages.append(f"runs DB repaired from markers: {', '.join(repaired)}")
         every = [d for d in db.pending() if d.get("name") not in jobs.exclude]
     # One call to the DAQ: live (no transfers this tick), or runs still being written (held back).
-    plan.stages, docs, daq_messages = transfer.check_daq(config, plan.stages, every)
+    answer: dict = {}
+    plan.stages, docs, daq_messages = transfer.check_daq(config, plan.stages, every, answer)
     plan.messages += daq_messages
+    plan.daq = answer.get("daq", "")
     targets = process.limit_targets(db, config, docs, choose(config, plan, docs), jobs)
     plan.held += jobs.warnings
     plan.messages += jobs.messages

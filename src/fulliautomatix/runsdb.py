@@ -112,11 +112,11 @@ class RunsDB:
         except pymongo.errors.PyMongoError as exc:
             raise RunsDBError(f"runs DB read failed ({type(exc).__name__}: {exc})") from None
 
-    def pending(self) -> list[dict]:
-        """Runs in non-final states, without their history (index-backed)."""
-        return self.by_status(states.RAW, PENDING_RAW)
+    def pending(self, history: bool = False) -> list[dict]:
+        """Runs in non-final states (index-backed), without their history unless asked (the STUCK check)."""
+        return self.by_status(states.RAW, PENDING_RAW, history=history)
 
-    def by_status(self, field: str, values, projection: dict | None = None) -> list[dict]:
+    def by_status(self, field: str, values, projection: dict | None = None, history: bool = False) -> list[dict]:
         """Runs whose `field` is one of `values`, by name, without their history.
 
         One equality query per value, each served by the field's index on
@@ -127,7 +127,7 @@ class RunsDB:
         """
         docs = []
         for value in values:
-            docs += self.col.find({field: value}, projection or {"history": 0})
+            docs += self.col.find({field: value}, None if history else projection or {"history": 0})
         return sorted(docs, key=lambda d: str(d.get("name")))
 
     def in_batch(self, batch: str) -> list[dict]:

@@ -4,39 +4,21 @@ from __future__ import annotations
 
 import json
 
-from . import selection, states
-
-ERROR_FIELDS = (("transfer", "error"), ("processing", "log_tail"), ("compressed", "error"), ("archive", "error"))
+from . import attention, states
 
 
-def table(counts: dict[tuple[str, str], int], pending: list[dict], config: dict) -> str:
-    """Counts per state, then one line per run that needs attention."""
+def table(counts: dict[tuple[str, str], int], pending: list[dict], config: dict,
+          daq_live: bool | None = None) -> str:
+    """Counts per state, then one line per run that needs attention (attention.problems)."""
     lines = [f"{'raw_status':<14}{'processed_status':<18}{'runs':>8}"]
     order = {s: i for i, s in enumerate(states.RAW_STATES)}
     porder = {s: i for i, s in enumerate(states.PROCESSED_STATES)}
     for (raw, proc), n in sorted(counts.items(), key=lambda kv: (order.get(kv[0][0], 99), porder.get(kv[0][1], 99))):
         lines.append(f"{raw:<14}{proc:<18}{n:>8}")
     lines.append(f"{'total':<32}{sum(counts.values()):>8}")
-    limits = {"transfer_attempts": config["transfer"]["max_attempts"],
-              "process_attempts": config["processing"]["max_attempts"]}
-    attention = []
-    for doc in pending:
-        problem = selection.check_doc(doc, config["run_name_pattern"])
-        if problem:
-            attention.append(f"  BAD   {problem}")
-            continue
-        _, held = selection.start_stage(doc, limits)
-        if held:
-            attention.append(f"  HELD  {held}")
-            continue
-        for sub, key in ERROR_FIELDS:
-            err = (doc.get(sub) or {}).get(key)
-            if err and not (sub == "processing" and doc.get("processed_status") != "failed"):
-                first = str(err).strip().splitlines()[-1] if sub == "processing" else str(err)
-                attention.append(f"  RETRY run {doc['name']}: last {sub} attempt failed: {first}")
-                break
-    if attention:
-        lines += ["", "runs needing attention:"] + attention
+    found = attention.problems(pending, config, daq_live=daq_live)
+    if found:
+        lines += ["", "runs needing attention:"] + [f"  {p.kind:<5} {p.reason}" for p in found]
     return "\n".join(lines)
 
 

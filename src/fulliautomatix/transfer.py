@@ -220,13 +220,15 @@ def survey_daq(config: dict, runs: list[str], timeout: float = 120) -> DaqSurvey
     return DaqSurvey(False, "", ages)
 
 
-def check_daq(config: dict, stages: list[str], docs: list[dict]) -> tuple[list[str], list[dict], list[str]]:
+def check_daq(config: dict, stages: list[str], docs: list[dict],
+              answer: dict | None = None) -> tuple[list[str], list[dict], list[str]]:
     """The tick's DAQ check: (stages, run documents, one log line each).
 
     When the DAQ is live (or cannot be asked) the transfer stage is dropped
     for this tick; runs the DAQ wrote to within daq.settle_seconds are left
     out of it.  A tick with no run to transfer and nothing to purge does not
-    ask the DAQ at all.
+    ask the DAQ at all.  answer["daq"], when given, is set to what the DAQ
+    said: "live", "idle" or "unreachable" (the metrics and notifications).
     """
     if "transfer" not in stages:
         return stages, docs, []
@@ -234,6 +236,8 @@ def check_daq(config: dict, stages: list[str], docs: list[dict]) -> tuple[list[s
     if not waiting and config["transfer"]["purge"] == "keep":
         return stages, docs, []  # nothing would touch the DAQ this tick: do not ask it
     survey = survey_daq(config, waiting)
+    if answer is not None:
+        answer["daq"] = {True: "live", False: "idle", None: "unreachable"}[survey.live]
     if not survey.may_transfer:
         return [s for s in stages if s != "transfer"], docs, [survey.reason]
     settle = float(config["daq"]["settle_seconds"])

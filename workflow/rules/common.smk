@@ -79,6 +79,13 @@ def get_tick_targets(wildcards):
     return targets
 
 
+def get_tick_end(wildcards):
+    """The record of the tick's last job (finish_tick, which needs every target); a busy tick: its plan only."""
+    if not workflow.dryrun and get_tick_plan()["busy"]:
+        return [planning.plan_path(TICK.tick)]
+    return expand(rules.finish_tick.output.record, tick=TICK.tick)
+
+
 def get_archive_targets(wildcards):
     """Archived-batch markers of the batches closed after this tick's compressions.
 
