@@ -45,11 +45,7 @@ wildcard_constraints:
 workflow.register_resource("transfer_slots", config["transfer"]["concurrency"])
 
 if workflow.is_main_process:
-    # Local jobs find this tick's lock guard by this Snakemake's pid (tickguard).
-    os.environ.setdefault(tickguard.SNAKEMAKE_ENV, str(os.getpid()))
-    # The profiles' submit/status/cancel commands (fulliautomatix-scheduler) are installed
-    # beside this Python: found even when its bin/ is not on PATH (snakemake called by full path).
-    os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    tickguard.name_this_snakemake()  # its local jobs find the tick's guard, and our commands
     TICK = planning.read_plan(config)
 else:
     TICK = planning.TickPlan(tick=config["tick"]["id"], stages=[])
