@@ -199,6 +199,45 @@ class RunsDB:
         docs = self.col.find({"reprocess.tag": {"$gt": ""}}, {"history": 0})
         return sorted(docs, key=lambda d: str(d.get("name")))
 
+    def page_by_id(self, after=None, limit: int = 1000) -> list[dict]:
+        """Up to `limit` whole documents in ``_id`` order, those after `after` (None: from the first).
+
+        A range on ``_id`` sorted on ``_id``: MongoDB answers it from the
+        ``_id`` index and nx-27017 from its key, so walking the collection
+        page by page costs the same for every page.
+        """
+        query = {} if after is None else {"_id": {"$gt": after}}
+        try:
+            return list(self.col.find(query).sort("_id", 1).limit(int(limit)))
+        except pymongo.errors.PyMongoError as exc:
+            raise RunsDBError(f"runs DB read failed ({type(exc).__name__}: {exc})") from None
+
+    def by_ids(self, ids: list) -> list[dict]:
+        """Whole documents by ``_id`` (one equality query each), those that exist."""
+        found = (self.col.find_one({"_id": _id}) for _id in ids)
+        return [doc for doc in found if doc is not None]
+
+    def replace_unchanged(self, docs: list[dict]) -> int:
+        """Write back whole documents, each only if its ``rev`` is still the one read; how many were.
+
+        For conversions that change no meaning (``db migrate``): the stored
+        ``rev`` goes up by one, so a writer holding the old snapshot re-reads
+        it, and ``updated_at`` is left as it was.  One bulk command.  Whole
+        documents, because nx-27017 stores a datetime that ``$set`` puts on a
+        top-level field (``start``, ``updated_at``) as a string.
+        """
+        if not docs:
+            return 0
+        ops = []
+        for doc in docs:
+            rev = doc.get("rev")
+            filt = {"_id": doc["_id"], "rev": rev if rev is not None else {"$exists": False}}
+            ops.append(pymongo.ReplaceOne(filt, {**doc, "rev": (rev or 0) + 1}))
+        try:
+            return self.col.bulk_write(ops, ordered=False).matched_count
+        except pymongo.errors.PyMongoError as exc:
+            raise RunsDBError(f"runs DB write failed ({type(exc).__name__}: {exc})") from None
+
     def counts(self) -> dict[tuple[str, str], int]:
         """Number of runs per (raw_status, processed_status).
 
