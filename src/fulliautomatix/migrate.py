@@ -2,13 +2,13 @@
 
 Documents written before dates were dates hold ISO 8601 strings in
 ``history[].at`` and every other field of :data:`dates.DATE_FIELDS`.  The
-migration walks the collection in ``_id`` order, a page at a time (a range on
-``_id``, which MongoDB and nx-27017 both answer from the key), converts each
-document with :func:`dates.for_db` and writes back only those that changed,
-each only if no one wrote it since it was read.  It is idempotent and
-resumable: a document converted once is never written again, so a second run,
-or a run after an interrupted one, reads everything and changes only what is
-left.
+migration walks the collection in ``_id`` order, a page at a time
+(:meth:`RunsDB.page_by_id`: from the ``_id`` index on MongoDB, the ``_id`` key
+on nx-27017), converts each document with :func:`dates.for_db` and writes
+back only those that changed, each only if no one wrote it since it was read.
+It is idempotent and resumable: a document converted once is never written
+again, so a second run, or a run after an interrupted one, reads everything
+and changes only what is left.
 """
 
 from __future__ import annotations
@@ -52,12 +52,11 @@ def _with_string_dates(docs: list[dict]) -> list[dict]:
 def migrate_dates(db: RunsDB, out=print, batch: int = 1000, every: int = 10_000) -> Progress:
     """Convert every run document's string dates; print a line per `every` runs read and a final count."""
     progress = Progress()
-    after, next_line = None, every
+    next_line = every
     while True:
-        page = db.page_by_id(after, batch)
+        page = db.page_by_id(progress.read, batch)
         if not page:
             break
-        after = page[-1]["_id"]
         converted, left = _convert(db, page)
         progress.read += len(page)
         progress.converted += converted

@@ -164,7 +164,7 @@ def test_db_migrate_goes_page_by_page_and_resumes(db, raw_collection, dated):
 
 def test_db_migrate_rereads_a_run_another_writer_changed(db, raw_collection, dated):
     raw_collection.insert_many([dict(d) for d in load_old_runs()[:2]])
-    page = db.page_by_id(None, 10)
+    page = db.page_by_id(0, 10)
     # A tick writes the first run after the page was read: its rev moves on, its start stays a string.
     db.update(page[0]["name"], {"transfer.error": "disk full"})
     progress = migrate.migrate_dates(db, out=lambda line: None)
