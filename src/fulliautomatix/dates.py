@@ -2,7 +2,8 @@
 
 Fulliautomatix makes every timestamp with :func:`now`, writes it to the runs
 DB as a BSON date (so ``{"history.at": {"$gt": ISODate(...)}}`` and
-``$dateToString`` work in mongosh) and to marker files as an ISO 8601 string
+``$dateToString`` work in mongosh; what nx-27017 answers: docs/run-document.md)
+and to marker files as an ISO 8601 string
 (:func:`json_default`).  :func:`for_db` turns the known date fields of a write
 into datetimes, whichever form they came in: a marker replayed into the DB
 brings strings, a stage's own write brings datetimes.  Documents written before

@@ -369,15 +369,15 @@ class RunsDB:
         if entry is not None:
             # Whole-array $set: nx-27017 stores $push-ed documents as strings.
             new_sets["history"] = list(doc.get("history") or []) + [entry]
-        new_sets = dates.for_db(new_sets)  # marker replays bring strings; old entries too
-        update = {"$set": _dates_in_documents(doc, new_sets), "$currentDate": {"updated_at": True}}
+        # Times as dates, whatever strings a replayed marker or an older document brings.
+        stored = dates.for_db(_dates_in_documents(doc, dates.for_db(new_sets)))
         try:
-            res = self.col.update_one(filt, update)
+            res = self.col.update_one(filt, {"$set": stored, "$currentDate": {"updated_at": True}})
         except pymongo.errors.PyMongoError as exc:
             raise RunsDBError(f"run {doc.get('name')}: runs DB write failed ({exc})") from None
         if res.matched_count != 1:
             return False
-        for k, v in new_sets.items():
+        for k, v in stored.items():
             _nested_set(doc, k, v)
         doc["updated_at"] = dates.now()  # the DB's clock set the stored one
         return True
