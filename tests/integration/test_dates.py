@@ -14,7 +14,8 @@ import pymongo
 import pytest
 from bson import json_util
 
-from fulliautomatix import dates, migrate
+from fulliautomatix import dates, markers, migrate, sync
+from fulliautomatix.states import RAW
 
 UTC = dt.timezone.utc
 OLD_RUNS = Path(__file__).parent / "data" / "runs-before-dates.json"
@@ -94,6 +95,26 @@ def test_a_tick_writes_bson_dates(fa, make_config, db, dated):
                                  {"$group": {"_id": {"$dateToString": {"format": "%Y-%m-%d", "date": "$history.at"}},
                                              "n": {"$sum": 1}}}]))
     assert sum(row["n"] for row in days) == 18 and all(row["_id"].startswith("20") for row in days)
+
+
+def test_every_kind_of_write_stores_dates(db, dated, tmp_path):
+    """Dotted fields, whole sub-documents, a marker replayed with string times, inserts: all dates."""
+    t = dt.datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    db.insert_run({"name": "170101_0001", "number": 1, "events": 10, "source": "physics", "raw_status": "acquired",
+                   "raw_location": "zinc", "processed_status": "none", "start": t.isoformat()})
+    db.transition("170101_0001", RAW, "transferring", fields={"transfer.attempts": 1, "transfer.started": t})
+    marker = markers.run_marker("transfer", "170101_0001", {"raw_location": "local/fa", "transfer": {
+        "attempts": 1, "started": t.isoformat(), "finished": "2024-05-01T12:00:05+00:00", "bytes": 3}}, {})
+    markers.write(tmp_path / "ondeck.json", marker)
+    assert '"finished": "2024-05-01T12:00:05+00:00"' in (tmp_path / "ondeck.json").read_text()
+    assert sync.apply(db, markers.read(tmp_path / "ondeck.json"), note="repaired from marker")
+    db.update("170101_0001", {"archive.purged": t, "transfer.daq_purge": {"at": t.isoformat(), "error": None}})
+    doc = dated.find_one({"name": "170101_0001"})
+    assert doc["start"] == t and doc["transfer"]["started"] == t and doc["archive"] == {"purged": t}
+    assert doc["transfer"]["finished"] == t + dt.timedelta(seconds=5) and doc["transfer"]["daq_purge"]["at"] == t
+    assert [type(h["at"]) for h in doc["history"]] == [dt.datetime, dt.datetime]
+    assert isinstance(doc["updated_at"], dt.datetime)
+    assert doc["transfer"]["bytes"] == 3 and doc["raw_location"] == "local/fa" and doc["rev"] == 3
 
 
 @pytest.mark.xfail(strict=True, reason="nx-27017 0.8.1 compares no date inside an array (history.at); "
