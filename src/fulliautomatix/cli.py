@@ -10,6 +10,7 @@
     fulliautomatix retry 170101_0001        # clear a run's failure count after a fix
     fulliautomatix restore 170101_0001 --to /tmp/restored
     fulliautomatix db serve --port 27017    # run the embedded runs DB for other clients
+    fulliautomatix db migrate               # make the string times of older run documents BSON dates
     fulliautomatix paths snakefile          # where the workflow is, for running Snakemake directly
 
 A cron line (every 5 minutes; only warnings and errors reach cron's mail, the dated log has everything):
@@ -29,7 +30,8 @@ from pathlib import Path
 
 import yaml
 
-from . import archive, embedded, finish, notify, planning, runsdb, scheduler, simulate, states, status, tickguard
+from . import (archive, embedded, finish, migrate, notify, planning, runsdb, scheduler, simulate, states, status,
+               tickguard)
 from . import config as fa_config
 
 log = logging.getLogger("fulliautomatix")
@@ -41,7 +43,7 @@ COMMANDS = {  # `fulliautomatix COMMAND --help` for each one's options
     "simulate-daq": "write simulated raw runs and their runs DB documents, as the DAQ does",
     "restore": "fetch runs back from the archive, verified against their checksums",
     "retry": "clear a held run's failure counts, so the next tick tries it again",
-    "db": "db serve: run the embedded runs DB in the foreground for other clients",
+    "db": "db serve: run the embedded runs DB for other clients; db migrate: string times become dates",
     "paths": "print where the workflow, profiles and default config are (for running Snakemake)",
 }
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -110,8 +112,11 @@ def command_parser(command: str) -> argparse.ArgumentParser:
     elif command == "retry":
         ap.add_argument("runs", nargs="+", help="runs (name or number) whose failure count to clear")
     elif command == "db":
-        ap.add_argument("action", choices=["serve"], help="serve: run the embedded runs DB in the foreground")
-        ap.add_argument("--port", type=int, default=27017, help="loopback port (default 27017)")
+        ap.add_argument("action", choices=["serve", "migrate"],
+                        help="serve: run the embedded runs DB in the foreground; migrate: convert the string "
+                             "times older versions wrote into run documents to BSON dates (idempotent, resumable)")
+        ap.add_argument("--port", type=int, default=27017, help="serve: loopback port (default 27017)")
+        ap.add_argument("--batch", type=int, default=1000, help="migrate: documents per read and write (default 1000)")
     elif command == "paths":
         ap.add_argument("name", nargs="?", choices=list(fa_config.resource_paths()),
                         help="print only this path (e.g. for $(fulliautomatix paths snakefile))")
@@ -332,6 +337,12 @@ def cmd_paths(args) -> int:
 
 
 def cmd_db(args, config: dict) -> int:
+    if args.action == "migrate":
+        if args.batch < 1:
+            raise Failure("--batch must be at least 1")
+        with runsdb.connect(config) as db:
+            progress = migrate.migrate_dates(db, out=lambda line: print(line, flush=True), batch=args.batch)
+        return 1 if progress.left else 0
     print(f"serving the embedded runs DB on mongodb://127.0.0.1:{args.port}/ (Ctrl-C stops it)", flush=True)
     embedded.serve(fa_config.state_dir(config), args.port)
     return 0

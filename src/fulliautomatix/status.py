@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from . import attention, states
+from . import attention, dates, states
 
 
 def table(counts: dict[tuple[str, str], int], pending: list[dict], config: dict,
@@ -29,8 +29,17 @@ def run_details(doc: dict) -> str:
     history = doc.pop("history", []) or []
     if isinstance(doc.get("transfer"), dict) and "checksums" in doc["transfer"]:
         doc["transfer"] = {**doc["transfer"], "checksums": f"<{len(doc['transfer']['checksums'])} files>"}
-    lines = [f"run {doc.get('name')}", json.dumps(doc, indent=2, sort_keys=True, default=str), "history:"]
+    lines = [f"run {doc.get('name')}", json.dumps(doc, indent=2, sort_keys=True, default=_shown), "history:"]
     for h in history:
         note = f"  ({h['note']})" if h.get("note") else ""
-        lines.append(f"  {h.get('at')}  {h.get('field'):<17}{h.get('from')} -> {h.get('to')}  on {h.get('host')}{note}")
+        lines.append(f"  {dates.iso(h.get('at'))}  {h.get('field'):<17}{h.get('from')} -> {h.get('to')}  "
+                     f"on {h.get('host')}{note}")
     return "\n".join(lines)
+
+
+def _shown(value) -> str:
+    """How run_details prints what JSON cannot hold: times in ISO 8601, anything else as str()."""
+    try:
+        return dates.json_default(value)
+    except TypeError:
+        return str(value)

@@ -44,7 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from . import config as fa_config
-from . import hosts, markers, states, sync
+from . import dates, hosts, markers, states, sync
 from .runsdb import RunsDB
 
 
@@ -453,7 +453,7 @@ def _purge_after_verify(db: RunsDB, config: dict, run: str, marker: dict, doc: d
                                        algorithm=info["checksum_algorithm"])
             db.update(run, {"transfer.daq_copy": how, "transfer.daq_purge": {
                 "at": states.now(), "policy": "purge_after_verify", "verified_by": f"copy {info['destination']} "
-                f"on {cluster_host(config).name}, verified {info['finished']}", "error": None}})
+                f"on {cluster_host(config).name}, verified {dates.iso(info['finished'])}", "error": None}})
         except (purge.PurgeRefused, hosts.CommandFailed) as exc:
             log.write(f"DAQ copy of {run} kept: {exc}; a later tick tries again\n")
             db.update(run, {"transfer.daq_purge": {"at": states.now(), "error": str(exc)}})
