@@ -17,7 +17,7 @@ import datetime as _dt
 import subprocess
 import time
 
-from fulliautomatix import report, timestamps
+from fulliautomatix import dates, report
 
 from .common import (FA, Context, Figure, Site, archived_doc, clean_env, daq_doc, interleaved, median,
                      paired_ratio, seed, spread)
@@ -41,7 +41,7 @@ def _aged(doc: dict, start: _dt.datetime) -> dict:
     doc["compressed"]["at"] = iso[6]
     doc["archive"].update(verified=iso[8], bytes=doc["compressed"]["bytes"])
     doc["updated_at"] = iso[-1]
-    doc["updated_day"] = timestamps.day_number(at[-1])
+    doc["updated_day"] = dates.day_number(at[-1])
     return doc
 
 

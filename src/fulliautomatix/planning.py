@@ -49,6 +49,7 @@ class TickPlan:
     bad: list[str] = field(default_factory=list)  # malformed run documents: errors
     held: list[str] = field(default_factory=list)  # runs waiting for a human: warnings
     busy: str = ""  # another tick holds the lock: this one does nothing
+    daq: str = ""  # what the DAQ said: live, idle, unreachable; "" not asked this tick
 
     def report(self) -> list[str]:
         """The plan's lines for the Snakemake log, prefixed for the wrapper (REPORT_PREFIXES)."""
@@ -61,7 +62,7 @@ class TickPlan:
     def as_dict(self) -> dict:
         return {"tick": self.tick, "stages": self.stages, "targets": self.targets,
                 "compress_runs": self.compress_runs, "messages": self.messages, "bad": self.bad,
-                "held": self.held, "busy": self.busy}
+                "held": self.held, "busy": self.busy, "daq": self.daq}
 
 
 def tick_id(config: dict) -> str:
@@ -159,10 +160,11 @@ def plan_tick(db: runsdb.RunsDB, config: dict, tick: str, out_path: str) -> Tick
         plan.messages.append(f"runs DB repaired from markers: {', '.join(repaired)}")
         every = [d for d in db.pending() if d.get("name") not in jobs.exclude]
     # One call to the DAQ: live (no transfers this tick), or runs still being written (held back).
-    asked = plan.stages
-    plan.stages, docs, daq_messages = transfer.check_daq(config, plan.stages, every)
+    answer: dict = {}
+    plan.stages, docs, daq_messages = transfer.check_daq(config, plan.stages, every, answer)
     plan.messages += daq_messages
-    if "transfer" in asked and "transfer" not in plan.stages:  # live: acquired runs wait, they are not stuck
+    plan.daq = answer.get("daq", "")
+    if plan.daq in ("live", "unreachable"):  # no transfers this tick: acquired runs wait, they are not stuck
         attention.record_daq_live(config, daq_messages[0] if daq_messages else "")
     targets = process.limit_targets(db, config, docs, choose(config, plan, docs), jobs)
     plan.held += jobs.warnings

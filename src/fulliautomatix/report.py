@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import bisect
 import datetime as _dt
+import json
 import math
 import os
 import re
 import statistics
+import sys
 from collections import Counter
 from pathlib import Path
 
 from . import attention, states, status
-from .timestamps import day_number, iso, now as utcnow, parse
+from .dates import as_utc, day_number, iso, now as utcnow
 
 SAMPLES = 240  # points of the backlog curve over the window
 LISTED = 200  # attention rows (and run timelines) in the page; --json and status list all
@@ -79,7 +81,7 @@ class Aggregator:
 
     def add(self, doc: dict) -> None:
         history = [e for e in (doc.get("history") or []) if isinstance(e, dict)]
-        times = [parse(e.get("at")) for e in history]
+        times = [as_utc(e.get("at")) for e in history]
         self._backlog(doc, history, times)
         self._durations(doc, history, times)
         for entry, t in zip(history, times):
@@ -107,7 +109,7 @@ class Aggregator:
         raw = next((e.get("from") for e in history if e.get("field") == states.RAW), doc.get(states.RAW))
         proc = next((e.get("from") for e in history if e.get("field") == states.PROCESSED),
                     doc.get(states.PROCESSED))
-        t = parse(doc.get("start")) or next((x for x in times if x), None) or self.since
+        t = as_utc(doc.get("start")) or next((x for x in times if x), None) or self.since
         for entry, when in zip(history, times):
             if when is None:
                 continue
@@ -120,7 +122,7 @@ class Aggregator:
         self._segment(label(doc.get(states.RAW), doc.get(states.PROCESSED)), t, None)
 
     def _durations(self, doc: dict, history: list[dict], times: list) -> None:
-        start = parse(doc.get("start")) or next((x for x in times if x), None)
+        start = as_utc(doc.get("start")) or next((x for x in times if x), None)
         since_state: dict[tuple[str, str], _dt.datetime] = {}
         for entry, t in zip(history, times):
             if t is None:
@@ -139,7 +141,7 @@ class Aggregator:
             if key != (states.RAW, "compressed") or entry.get("from") == "compressing":  # not a failed archive
                 since_state[(entry.get("field"), to)] = t
         p = doc.get("processing") or {}
-        if self._day(parse(p.get("finished"))) is not None and isinstance(p.get("seconds"), (int, float)):
+        if self._day(as_utc(p.get("finished"))) is not None and isinstance(p.get("seconds"), (int, float)):
             self.durations["processing"].append(float(p["seconds"]))
             wall = _walltime_seconds(p.get("walltime"))
             if wall:
@@ -147,7 +149,7 @@ class Aggregator:
 
     def _bytes(self, doc: dict) -> None:
         t = doc.get("transfer") or {}
-        day = self._day(parse(t.get("finished")))
+        day = self._day(as_utc(t.get("finished")))
         if day is not None and not t.get("error"):
             self.bytes["transferred"][day] += int(t.get("bytes") or 0)
             rate = t.get("mb_per_second")
@@ -156,11 +158,11 @@ class Aggregator:
             if isinstance(rate, (int, float)):
                 self.rates[day].append(float(rate))
         c = doc.get("compressed") or {}
-        day = self._day(parse(c.get("at")))
+        day = self._day(as_utc(c.get("at")))
         if day is not None:
             self.bytes["compressed"][day] += int(c.get("bytes") or 0)
         a = doc.get("archive") or {}
-        day = self._day(parse(a.get("verified")))
+        day = self._day(as_utc(a.get("verified")))
         if day is not None:
             self.bytes["archived"][day] += int(a.get("bytes") or c.get("bytes") or 0)
 
@@ -222,9 +224,9 @@ def summary(values: list[float], edges: tuple, labels: tuple) -> dict:
 def timeline(doc: dict, until: _dt.datetime) -> dict:
     """One run's life for the page: its history and its states as segments."""
     history = [e for e in (doc.get("history") or []) if isinstance(e, dict)]
-    entries = [{**{k: v for k, v in e.items() if k != "at"}, "at": iso(parse(e.get("at")))} for e in history]
+    entries = [{**{k: v for k, v in e.items() if k != "at"}, "at": iso(e.get("at"))} for e in history]
     return {"run": str(doc.get("name")), "raw_status": doc.get(states.RAW),
-            "processed_status": doc.get(states.PROCESSED), "start": iso(parse(doc.get("start"))),
+            "processed_status": doc.get(states.PROCESSED), "start": iso(doc.get("start")),
             "until": iso(until), "history": entries}
 
 
@@ -232,8 +234,8 @@ def oldest(pending: list[dict], until: _dt.datetime, n: int = 10) -> list[dict]:
     """The n pending runs that left the DAQ longest ago."""
     rows = []
     for doc in pending:
-        first = parse(doc.get("start")) or next(
-            (t for t in (parse(e.get("at")) for e in doc.get("history") or [] if isinstance(e, dict)) if t), None)
+        first = as_utc(doc.get("start")) or next(
+            (t for t in (as_utc(e.get("at")) for e in doc.get("history") or [] if isinstance(e, dict)) if t), None)
         if first is not None and isinstance(doc.get("name"), str):
             rows.append({"run": doc["name"], "raw_status": doc.get(states.RAW),
                          "processed_status": doc.get(states.PROCESSED), "since": iso(first),
@@ -254,7 +256,7 @@ def build(db, config: dict, days: float | None = None, until: _dt.datetime | Non
     agg = Aggregator(since, until)
     for doc in docs.values():
         agg.add(doc)
-    items = attention.find(pending, config, until, attention.daq_live_at(config))
+    items = attention.problems(pending, config, until, attention.daq_live_at(config))
     figures = {"generated": iso(until), "window": {"from": iso(since), "to": iso(until), "days": days},
                "counts": status.as_json(counts, [])["counts"],
                "total": sum(counts.values()), "runs_read": len(docs), **agg.figures(),
@@ -264,6 +266,21 @@ def build(db, config: dict, days: float | None = None, until: _dt.datetime | Non
     by_name = {str(d.get("name")): d for d in docs.values()}
     figures["timelines"] = {run: timeline(by_name[run], until) for run in sorted(shown) if run in by_name}
     return figures
+
+
+def command(config: dict, days: float | None, out, as_json: bool) -> None:
+    """`fulliautomatix report`: the page at `out` (else report.path); with `as_json` the figures on stdout
+    instead (and the page only when `out` is given)."""
+    from . import runsdb
+
+    with runsdb.connect(config) as db:
+        db.ensure_indexes()
+        figures = build(db, config, days)
+    if as_json:
+        print(json.dumps(figures, indent=1, default=str))
+    if out or not as_json:
+        path = write_html(figures, out or default_path(config))
+        print(f"report written to {path}", file=sys.stderr if as_json else sys.stdout)
 
 
 def default_path(config: dict) -> Path:

@@ -11,7 +11,7 @@ from html import escape
 
 from . import svgplot
 from .report import BACKLOG, LISTED, STAGES, label
-from .timestamps import human, parse
+from .dates import as_utc, duration
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 STYLE = """
@@ -72,7 +72,7 @@ def attention_section(figures: dict) -> str:
     out.append("<h3>Oldest pending runs</h3>")
     rows = "".join(f'<tr><td>{link(r["run"], known)}</td><td>{escape(str(r["raw_status"]))} / '
                    f'{escape(str(r["processed_status"]))}</td><td>{escape(r["since"])}</td>'
-                   f'<td class="n">{human(r["age_seconds"])}</td></tr>' for r in figures["oldest_pending"])
+                   f'<td class="n">{duration(r["age_seconds"])}</td></tr>' for r in figures["oldest_pending"])
     out.append(f'<table><tr><th>run</th><th>state</th><th>left the DAQ</th><th>age</th></tr>{rows}</table>'
                if rows else "<p>No pending run.</p>")
     return "".join(out)
@@ -80,7 +80,7 @@ def attention_section(figures: dict) -> str:
 
 def backlog_section(figures: dict) -> str:
     b = figures["backlog"]
-    times = [parse(t) for t in b["times"]]
+    times = [as_utc(t) for t in b["times"]]
     labels, seen = [], set()
     for k, t in enumerate(times):
         day = t.strftime("%m-%d")
@@ -116,7 +116,7 @@ def durations_section(figures: dict) -> str:
     out = ['<h2 id="durations">Time in state</h2><p class="muted">Distributions over the runs that finished '
            'the step within the window.</p>']
     for key, s in figures["durations"].items():
-        fmt = (lambda v: f"{v:.0%}") if key == "walltime_used" else human
+        fmt = (lambda v: f"{v:.0%}") if key == "walltime_used" else duration
         stats = (f'{s["n"]:,} runs; median {fmt(s["median"])}, 90% within {fmt(s["p90"])}, longest {fmt(s["max"])}'
                  if s["n"] else "no run in this window")
         if key == "walltime_used" and not s["n"]:
@@ -147,9 +147,9 @@ def failures_section(figures: dict) -> str:
 def segments(t: dict) -> tuple[list[tuple[str, float, float]], list[tuple[float, str]]]:
     """A run's states as fractions of its life so far, and a few time ticks."""
     history = t["history"]
-    times = [parse(e["at"]) for e in history]
-    start = parse(t["start"]) or next((x for x in times if x), None)
-    end = parse(t["until"])
+    times = [as_utc(e["at"]) for e in history]
+    start = as_utc(t["start"]) or next((x for x in times if x), None)
+    end = as_utc(t["until"])
     if start is None or end is None or end <= start:
         return [], []
     span = (end - start).total_seconds()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
-from . import attention, states, timestamps
+from . import attention, dates, states
 
 
-def attention_items(pending: list[dict], config: dict, now=None) -> list[attention.Item]:
-    """The pending runs (with their history) that need attention (see fulliautomatix.attention)."""
-    return attention.find(pending, config, now or timestamps.now(), attention.daq_live_at(config))
+def attention_items(pending: list[dict], config: dict, now=None) -> list[attention.Problem]:
+    """The pending runs (with their history) that need attention (fulliautomatix.attention.problems)."""
+    return attention.problems(pending, config, now or dates.now(), attention.daq_live_at(config))
 
 
 def _ordered(counts: dict[tuple[str, str], int]) -> list[tuple[tuple[str, str], int]]:
@@ -19,7 +19,7 @@ def _ordered(counts: dict[tuple[str, str], int]) -> list[tuple[tuple[str, str], 
 
 
 def table(counts: dict[tuple[str, str], int], pending: list[dict], config: dict,
-          items: list[attention.Item] | None = None) -> str:
+          items: list[attention.Problem] | None = None) -> str:
     """Counts per state, then one line per run that needs attention (BAD, HELD, STUCK, RETRY) and its fix."""
     lines = [f"{'raw_status':<14}{'processed_status':<18}{'runs':>8}"]
     for (raw, proc), n in _ordered(counts):
@@ -31,12 +31,20 @@ def table(counts: dict[tuple[str, str], int], pending: list[dict], config: dict,
     return "\n".join(lines)
 
 
-def as_json(counts: dict[tuple[str, str], int], items: list[attention.Item]) -> dict:
+def as_json(counts: dict[tuple[str, str], int], items: list[attention.Problem]) -> dict:
     """What `status --json` prints: counts per state and the attention list."""
-    return {"generated": timestamps.iso(timestamps.now()),
+    return {"generated": dates.iso(dates.now()),
             "counts": [{"raw_status": raw, "processed_status": proc, "runs": n} for (raw, proc), n in _ordered(counts)],
             "total": sum(counts.values()),
             "attention": [item.as_dict() for item in items]}
+
+
+def overview(counts: dict[tuple[str, str], int], pending: list[dict], config: dict, json_out: bool = False) -> str:
+    """What `status` prints: the table, or with `--json` the counts and the attention list as JSON."""
+    items = attention_items(pending, config)
+    if json_out:
+        return json.dumps(as_json(counts, items), indent=1, default=str)
+    return table(counts, pending, config, items)
 
 
 def run_details(doc: dict) -> str:
@@ -46,8 +54,17 @@ def run_details(doc: dict) -> str:
     history = doc.pop("history", []) or []
     if isinstance(doc.get("transfer"), dict) and "checksums" in doc["transfer"]:
         doc["transfer"] = {**doc["transfer"], "checksums": f"<{len(doc['transfer']['checksums'])} files>"}
-    lines = [f"run {doc.get('name')}", json.dumps(doc, indent=2, sort_keys=True, default=str), "history:"]
+    lines = [f"run {doc.get('name')}", json.dumps(doc, indent=2, sort_keys=True, default=_shown), "history:"]
     for h in history:
         note = f"  ({h['note']})" if h.get("note") else ""
-        lines.append(f"  {h.get('at')}  {h.get('field'):<17}{h.get('from')} -> {h.get('to')}  on {h.get('host')}{note}")
+        lines.append(f"  {dates.iso(h.get('at'))}  {h.get('field'):<17}{h.get('from')} -> {h.get('to')}  "
+                     f"on {h.get('host')}{note}")
     return "\n".join(lines)
+
+
+def _shown(value) -> str:
+    """How run_details prints what JSON cannot hold: times in ISO 8601, anything else as str()."""
+    try:
+        return dates.json_default(value)
+    except TypeError:
+        return str(value)

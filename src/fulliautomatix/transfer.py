@@ -44,7 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from . import config as fa_config
-from . import hosts, markers, states, sync
+from . import dates, hosts, markers, states, sync
 from .runsdb import RunsDB
 
 
@@ -220,13 +220,15 @@ def survey_daq(config: dict, runs: list[str], timeout: float = 120) -> DaqSurvey
     return DaqSurvey(False, "", ages)
 
 
-def check_daq(config: dict, stages: list[str], docs: list[dict]) -> tuple[list[str], list[dict], list[str]]:
+def check_daq(config: dict, stages: list[str], docs: list[dict],
+              answer: dict | None = None) -> tuple[list[str], list[dict], list[str]]:
     """The tick's DAQ check: (stages, run documents, one log line each).
 
     When the DAQ is live (or cannot be asked) the transfer stage is dropped
     for this tick; runs the DAQ wrote to within daq.settle_seconds are left
     out of it.  A tick with no run to transfer and nothing to purge does not
-    ask the DAQ at all.
+    ask the DAQ at all.  answer["daq"], when given, is set to what the DAQ
+    said: "live", "idle" or "unreachable" (the metrics and notifications).
     """
     if "transfer" not in stages:
         return stages, docs, []
@@ -234,6 +236,8 @@ def check_daq(config: dict, stages: list[str], docs: list[dict]) -> tuple[list[s
     if not waiting and config["transfer"]["purge"] == "keep":
         return stages, docs, []  # nothing would touch the DAQ this tick: do not ask it
     survey = survey_daq(config, waiting)
+    if answer is not None:
+        answer["daq"] = {True: "live", False: "idle", None: "unreachable"}[survey.live]
     if not survey.may_transfer:
         return [s for s in stages if s != "transfer"], docs, [survey.reason]
     settle = float(config["daq"]["settle_seconds"])
@@ -449,7 +453,7 @@ def _purge_after_verify(db: RunsDB, config: dict, run: str, marker: dict, doc: d
                                        algorithm=info["checksum_algorithm"])
             db.update(run, {"transfer.daq_copy": how, "transfer.daq_purge": {
                 "at": states.now(), "policy": "purge_after_verify", "verified_by": f"copy {info['destination']} "
-                f"on {cluster_host(config).name}, verified {info['finished']}", "error": None}})
+                f"on {cluster_host(config).name}, verified {dates.iso(info['finished'])}", "error": None}})
         except (purge.PurgeRefused, hosts.CommandFailed) as exc:
             log.write(f"DAQ copy of {run} kept: {exc}; a later tick tries again\n")
             db.update(run, {"transfer.daq_purge": {"at": states.now(), "error": str(exc)}})

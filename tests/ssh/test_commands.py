@@ -110,9 +110,9 @@ def test_umask_lets_nothing_more_than_the_modes_through():
 def test_purge_cutoff_follows_the_policy(load):
     now = _dt.datetime(2026, 11, 27, 12, 0, tzinfo=_dt.timezone.utc)
     assert purge.purge_cutoff(load({}), now) is None
-    assert purge.purge_cutoff(load({"transfer": {"purge": "purge_after_verify"}}), now) == now.isoformat()
+    assert purge.purge_cutoff(load({"transfer": {"purge": "purge_after_verify"}}), now) == now
     c = load({"transfer": {"purge": "purge_after_days", "purge_after_days": 2.5}})
-    assert purge.purge_cutoff(c, now) == "2026-11-25T00:00:00+00:00"
+    assert purge.purge_cutoff(c, now) == _dt.datetime(2026, 11, 25, 0, 0, tzinfo=_dt.timezone.utc)
 
 
 def test_the_daq_survey_here(load, tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fulliautomatix import report, report_html, svgplot, timestamps
+from fulliautomatix import dates, report, report_html, svgplot
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import report_data  # noqa: E402
@@ -18,11 +18,11 @@ NOW = _dt.datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
 def test_times_are_read_in_both_forms():
-    s = timestamps.parse("2026-11-27T12:00:00+00:00")
-    assert s == timestamps.parse(_dt.datetime(2026, 11, 27, 12)) == timestamps.parse(NOW) == NOW
-    assert timestamps.parse("2026-11-27T13:00:00+01:00") == NOW
-    assert timestamps.parse(None) is None and timestamps.parse("yesterday") is None and timestamps.parse(5) is None
-    assert timestamps.iso(timestamps.parse(_dt.datetime(2026, 11, 27, 12))) == "2026-11-27T12:00:00+00:00"
+    s = dates.as_utc("2026-11-27T12:00:00+00:00")
+    assert s == dates.as_utc(_dt.datetime(2026, 11, 27, 12)) == dates.as_utc(NOW) == NOW
+    assert dates.as_utc("2026-11-27T13:00:00+01:00") == NOW
+    assert dates.as_utc(None) is None and dates.as_utc("yesterday") is None and dates.as_utc(5) is None
+    assert dates.iso(dates.as_utc(_dt.datetime(2026, 11, 27, 12))) == "2026-11-27T12:00:00+00:00"
 
 
 @pytest.mark.parametrize("as_date", [False, True])
