@@ -109,10 +109,11 @@ def test_status_json_and_a_stuck_run(fa, config_path, site_runs):
     assert [i["run"] for i in stuck] == [site_runs["stuck"]]
     assert stuck[0]["state"] == "transferring" and 11 * 3600 < stuck[0]["seconds"] < 12 * 3600
     assert stuck[0]["last"]["to"] == "transferring" and stuck[0]["last"]["at"].endswith("+00:00")
+    assert stuck[0]["stage"] == "transfer" and stuck[0]["since"] == stuck[0]["last"]["at"]
     text = fa(config_path, "status").stdout
     line = next(ln for ln in text.splitlines() if ln.startswith("  STUCK"))
-    assert site_runs["stuck"] in line and "transferring for 11." in line and "limit 6.0 h" in line
-    assert "last change" in line and "acquired -> transferring on testhost" in line
+    assert site_runs["stuck"] in line and "transferring for 11 h " in line and "limit 6 h 0 min" in line
+    assert "last: " in line and "acquired -> transferring on testhost" in line
     assert "fix: fulliautomatix --transfer --run " + site_runs["stuck"] in line
 
 
