@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -277,3 +278,10 @@ def test_one_tick_archives_batches_in_name_order(fa, make_config, db, tmp_path):
     for n in names:
         first, last = db.get(n)["archive"]["batch"].split("_to_")
         assert first <= n <= last
+    # The tick's end, through this door too: finish_tick's record and the report, after the archive.
+    state = Path(yaml.safe_load(config_path.read_text())["work_dir"]) / "state"
+    (tick,) = [d for d in (state / "ticks").iterdir() if d.is_dir()]
+    assert (tick / "finish.json").is_file() and (tick / "report.json").is_file()
+    archived = max(p.stat().st_mtime for p in (state / "archived").glob("*.json"))
+    assert (tick / "report.json").stat().st_mtime >= archived
+    assert Path(json.loads((tick / "report.json").read_text())["path"]).is_file()
