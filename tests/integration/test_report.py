@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import subprocess
+from pathlib import Path
 
 import pytest
 import report_data
 from chromium_cdp import Chromium, binary
 from fa_testlib import ROOT, skip_or_fail
+
+from fulliautomatix import finish, markers, planning, report
 
 UTC = _dt.timezone.utc
 PLOTS = {"backlog", "bytes", "rate", "daq_to_ondeck", "queue_wait", "processing", "compressed_to_archived",
@@ -172,3 +176,16 @@ def test_a_tick_writes_the_report_after_its_work(fa, make_config, tmp_path):
     assert fa(off, "simulate-daq", "--runs", "1").returncode == 0
     page.unlink()
     assert fa(off).returncode == 0 and not page.exists()
+
+
+def test_a_tick_the_wrapper_finishes_itself_writes_its_report_too(db, config, site_runs, tmp_path):
+    """Batch jobs left running (detached): the wrapper ends the tick with finish_tick and the report."""
+    tick = "20261201T120000-4242"
+    work = Path(config["work_dir"])
+    markers.write(work / planning.plan_path(tick), planning.TickPlan(tick=tick, stages=[]).as_dict())
+    lines = finish.after_snakemake(db, config, tick, 0, True, 0, tmp_path / "snakemake.log")
+    assert [text for level, text in lines if level > logging.INFO] == [] and f"tick {tick}:" in lines[-1][1]
+    assert (work / "state" / "ticks" / tick / "finish.json").is_file()
+    marker = json.loads((work / planning.report_path(tick)).read_text())
+    assert marker["path"] == str(report.default_path(config)) and Path(marker["path"]).is_file()
+    assert marker["attention"] == {"BAD": 1, "HELD": 1, "RETRY": 1, "STUCK": 1}
