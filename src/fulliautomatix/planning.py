@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import config as fa_config
-from . import attention, embedded, markers, process, runsdb, selection, sync, transfer
+from . import attention, markers, process, runsdb, selection, sync, transfer
 
 log = logging.getLogger("fulliautomatix")
 
@@ -121,30 +121,14 @@ def tick_stages(config: dict) -> list[str]:
 def read_plan(config: dict) -> TickPlan:
     """The parse-time view of this tick; reads the runs DB and the markers, writes nothing."""
     plan = TickPlan(tick=tick_id(config), stages=tick_stages(config))
-    rdb = config["runs_db"]
-    uri = os.environ.get(fa_config.DB_ENV) or rdb["uri"]
-    with _reading(config, uri) as read_uri:
-        if read_uri is None:
-            return plan
-        db = runsdb.RunsDB(read_uri, rdb["database"], rdb["collection"], rdb["timeout_seconds"])
-        try:
-            docs = db.pending()
-        except runsdb.RunsDBError as exc:
-            plan.messages.append(f"runs DB not readable while planning ({exc}); the tick's first job will say more")
-            return plan
-        finally:
-            db.close()
+    try:
+        with runsdb.reading(config, os.environ.get(fa_config.DB_ENV), missing_ok=True) as db:
+            docs = db.pending() if db is not None else []
+    except runsdb.RunsDBError as exc:
+        plan.messages.append(f"runs DB not readable while planning ({exc}); the tick's first job will say more")
+        return plan
     plan.docs = {d["name"]: d for d in docs if isinstance(d.get("name"), str)}
     return _finish(plan, choose(config, plan, docs))
-
-
-def _reading(config: dict, uri: str):
-    """A URI to read the runs DB from without changing anything (see embedded.snapshot_uri)."""
-    from contextlib import nullcontext
-
-    if uri == "embedded":
-        return embedded.snapshot_uri(fa_config.state_dir(config))
-    return nullcontext(uri)
 
 
 def plan_tick(db: runsdb.RunsDB, config: dict, tick: str, out_path: str) -> TickPlan:

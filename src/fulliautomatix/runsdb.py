@@ -439,32 +439,41 @@ def connect(config: dict, *, start_embedded: bool = True):
                 uri, proc = embedded.ensure(state)
             except embedded.EmbeddedError as exc:
                 raise RunsDBError(str(exc)) from None
+    try:
+        with _opened(uri, rdb_cfg) as db:
+            yield db
+    finally:
+        embedded.stop(state, proc)
+
+
+@contextmanager
+def _opened(uri: str, rdb_cfg: dict):
     db = RunsDB(uri, rdb_cfg["database"], rdb_cfg["collection"], rdb_cfg["timeout_seconds"])
     try:
         db.ping()
         yield db
     finally:
         db.close()
-        embedded.stop(state, proc)
 
 
 @contextmanager
-def reading(config: dict):
+def reading(config: dict, uri: str | None = None, missing_ok: bool = False):
     """Yield a RunsDB to read from, changing nothing: the embedded DB of a work dir where no
-    server runs is read from a copy (:func:`embedded.snapshot_uri`), so no file appears there."""
+    server runs is read from a copy (:func:`embedded.snapshot_uri`), so no file appears there.
+    With missing_ok, a work dir that has no runs DB yet yields None."""
     rdb_cfg = config["runs_db"]
-    if rdb_cfg["uri"] != "embedded":
-        with connect(config) as db:
+    uri = uri or rdb_cfg["uri"]
+    if uri != "embedded":
+        with _opened(uri, rdb_cfg) as db:
             yield db
         return
-    with embedded.snapshot_uri(fa_config.state_dir(config)) as uri:
-        if uri is None:
+    with embedded.snapshot_uri(fa_config.state_dir(config)) as read_uri:
+        if read_uri is None:
+            if missing_ok:
+                yield None
+                return
             raise RunsDBError(f"no runs DB yet in {fa_config.state_dir(config)} (the DAQ, or simulate-daq, "
                               "inserts the runs)")
-        db = RunsDB(uri, rdb_cfg["database"], rdb_cfg["collection"], rdb_cfg["timeout_seconds"])
-        try:
-            db.ping()
+        with _opened(read_uri, rdb_cfg) as db:
             yield db
-        finally:
-            db.close()
 
