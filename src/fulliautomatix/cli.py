@@ -31,8 +31,8 @@ from pathlib import Path
 
 import yaml
 
-from . import (archive, embedded, finish, migrate, notify, planning, report, runsdb, scheduler, simulate, states,
-               status, tickguard)
+from . import (archive, embedded, finish, migrate, notify, planning, progress, report, runsdb, scheduler, simulate,
+               states, status, tickguard)
 from . import config as fa_config
 
 log = logging.getLogger("fulliautomatix")
@@ -220,9 +220,15 @@ def run_snakemake(config: dict, stages: list[str], runs: list[str], uri: str, st
     log_file = Path(config["log_dir"]) / "snakemake" / f"{tick_id}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     batch = scheduler.profile_submits_jobs(cluster["profile"])
-    returncode, detached = scheduler.run_bounded(
-        argv, cwd=config["work_dir"], env=env, log_file=log_file, work_dir=config["work_dir"],
-        wait_seconds=config["processing"]["tick_wait_seconds"] if batch else None, pass_fds=tickguard.wrapper_fds())
+    live = progress.LiveProgress(log_file, config["work_dir"]) if progress.LiveProgress.wanted() else None
+    try:
+        returncode, detached = scheduler.run_bounded(
+            argv, cwd=config["work_dir"], env=env, log_file=log_file, work_dir=config["work_dir"],
+            wait_seconds=config["processing"]["tick_wait_seconds"] if batch else None,
+            pass_fds=tickguard.wrapper_fds(), on_poll=live)
+    finally:
+        if live:
+            live.close()
     if batch:
         scheduler.tidy(config["work_dir"], tick_file.parent)  # jobs still to start read their tick's file
     else:
