@@ -17,8 +17,9 @@ reads any of the formats, and keeps our jobs):
    exits 153 and prints nothing when the cluster has no job at all: that is
    "no jobs", as every other flavour's empty answer is.
 
-A query refused with a usage text is passed over; any other failure ends the
-round (the scheduler is not answering: no job is taken for ended).  The query
+A query refused with a usage text is passed over (so is a JSON query that
+printed nothing: PBS Pro prints its ``timestamp`` object even for no jobs); any
+other failure ends the round (the scheduler is not answering: no job is taken for ended).  The query
 that answered is remembered in ``state/qstat-query.json`` and tried first for
 a day, then the order is tried again (a server may have been upgraded).
 """
@@ -73,6 +74,9 @@ def listing(run: Callable[[list[str]], subprocess.CompletedProcess], work_dir: P
                 passed_over.append(why)
                 continue
             raise ListingError(why + _also(passed_over))
+        if query == "json" and not proc.stdout.strip():  # PBS Pro prints {"timestamp": ...} even for no jobs
+            passed_over.append(f"{shlex.join(args)} printed nothing")
+            continue
         try:
             jobs = parse_listing(proc.stdout, "qstat", user, prefix)
         except ListingError as exc:

@@ -381,8 +381,8 @@ def status(s: dict, job_id: str) -> str:
         return "running"
     if job.state in SUCCEEDED:
         return "success"
-    if job.state in ENDED_UNKNOWN and record is None:
-        return "success"  # not one of ours: trust the scheduler; Snakemake checks the outputs
+    if job.state in ENDED_UNKNOWN and record is None:  # not one of ours: trust the scheduler
+        return "failed" if job.exit_status not in (None, 0) else "success"  # Snakemake checks the outputs
     return "failed"
 
 

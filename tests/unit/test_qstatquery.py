@@ -154,3 +154,10 @@ def test_no_job_at_all_on_the_slurm_wrapper_is_exit_153_and_nothing_printed(tmp_
     loud = {**empty, "-f": (153, None, "qstat: Unknown Job Id 17.pbs01\n")}
     with pytest.raises(scheduler.SchedulerError, match="exited with 153: qstat: Unknown Job Id"):
         commands(tmp_path, loud).listing()
+
+
+def test_a_json_query_answered_with_nothing_is_passed_over_not_no_jobs(tmp_path):
+    silent = {"-f -F json": (0, None, None), "-f -u asterix": (0, "torque-f.txt", None)}
+    jobs = commands(tmp_path, silent, user="asterix").listing()
+    assert calls(tmp_path) == ["-f -F json", "-f -u asterix"] and jobs["4809"].timed_out
+    assert markers.read(tmp_path / qstatquery.LEARNED)["passed_over"] == ["qstat -f -F json printed nothing"]
