@@ -176,3 +176,15 @@ def test_a_pbs_walltime_kill_gives_the_next_attempt_more_walltime(tmp_path, stde
     again = process.make_request(config, db.doc)
     assert (first["walltime"], first["queue"]) == ("03:36:00", "standby")
     assert (again["walltime"], again["queue"], again["timeouts"]) == ("07:12:00", "physics", 1)  # timeout_growth 2
+
+
+def test_the_status_of_a_job_without_a_record_follows_its_listed_exit_status(tmp_path):
+    import time
+
+    from fulliautomatix import markers
+
+    listed = [Job("17", "x", "C", exit_status=3), Job("18", "y", "C", exit_status=0), Job("19", "z", "C"),
+              Job("20", "w", "E", exit_status=-29)]
+    markers.write(tmp_path / scheduler.CACHE, {"at": time.time(), "jobs": {j.id: vars(j) for j in listed}})
+    s = {"work_dir": str(tmp_path), "cache_seconds": 60}
+    assert [scheduler.status(s, j) for j in ("17", "18", "19", "20")] == ["failed", "success", "success", "running"]
