@@ -147,7 +147,7 @@ class Commands:
         return qstatquery.argv(qstatquery.learned(self.s["work_dir"])[0], user)
 
     def listing(self) -> dict[str, Job]:
-        """This user's jobs the scheduler remembers: {id: Job}. One query (a second while learning qstat's)."""
+        """This user's jobs the scheduler remembers: {id: Job}. One query (more while learning which qstat -f)."""
         if self.s["status_query"] == "qstat" and self.s["scheduler"] != "slurm":
             try:
                 return qstatquery.listing(self.run, self.s["work_dir"], self.s["username"],
