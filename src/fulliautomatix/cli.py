@@ -116,18 +116,28 @@ def command_parser(command: str) -> argparse.ArgumentParser:
     return ap
 
 
+class _Redacted(logging.Filter):
+    """Masks the credentials of any URI in a log line (runsdb.redact), on screen and in the dated log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = runsdb.redact(record.getMessage()), None
+        return True
+
+
 def setup_logging(level: str, log_dir: str | None) -> None:
     root = logging.getLogger("fulliautomatix")
     root.setLevel(getattr(logging, level.upper()))
     root.handlers.clear()
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(logging.Formatter("fulliautomatix: %(message)s"))
+    console.addFilter(_Redacted())
     root.addHandler(console)
     if log_dir:
         Path(log_dir).mkdir(parents=True, exist_ok=True)
         day = _dt.date.today().isoformat()
         fh = logging.FileHandler(Path(log_dir) / f"fulliautomatix-{day}.log")
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        fh.addFilter(_Redacted())
         root.addHandler(fh)
 
 
@@ -224,11 +234,13 @@ def run_snakemake(config: dict, stages: list[str], runs: list[str], uri: str, st
         else:
             if "Building DAG" in line or line.startswith(("WorkflowError", "MissingInput")):
                 log.debug("%s", line)
-    if detached:
-        log.info("tick %s done; its batch jobs still run, later ticks collect them", tick_id)
-        return 1 if errors else 0
-    if returncode != 0:
+    if returncode not in (0, None):
         log.error("tick %s: some jobs failed; details in %s", tick_id, log_file)
+    elif errors:  # e.g. a stage's result the runs DB did not take: not "done"
+        log.error("tick %s finished with %d error%s (above); details in %s", tick_id, errors,
+                  "" if errors == 1 else "s", log_file)
+    elif detached:
+        log.info("tick %s done; its batch jobs still run, later ticks collect them", tick_id)
     else:
         log.info("tick %s done", tick_id)
     return 1 if returncode or errors else 0

@@ -151,7 +151,4 @@ def _marker_again(cluster: hosts.Host, run: str, doc: dict, final: str, marker_p
 
 
 def _record(db: RunsDB, marker: dict, doc: dict, log) -> None:
-    try:
-        sync.apply(db, marker, doc=doc, note="compressed and verified")
-    except Exception as exc:  # the marker stands; the next tick's sync replays it
-        log.write(f"runs DB update failed ({exc}); the next tick will repair it from the marker\n")
+    sync.record(db, marker, doc, "compressed and verified", log)  # on failure the next tick replays the marker

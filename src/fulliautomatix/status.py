@@ -17,8 +17,7 @@ def table(counts: dict[tuple[str, str], int], pending: list[dict], config: dict)
     for (raw, proc), n in sorted(counts.items(), key=lambda kv: (order.get(kv[0][0], 99), porder.get(kv[0][1], 99))):
         lines.append(f"{raw:<14}{proc:<18}{n:>8}")
     lines.append(f"{'total':<32}{sum(counts.values()):>8}")
-    limits = {"transfer_attempts": config["transfer"]["max_attempts"],
-              "process_attempts": config["processing"]["max_attempts"]}
+    limits = selection.limits(config)
     attention = []
     for doc in pending:
         problem = selection.check_doc(doc, config["run_name_pattern"])

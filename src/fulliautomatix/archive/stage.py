@@ -174,10 +174,7 @@ def archive_batch(db: RunsDB, config: dict, batch: str, members: list[str], comp
         }
     marker = {"batch": batch, "location": location, "backend": be.name, "runs": runs, "verified": verified_at}
     markers.write(marker_path, marker)
-    try:
-        sync.apply_batch(db, marker, note="archived and verified")
-    except Exception as exc:  # the marker stands; the next tick's sync replays it
-        log.write(f"runs DB update failed ({exc}); the next tick will repair it from the marker\n")
+    sync.record(db, marker, None, "archived and verified", log)  # on failure the next tick replays the marker
     # The marker records the verified tarball, so the compressed copies may go now.
     if config["archive"]["purge_compressed"]:
         purged = purge_compressed(db, config, members, files, source, log)
