@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from . import archive, embedded, planning, runsdb, scheduler, simulate, states, status, tickguard
+from . import archive, embedded, hosts, planning, runsdb, scheduler, simulate, states, status, tickguard
 from . import config as fa_config
 
 log = logging.getLogger("fulliautomatix")
@@ -141,10 +141,16 @@ def setup_logging(level: str, log_dir: str | None) -> None:
         root.addHandler(fh)
 
 
-def resolve_runs(db: runsdb.RunsDB, refs: list[str]) -> tuple[list[str], list[str]]:
-    """(names found, error lines for refs that are not runs)."""
+def resolve_runs(db: runsdb.RunsDB, refs: list[str], pattern: str | None = None) -> tuple[list[str], list[str]]:
+    """(names found, error lines for refs that are not runs); with `pattern`, a ref that is neither a run name
+    matching it nor a number is refused before the runs DB is asked (``restore ../../etc``)."""
+    import re
+
     names, errors = [], []
     for ref in refs:
+        if pattern and not re.fullmatch(pattern, ref) and not ref.isdigit():
+            errors.append(f"run {ref!r}: not a run name (run_name_pattern {pattern}) or number; refused")
+            continue
         try:
             names.append(db.resolve(ref)["name"])
         except runsdb.UnknownRun as exc:
@@ -168,14 +174,14 @@ def tick(args, config: dict) -> int:
         db.ensure_indexes()
         runs: list[str] = []
         if args.run:
-            runs, errors = resolve_runs(db, args.run)
+            runs, errors = resolve_runs(db, args.run, config["run_name_pattern"])
             for e in errors:
                 log.error("%s", e)
             if not runs:
                 raise Failure("none of the runs given with --run is in the runs DB; nothing done")
         reprocess: list[str] = []
         if args.reprocess:
-            reprocess, more = resolve_runs(db, args.reprocess)
+            reprocess, more = resolve_runs(db, args.reprocess, config["run_name_pattern"])
             for e in more:
                 log.error("%s", e)
             errors += more
@@ -251,14 +257,17 @@ def run_snakemake(config: dict, stages: list[str], runs: list[str], uri: str, st
 def cmd_status(args, config: dict) -> int:
     with runsdb.connect(config) as db:
         if args.runs:
-            names, errors = resolve_runs(db, args.runs)
+            names, errors = resolve_runs(db, args.runs, config["run_name_pattern"])
             for name in names:
                 print(status.run_details(db.get(name)))
             for e in errors:
                 log.error("%s", e)
             return 1 if errors else 0
         pending = db.pending()
-        print(status.table(db.counts(), pending, config))
+        duplicates = db.duplicate_names()
+        shown = [d for d in pending if d.get("name") not in duplicates]  # each duplicate listed once, as BAD
+        more = status.problems(duplicates, db.unknown_states(), db.copy_problems(), shown, config)
+        print(status.table(db.counts(), shown, config, more))
     return 3 if args.check and pending else 0
 
 
@@ -285,13 +294,18 @@ def cmd_simulate(args, config: dict) -> int:
     return 0
 
 
+# What `retry` clears: failure counts, and the holds a human's fix resolves.
+RETRY_CLEARS = {"transfer.attempts": 0, "transfer.error": None, "transfer.missing": None, "processing.attempts": 0,
+                "compressed.attempts": 0, "compressed.error": None, "compressed.held": None, "lost": None}
+
+
 def cmd_retry(args, config: dict) -> int:
     with runsdb.connect(config) as db:
-        names, errors = resolve_runs(db, args.runs)
+        names, errors = resolve_runs(db, args.runs, config["run_name_pattern"])
         for e in errors:
             log.error("%s", e)
         for name in names:
-            db.update(name, {"transfer.attempts": 0, "transfer.error": None, "processing.attempts": 0})
+            db.update(name, dict(RETRY_CLEARS))
             log.info("run %s: failure counts cleared; the next tick tries it again", name)
     return 1 if errors else 0
 
@@ -299,14 +313,14 @@ def cmd_retry(args, config: dict) -> int:
 def cmd_restore(args, config: dict) -> int:
     failed = False
     with runsdb.connect(config) as db:
-        names, errors = resolve_runs(db, args.runs)
+        names, errors = resolve_runs(db, args.runs, config["run_name_pattern"])
         for e in errors:
             log.error("%s", e)
         for name in names:
             try:
                 where = archive.restore(db, config, name, args.to.resolve())
                 print(f"{name}: restored to {where} (verified against its recorded checksums)")
-            except archive.ArchiveError as exc:
+            except (archive.ArchiveError, hosts.BadRunName, OSError) as exc:
                 log.error("%s", exc)
                 failed = True
     return 1 if errors or failed else 0

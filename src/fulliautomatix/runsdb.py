@@ -31,7 +31,8 @@ REQUIRED_FIELDS = ("name", "number", "events", "source", "raw_status", "raw_loca
 
 # The fields queries select on; ensure_indexes creates one index on each.
 INDEXES = (("name", True), ("number", False), (states.RAW, False), (states.PROCESSED, False),
-           ("archive.batch", False), ("reprocess.tag", False), ("transfer.daq_copy", False))
+           ("archive.batch", False), ("reprocess.tag", False), ("transfer.daq_copy", False),
+           ("archive.copy_ok", False))
 PENDING_RAW = tuple(states.PENDING_QUERY[states.RAW]["$in"])
 
 
@@ -117,6 +118,10 @@ class RunsDB:
         rows = self.col.aggregate([{"$group": {"_id": "$name", "n": {"$sum": 1}}}, {"$match": {"n": {"$gt": 1}}}])
         names = sorted(str(row["_id"]) for row in rows if row["_id"] is not None)
         return {name: sorted(str(d["_id"]) for d in self.col.find({"name": name}, {"_id": 1})) for name in names}
+
+    def copy_problems(self) -> list[dict]:
+        """Runs whose archived copy failed its last check (``archive.copy_ok`` false; index-backed)."""
+        return list(self.col.find({"archive.copy_ok": False}, {"history": 0, "transfer.checksums": 0}).sort("name", 1))
 
     def unknown_states(self, limit: int = 20) -> list[dict]:
         """Runs whose raw_status is missing or not a state (never pending, so never in :meth:`pending`).

@@ -9,8 +9,41 @@ from . import selection, states
 ERROR_FIELDS = (("transfer", "error"), ("processing", "log_tail"), ("compressed", "error"), ("archive", "error"))
 
 
-def table(counts: dict[tuple[str, str], int], pending: list[dict], config: dict) -> str:
-    """Counts per state, then one line per run that needs attention."""
+SHOWN = 20  # lines of one kind at most; the rest are counted
+
+
+def one_copy(doc: dict) -> str | None:
+    """The only verified copy of a run not yet archived whose DAQ copy is gone, or None (two or more)."""
+    if (doc.get("transfer") or {}).get("daq_copy") not in ("purged", "absent") or selection.lost(doc):
+        return None
+    raw = doc.get(states.RAW)
+    if raw in ("ondeck", "compressing"):
+        return f"its copy on scratch {(doc.get('transfer') or {}).get('destination') or ''}".rstrip()
+    if raw in ("compressed", "archiving"):
+        return f"its compressed copy {(doc.get('compressed') or {}).get('path') or ''}".rstrip()
+    return None
+
+
+def _capped(lines: list[str]) -> list[str]:
+    return lines[:SHOWN] + ([f"  ... and {len(lines) - SHOWN} more"] if len(lines) > SHOWN else [])
+
+
+def problems(duplicates: dict[str, list[str]], unknown: list[dict], lost_copies: list[dict], pending: list[dict],
+             config: dict) -> list[str]:
+    """Lines for what the per-run view of pending runs cannot show: duplicate names, unknown states,
+    archived copies that stopped verifying, and runs with a single verified copy."""
+    lines = [f"  BAD   run {name}: {len(ids)} documents have this name (_id {', '.join(ids)}); no tick touches it "
+             "until one is left (the tick's line gives the command)" for name, ids in sorted(duplicates.items())]
+    lines += [f"  BAD   {selection.check_doc(d, config['run_name_pattern']) or d.get('name')}" for d in unknown]
+    lines += _capped([f"  LOST-COPY run {d.get('name')}: {(d.get('archive') or {}).get('copy_error')}"
+                      for d in lost_copies])
+    single = [f"  ONE-COPY run {d['name']}: only {one_copy(d)} (DAQ copy {d['transfer']['daq_copy']}, not yet "
+              "archived)" for d in pending if isinstance(d.get("name"), str) and one_copy(d)]
+    return lines + _capped(single)
+
+
+def table(counts: dict[tuple[str, str], int], pending: list[dict], config: dict, more: list[str] = ()) -> str:
+    """Counts per state, then one line per run that needs attention (`more`: lines from :func:`problems`)."""
     lines = [f"{'raw_status':<14}{'processed_status':<18}{'runs':>8}"]
     order = {s: i for i, s in enumerate(states.RAW_STATES)}
     porder = {s: i for i, s in enumerate(states.PROCESSED_STATES)}
@@ -26,7 +59,7 @@ def table(counts: dict[tuple[str, str], int], pending: list[dict], config: dict)
             continue
         _, held = selection.start_stage(doc, limits)
         if held:
-            attention.append(f"  HELD  {held}")
+            attention.append(f"  {'LOST' if selection.lost(doc) else 'HELD'}  {held}")
             continue
         for sub, key in ERROR_FIELDS:
             err = (doc.get(sub) or {}).get(key)
@@ -34,6 +67,7 @@ def table(counts: dict[tuple[str, str], int], pending: list[dict], config: dict)
                 first = str(err).strip().splitlines()[-1] if sub == "processing" else str(err)
                 attention.append(f"  RETRY run {doc['name']}: last {sub} attempt failed: {first}")
                 break
+    attention += list(more)
     if attention:
         lines += ["", "runs needing attention:"] + attention
     return "\n".join(lines)

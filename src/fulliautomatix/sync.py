@@ -35,7 +35,7 @@ def path_between(field: str, start: str, goal: str) -> list[str]:
                 cur = prev[cur]
             return out[::-1]
         for nxt in sorted(table.get(cur, ())):
-            if nxt not in prev:
+            if nxt not in prev and (field, cur, nxt) not in states.RECOVERY:
                 prev[nxt] = cur
                 todo.append(nxt)
     raise states.TransitionRefused(f"{field}: no way from {start} to {goal}")

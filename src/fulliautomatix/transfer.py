@@ -346,9 +346,21 @@ def _rsync(daq: hosts.Host, config: dict, run: str, log) -> float | None:
     if res.stderr.strip():
         log.write(res.stderr if res.stderr.endswith("\n") else res.stderr + "\n")
     if res.returncode != 0:
-        tail = (res.stderr.strip().splitlines() or [""])[-1]
-        raise TransferError(f"rsync exited with {res.returncode}: {tail}")
+        raise TransferError(rsync_failure(config, run, res.returncode, res.stderr))
     return res.started
+
+
+def rsync_failure(config: dict, run: str, returncode: int, stderr: str) -> str:
+    """What a failed rsync means, in words: a missing DAQ directory, a full disk, else rsync's own cause."""
+    loc = locations(config, run)
+    why = hosts.cause(stderr)
+    if returncode == 3 and f"{loc['source']}: no such directory" in stderr:
+        return f"the DAQ has no directory {loc['source']} on {daq_host(config).name}"
+    if "No space left on device" in why or "Disk quota exceeded" in why:
+        full = "No space left on device" if "No space" in why else "Disk quota exceeded"
+        return (f"{full} on the cluster's scratch {loc['scratch']} ({cluster_host(config).name}), copying into "
+                f"{loc['staging']}; free space there, the next tick resumes the copy (rsync: {why})")
+    return f"rsync exited with {returncode}: {why}"
 
 
 def _scan_both(daq: hosts.Host, cluster: hosts.Host, config: dict, source: str, copy: str, log):
