@@ -141,7 +141,14 @@ def _sound_members(db: RunsDB, config: dict, batch: str, current: dict[str, dict
     except hosts.CommandFailed as exc:
         raise ArchiveError(f"cannot make archive.staging {source.path(str(staging_dir(config)))}: {exc}") from None
     expected = {member_name(run): expected_member(d) for run, d in current.items()}
-    dropped = _drop_bad_copies(db, config, current, check_sources(source, files, expected, log), log)
+    try:
+        bad = check_sources(source, files, expected, log)
+    except ArchiveError as exc:  # a copy that is a link, or scratch unreachable: the whole batch waits
+        for run, doc in current.items():
+            db.update(run, {"archive.error": str(exc)}, doc=doc)
+        raise ArchiveError(f"batch {batch} ({', '.join(current)}): {exc}; the runs stay compressed, their "
+                           "compressed copies are kept, and the next tick retries") from None
+    dropped = _drop_bad_copies(db, config, current, bad, log)
     members = [run for run in current if run not in dropped]
     if not members:
         raise ArchiveError(f"batch {batch}: " + "; ".join(dropped.values()))
@@ -226,7 +233,7 @@ def archive_batch(db: RunsDB, config: dict, batch: str, members: list[str], comp
     sync.record(db, marker, None, "archived and verified", log)  # on failure the next tick replays the marker
     # The marker records the verified tarball, so the compressed copies may go now.
     if config["archive"]["purge_compressed"]:
-        purged = purge_compressed(db, config, members, files, source, log)
+        purged = purge_compressed(db, config, members, files, source, log, docs=[current[r] for r in members])
         log.write(f"batch {batch} verified at {be.url(location)}; purged {len(purged)} compressed copies\n")
     return marker
 
@@ -263,14 +270,15 @@ def _store(be, batch: str, expected: dict[str, Member], earlier: list[dict], sou
 
 
 def purge_compressed(db: RunsDB, config: dict, members: list[str], files: dict[str, Path], source: hosts.Host,
-                     log) -> list[str]:
+                     log, docs: list[dict] | None = None) -> list[str]:
     """Delete the archived runs' compressed copies on scratch; the runs whose copy went.
 
     Only <scratch>/compressed/<run>.tar.zst of the copies' cluster, each a
     regular file there and not a link (hosts.remove_files); a copy recorded
     anywhere else, or a link, is kept and the log says why.
     """
-    cluster = source_cluster(config, [db.get(run) for run in members])
+    # `docs`: the documents read before archiving (the runs DB may be gone by now)
+    cluster = source_cluster(config, docs or [db.get(run) for run in members])
     root = str(Path(config["clusters"][cluster]["scratch"]) / "compressed")  # as compress.paths makes it
     runs = [run for run in members if str(files[member_name(run)]) == f"{root}/{member_name(run)}"]
     for run in set(members) - set(runs):
