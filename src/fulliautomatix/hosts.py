@@ -121,10 +121,25 @@ class BadRunName(ValueError):
     pass
 
 
+def short(argv: list[str]) -> str:
+    """A command on one short line: an inline script by its name (``bash -c SCRIPT NAME ARGS``), even in the
+    one command string ssh runs remotely."""
+    words = list(argv)
+    if words and "\n" in words[-1]:
+        try:
+            words = words[:-1] + shlex.split(words[-1])
+        except ValueError:
+            pass
+    for i in range(len(words) - 2):
+        if words[i:i + 2] == ["bash", "-c"]:
+            return shlex.join(words[:i] + words[i + 3:i + 6]) + ("..." if len(words) > i + 6 else "")
+    return shlex.join(words[:3]) + "..."
+
+
 class CommandFailed(RuntimeError):
     def __init__(self, argv: list[str], returncode: int, stderr: str):
         self.argv, self.returncode, self.stderr = argv, returncode, stderr
-        super().__init__(f"{shlex.join(argv[:3])}... exited with {returncode}: {cause(stderr)}")
+        super().__init__(f"{short(argv)} exited with {returncode}: {cause(stderr)}")
 
 
 class Unsafe(CommandFailed):

@@ -96,7 +96,9 @@ def start_over(db: RunsDB, config: dict, doc: dict, why: str, log, *, reprocess:
         db.transition(run, states.PROCESSED, "none", doc=doc, note="its input copy went bad; output set aside",
                       fields={"processing.attempts": 0, "processing.set_aside": {"at": states.now(), "to": aside,
                                                                                  "why": why}})
-    _drop_markers(config, run, ("transfer", "process", "compress") if aside else ("transfer", "compress"))
+    # Every stage marker goes (a processed run's too: its job then only writes it again), so that
+    # Snakemake builds the chain from the transfer on.
+    _drop_markers(config, run, ("transfer", "process", "compress"))
     again = "transferred and processed again" if aside else "transferred and compressed again"
     kept = f"; its processing output was set aside in {aside}, never to be trusted" if aside else ""
     return f"run {run}: {why}; the DAQ copy still verifies, so the run is {again} by the next ticks{kept}"
