@@ -123,7 +123,7 @@ def _watch(state_dir: Path, server: int, owner: int, since: float | None, poll: 
     try:
         proc = psutil.Process(owner)
         if since is None or abs(proc.create_time() - since) < 1:
-            while proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+            while proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE and _pid_alive(server):
                 time.sleep(poll)
     except psutil.Error:
         pass
@@ -140,8 +140,19 @@ def _start_watcher(state_dir: Path, server: int, owner: int) -> None:
         since = 0.0
     argv = [sys.executable, "-m", "fulliautomatix.embedded", "--state", str(state_dir), "--server", str(server),
             "--owner", str(owner), "--since", repr(since)]
-    subprocess.Popen(argv, start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                     stderr=subprocess.DEVNULL)
+    _watchers[server] = subprocess.Popen(argv, start_new_session=True, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+_watchers: dict[int, subprocess.Popen] = {}  # server pid -> the watcher this process started for it
+
+
+def _end_watcher(server: int) -> None:
+    """The owner stopped its server itself: its watcher has nothing left to do."""
+    watcher = _watchers.pop(server, None)
+    if watcher is not None and watcher.poll() is None:
+        watcher.terminate()
+        watcher.wait()
 
 
 def _command(p: dict[str, Path], port: int) -> list[str]:
@@ -209,6 +220,7 @@ def release(state_dir: Path, proc: subprocess.Popen | None) -> None:
     """
     if proc is not None and stop_if_unused(state_dir, proc.pid):
         proc.poll()  # reap it
+        _end_watcher(proc.pid)
 
 
 def stop(state_dir: Path, proc: subprocess.Popen | None) -> None:
