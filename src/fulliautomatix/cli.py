@@ -263,11 +263,12 @@ def cmd_status(args, config: dict) -> int:
             for e in errors:
                 log.error("%s", e)
             return 1 if errors else 0
-        pending = db.pending()
+        pending, counts = db.pending(), db.counts()
         duplicates = db.duplicate_names()
         shown = [d for d in pending if d.get("name") not in duplicates]  # each duplicate listed once, as BAD
-        more = status.problems(duplicates, db.unknown_states(), db.copy_problems(), shown, config)
-        print(status.table(db.counts(), shown, config, more))
+        unknown = db.unknown_states(raw_values={raw for raw, _ in counts})
+        print(status.table(counts, shown, config, status.problems(duplicates, unknown, db.copy_problems(), shown,
+                                                                  config)))
     return 3 if args.check and pending else 0
 
 

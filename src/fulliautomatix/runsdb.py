@@ -123,14 +123,15 @@ class RunsDB:
         """Runs whose archived copy failed its last check (``archive.copy_ok`` false; index-backed)."""
         return list(self.col.find({"archive.copy_ok": False}, {"history": 0, "transfer.checksums": 0}).sort("name", 1))
 
-    def unknown_states(self, limit: int = 20) -> list[dict]:
+    def unknown_states(self, limit: int = 20, raw_values=None) -> list[dict]:
         """Runs whose raw_status is missing or not a state (never pending, so never in :meth:`pending`).
 
-        One one-field ``$group`` (cheap on nx-27017), then one equality
-        query per unknown value, at most `limit` runs each.
+        One one-field ``$group`` (cheap on nx-27017; `raw_values`, the
+        raw_status values :meth:`counts` found, spares it), then one
+        equality query per unknown value, at most `limit` runs each.
         """
         docs = []
-        for value in self._group(states.RAW):
+        for value in (self._group(states.RAW) if raw_values is None else raw_values):
             if value not in states.RAW_STATES:
                 query = {states.RAW: None if value == "?" else value}
                 docs += self.col.find(query, {"history": 0}).limit(limit)
