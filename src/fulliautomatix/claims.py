@@ -89,6 +89,11 @@ def release(config: dict, name: str) -> None:
         fh.close()
 
 
+def names_held() -> list[str]:
+    """What this process holds claims on."""
+    return list(_held)
+
+
 def held_fds() -> tuple[int, ...]:
     """This process's claims, for a long-running child to inherit (subprocess pass_fds)."""
     return tuple(fh.fileno() for fh in _held.values())

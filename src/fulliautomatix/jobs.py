@@ -132,3 +132,6 @@ def run(snakemake, stage_function, connect: bool = True, local: bool = True, on_
             log.write(f"ERROR: {line}\n")
             print(f"fulliautomatix: {line}", file=sys.__stderr__)
             sys.exit(1)
+        finally:
+            for name in claims.names_held():
+                claims.release(config, name)
