@@ -8,6 +8,7 @@
     fulliautomatix simulate-daq --runs 8    # write simulated runs, as the DAQ does
     fulliautomatix retry 170101_0001        # clear a run's failure count after a fix
     fulliautomatix restore 170101_0001 --to /tmp/restored
+    fulliautomatix audit                    # read archived runs back; list strays and missing copies
     fulliautomatix db serve --port 27017    # run the embedded runs DB for other clients
     fulliautomatix paths snakefile          # where the workflow is, for running Snakemake directly
 
@@ -41,6 +42,7 @@ COMMANDS = {  # `fulliautomatix COMMAND --help` for each one's options
     "retry": "clear a held run's failure counts, so the next tick tries it again",
     "db": "db serve: run the embedded runs DB in the foreground for other clients",
     "paths": "print where the workflow, profiles and default config are (for running Snakemake)",
+    "audit": "read archived runs back and compare them with their checksums; list strays and missing copies",
 }
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -110,6 +112,10 @@ def command_parser(command: str) -> argparse.ArgumentParser:
     elif command == "db":
         ap.add_argument("action", choices=["serve"], help="serve: run the embedded runs DB in the foreground")
         ap.add_argument("--port", type=int, default=27017, help="loopback port (default 27017)")
+    elif command == "audit":
+        ap.add_argument("runs", nargs="*", help="archived runs (name or number) to read back; none: the "
+                                                 "oldest audited first, and strays")
+        ap.add_argument("--limit", type=int, default=100, help="archived runs to read back at most (default 100)")
     elif command == "paths":
         ap.add_argument("name", nargs="?", choices=list(fa_config.resource_paths()),
                         help="print only this path (e.g. for $(fulliautomatix paths snakefile))")
@@ -327,6 +333,22 @@ def cmd_restore(args, config: dict) -> int:
     return 1 if errors or failed else 0
 
 
+def cmd_audit(args, config: dict) -> int:
+    """The archive's fixity check and strays (fulliautomatix.audit); exit 1 when anything is found."""
+    from . import audit
+
+    with runsdb.connect(config) as db:
+        names, errors = resolve_runs(db, args.runs, config["run_name_pattern"])
+        for e in errors:
+            log.error("%s", e)
+        if args.runs and not names:
+            return 1
+        found = audit.audit(db, config, args.limit, archive.stage._DebugLog(), names)
+    for line in found.lines():
+        print(line)
+    return 1 if errors or found.bad or found.strays or found.missing else 0
+
+
 def cmd_paths(args) -> int:
     """Print the resource paths (no config, no runs DB needed)."""
     paths = fa_config.resource_paths()
@@ -345,7 +367,7 @@ def cmd_db(args, config: dict) -> int:
 
 
 HANDLERS = {"status": cmd_status, "simulate-daq": cmd_simulate, "retry": cmd_retry,
-            "restore": cmd_restore, "db": cmd_db}
+            "restore": cmd_restore, "db": cmd_db, "audit": cmd_audit}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -119,9 +119,14 @@ class RunsDB:
         names = sorted(str(row["_id"]) for row in rows if row["_id"] is not None)
         return {name: sorted(str(d["_id"]) for d in self.col.find({"name": name}, {"_id": 1})) for name in names}
 
+    def copies(self) -> list[dict]:
+        """Every run with where its copies are recorded (for `fulliautomatix audit`; reads every document)."""
+        # whole sub-documents: nx-27017 flattens dotted projections
+        return list(self.col.find({}, {"name": 1, "raw_status": 1, "transfer": 1, "compressed": 1, "archive": 1}))
+
     def copy_problems(self) -> list[dict]:
         """Runs whose archived copy failed its last check (``archive.copy_ok`` false; index-backed)."""
-        return list(self.col.find({"archive.copy_ok": False}, {"history": 0, "transfer.checksums": 0}).sort("name", 1))
+        return list(self.col.find({"archive.copy_ok": False}, {"history": 0}).sort("name", 1))
 
     def unknown_states(self, limit: int = 20, raw_values=None) -> list[dict]:
         """Runs whose raw_status is missing or not a state (never pending, so never in :meth:`pending`).

@@ -347,7 +347,7 @@ def restore(db: RunsDB, config: dict, run: str, dest: Path, log=None) -> Path:
                                     f"({problems[0]}); left in {work}")
     os.replace(work / run, final)
     shutil.rmtree(work)
-    if a.get("copy_ok") is False:
+    if a.get("copy_ok") in (False,):  # (nx-27017 gives a false it stored back as 0)
         db.update(run, {"archive.copy_ok": True, "archive.copy_error": None, "archive.copy_checked": states.now()})
     return final
 
