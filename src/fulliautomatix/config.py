@@ -47,6 +47,17 @@ SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 DEFAULT_CONFIG = ROOT / "config" / "config.yaml"
 
 
+def version() -> str:
+    """The installed package's version (its metadata), as `fulliautomatix --version` prints it."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("fulliautomatix")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def resource_paths() -> dict[str, Path]:
     """What `fulliautomatix paths` prints: where Snakemake users find the workflow."""
     return {"root": ROOT, "snakefile": ROOT / "workflow" / "Snakefile", "profiles": ROOT / "profiles",
@@ -175,6 +186,9 @@ def finalize(config: dict, base: str | os.PathLike | None = None) -> dict:
         config["runs_db"]["uri"] = os.environ[DB_ENV]
     config["work_dir"] = _abs(config["work_dir"], base)
     config["log_dir"] = _abs(config["log_dir"], base)
+    config["report"]["path"] = _abs(config["report"]["path"] or str(Path(config["log_dir"]) / "report.html"), base)
+    if config["metrics"]["textfile"]:
+        config["metrics"]["textfile"] = _abs(config["metrics"]["textfile"], base)
     if config["daq"]["host"] == "local":
         config["daq"]["raw_dir"] = _abs(config["daq"]["raw_dir"], base)
     for cl in config["clusters"].values():

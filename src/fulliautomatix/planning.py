@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import config as fa_config
-from . import claims, embedded, markers, process, runsdb, selection, states, sync, transfer
+from . import attention, claims, markers, process, runsdb, selection, states, sync, transfer
 
 log = logging.getLogger("fulliautomatix")
 
@@ -49,6 +49,7 @@ class TickPlan:
     bad: list[str] = field(default_factory=list)  # malformed run documents: errors
     held: list[str] = field(default_factory=list)  # runs waiting for a human: warnings
     busy: str = ""  # another tick holds the lock: this one does nothing
+    daq: str = ""  # what the DAQ said: live, idle, unreachable; "" not asked this tick
 
     def report(self) -> list[str]:
         """The plan's lines for the Snakemake log, prefixed for the wrapper (REPORT_PREFIXES)."""
@@ -61,7 +62,7 @@ class TickPlan:
     def as_dict(self) -> dict:
         return {"tick": self.tick, "stages": self.stages, "targets": self.targets,
                 "compress_runs": self.compress_runs, "messages": self.messages, "bad": self.bad,
-                "held": self.held, "busy": self.busy}
+                "held": self.held, "busy": self.busy, "daq": self.daq}
 
 
 def tick_id(config: dict) -> str:
@@ -76,6 +77,11 @@ def plan_path(tick: str) -> str:
 def batches_path(tick: str) -> str:
     """The close_batches checkpoint's output, relative to work_dir."""
     return f"state/ticks/{tick}/batches.json"
+
+
+def report_path(tick: str) -> str:
+    """The write_report rule's output, relative to work_dir (the page itself is at report.path)."""
+    return f"state/ticks/{tick}/report.json"
 
 
 def stage_marker(stage: str, run: str) -> str:
@@ -114,30 +120,14 @@ def tick_stages(config: dict) -> list[str]:
 def read_plan(config: dict) -> TickPlan:
     """The parse-time view of this tick; reads the runs DB and the markers, writes nothing."""
     plan = TickPlan(tick=tick_id(config), stages=tick_stages(config))
-    rdb = config["runs_db"]
-    uri = os.environ.get(fa_config.DB_ENV) or rdb["uri"]
-    with _reading(config, uri) as read_uri:
-        if read_uri is None:
-            return plan
-        db = runsdb.RunsDB(read_uri, rdb["database"], rdb["collection"], rdb["timeout_seconds"])
-        try:
-            docs = db.pending()
-        except runsdb.RunsDBError as exc:
-            plan.messages.append(f"runs DB not readable while planning ({exc}); the tick's first job will say more")
-            return plan
-        finally:
-            db.close()
+    try:
+        with runsdb.reading(config, os.environ.get(fa_config.DB_ENV), missing_ok=True) as db:
+            docs = db.pending() if db is not None else []
+    except runsdb.RunsDBError as exc:
+        plan.messages.append(f"runs DB not readable while planning ({exc}); the tick's first job will say more")
+        return plan
     plan.docs = {d["name"]: d for d in docs if isinstance(d.get("name"), str)}
     return _finish(plan, choose(config, plan, docs))
-
-
-def _reading(config: dict, uri: str):
-    """A URI to read the runs DB from without changing anything (see embedded.snapshot_uri)."""
-    from contextlib import nullcontext
-
-    if uri == "embedded":
-        return embedded.snapshot_uri(fa_config.state_dir(config))
-    return nullcontext(uri)
 
 
 def duplicate_line(config: dict, name: str, ids: list[str]) -> str:
@@ -173,6 +163,20 @@ def _record_missing(db: runsdb.RunsDB, docs: list[dict], missing: dict[str, str]
             doc.setdefault("transfer", {})["missing"] = now
 
 
+def _ask_daq(db: runsdb.RunsDB, config: dict, plan: TickPlan, every: list[dict]) -> list[dict]:
+    """One call to the DAQ: live (no transfers this tick), runs still being written or without a
+    directory (recorded, HELD). Sets plan.stages and plan.daq; returns the run documents left."""
+    daq = transfer.daq_check(config, plan.stages, every)
+    if "transfer" in daq.stages:
+        _record_missing(db, every, daq.missing)
+    plan.stages, plan.daq = daq.stages, daq.daq
+    plan.messages += daq.messages
+    plan.held += daq.warnings
+    if plan.daq in ("live", "unreachable"):  # no transfers this tick: acquired runs wait, they are not stuck
+        attention.record_daq_live(config, (daq.messages + daq.warnings or [""])[0])
+    return daq.docs
+
+
 def plan_tick(db: runsdb.RunsDB, config: dict, tick: str, out_path: str) -> TickPlan:
     """The sync_runs_db checkpoint: sync the runs DB, ask the DAQ, choose and record the plan."""
     plan = TickPlan(tick=tick, stages=tick_stages(config))
@@ -188,13 +192,7 @@ def plan_tick(db: runsdb.RunsDB, config: dict, tick: str, out_path: str) -> Tick
     if repaired:
         plan.messages.append(f"runs DB repaired from markers: {', '.join(repaired)}")
         every = [d for d in db.pending() if d.get("name") not in jobs.exclude]
-    # One call to the DAQ: live (no transfers this tick), runs still being written or without a directory.
-    daq = transfer.daq_check(config, plan.stages, every)
-    if "transfer" in daq.stages:
-        _record_missing(db, every, daq.missing)
-    plan.stages, docs = daq.stages, daq.docs
-    plan.messages += daq.messages
-    plan.held += daq.warnings
+    docs = _ask_daq(db, config, plan, every)
     targets = process.limit_targets(db, config, docs, choose(config, plan, docs), jobs)
     plan.held += jobs.warnings
     plan.messages += jobs.messages
@@ -226,7 +224,8 @@ def describe(db: runsdb.RunsDB, config: dict, stages: list[str], runs: list[str]
     docs = db.pending()
     if runs:
         docs = [d for d in docs if d["name"] in set(runs)]
-    stages, docs, daq_messages = transfer.check_daq(config, stages, docs)
+    daq = transfer.daq_check(config, stages, docs)
+    stages, docs, daq_messages = daq.stages, daq.docs, daq.warnings + daq.messages
     plan = TickPlan(tick="", stages=stages)
     targets = choose(config, plan, docs)
     by_name = {d["name"]: d for d in docs}

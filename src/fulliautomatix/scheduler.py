@@ -715,7 +715,7 @@ def _submitted(log_file: Path) -> bool:
 
 def run_bounded(argv: list[str], *, cwd, env: dict, log_file: Path, work_dir, wait_seconds: float | None,
                 poll: float = 1.0, quiet_seconds: float = 3.0,
-                pass_fds: tuple[int, ...] = ()) -> tuple[int | None, bool]:
+                pass_fds: tuple[int, ...] = (), on_poll=None) -> tuple[int | None, bool]:
     """Run the tick's Snakemake; leave its batch jobs running once its own work is done.
 
     Returns (exit status, detached).  With wait_seconds (a profile that
@@ -729,6 +729,7 @@ def run_bounded(argv: list[str], *, cwd, env: dict, log_file: Path, work_dir, wa
     Without wait_seconds Snakemake stays in the tick's process group, so
     killing the tick (kill -9 of its group) stops its Snakemake and local jobs
     too.  pass_fds hands Snakemake the tick lock, held as long as it runs.
+    on_poll() is called every poll round (the live progress line on a terminal).
     """
     import signal
 
@@ -743,7 +744,8 @@ def run_bounded(argv: list[str], *, cwd, env: dict, log_file: Path, work_dir, wa
             try:
                 return proc.wait(timeout=poll), False
             except subprocess.TimeoutExpired:
-                pass
+                if on_poll:
+                    on_poll()
             if wait_seconds is None or time.monotonic() - t0 < wait_seconds or not _submitted(log_file):
                 continue
             if _local_work(proc.pid):

@@ -11,7 +11,7 @@ import datetime as _dt
 import re
 from dataclasses import dataclass, field
 
-from . import states
+from . import dates, states
 
 CHAIN = ("transfer", "process", "compress")
 
@@ -145,16 +145,6 @@ def plan_targets(docs: list[dict], stages: list[str], pattern: str, limits: dict
     return plan
 
 
-def _parse_time(value) -> _dt.datetime | None:
-    if not value:
-        return None
-    try:
-        t = _dt.datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)
-
-
 def batch_name(runs: list[str]) -> str:
     return f"{runs[0]}_to_{runs[-1]}"
 
@@ -175,7 +165,7 @@ def plan_batches(docs: list[dict], archive: dict, now: _dt.datetime | None = Non
     size = 0
 
     def close_if_waited() -> None:
-        times = [t for t in (_parse_time((d.get("compressed") or {}).get("at")) for d in group) if t]
+        times = [t for t in (dates.as_utc((d.get("compressed") or {}).get("at")) for d in group) if t]
         if group and times and now - min(times) >= _dt.timedelta(days=archive["max_wait_days"]):
             batches[batch_name([d["name"] for d in group])] = [d["name"] for d in group]
 

@@ -24,6 +24,8 @@ import datetime as _dt
 import socket
 from dataclasses import dataclass
 
+from . import dates
+
 RAW = "raw_status"
 PROCESSED = "processed_status"
 
@@ -95,9 +97,9 @@ def check(field: str, from_state: str | None, to_state: str) -> Transition:
     return Transition(field, from_state, to_state)
 
 
-def now() -> str:
-    """UTC timestamp used in history entries and documents."""
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+def now() -> _dt.datetime:
+    """The time for history entries and documents: an aware UTC datetime (:func:`dates.now`)."""
+    return dates.now()
 
 
 def history_entry(t: Transition, note: str | None = None) -> dict:

@@ -5,7 +5,8 @@ lost (a crash, the DB down, a compute node that cannot reach it) the marker
 still says what happened, and :func:`apply` replays it: it walks the allowed
 transitions from the state the DB has to the state the marker records, each
 step with a history entry noting the repair.  Applying a marker twice changes
-nothing.
+nothing.  A marker's times are ISO strings; the runs DB stores them as dates
+(every write goes through :func:`fulliautomatix.dates.for_db`).
 """
 
 from __future__ import annotations

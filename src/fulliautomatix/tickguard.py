@@ -37,6 +37,18 @@ LOCK_ENV = "FULLIAUTOMATIX_TICK_LOCK"  # "<lock path>:<pid of the wrapper holdin
 SNAKEMAKE_ENV = "FULLIAUTOMATIX_SNAKEMAKE"  # pid of the Snakemake main process of this tick
 
 
+def name_this_snakemake() -> None:
+    """Called by the Snakefile's main process (an environment change only, nothing written).
+
+    Its local jobs inherit its pid (SNAKEMAKE_ENV), so the jobs of one
+    Snakemake share one guard; and the profiles' submit/status/cancel commands
+    (``fulliautomatix-scheduler``, installed beside this Python) are found even
+    when Snakemake was started by its full path, with its bin/ not on PATH.
+    """
+    os.environ.setdefault(SNAKEMAKE_ENV, str(os.getpid()))
+    os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+
+
 class TickBusy(Exception):
     """Another tick holds the lock."""
 

@@ -44,7 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from . import config as fa_config
-from . import hosts, markers, states, sync
+from . import dates, hosts, markers, states, sync
 from .runsdb import RunsDB
 
 
@@ -243,6 +243,7 @@ class DaqCheck:
     messages: list[str] = field(default_factory=list)  # information
     warnings: list[str] = field(default_factory=list)  # a human should look (a broken check, a missing run)
     missing: dict[str, str] = field(default_factory=dict)  # run -> why: the DAQ has no directory for it
+    daq: str = ""  # what the DAQ said: "live", "idle" or "unreachable"; "" when it was not asked
 
 
 def no_directory(config: dict, run: str) -> str:
@@ -260,7 +261,8 @@ def daq_check(config: dict, stages: list[str], docs: list[dict]) -> DaqCheck:
     an unreachable DAQ) too, with a warning.  Runs the DAQ wrote to within
     daq.settle_seconds, and runs it has no directory for (a warning each),
     are left out of it.  A tick with no run to transfer and nothing to purge
-    does not ask the DAQ at all.
+    does not ask the DAQ at all.  Its `daq` says what the DAQ answered (the
+    metrics, the notifications and the STUCK check of acquired runs).
     """
     if "transfer" not in stages:
         return DaqCheck(stages, docs)
@@ -268,25 +270,20 @@ def daq_check(config: dict, stages: list[str], docs: list[dict]) -> DaqCheck:
     if not waiting and config["transfer"]["purge"] == "keep":
         return DaqCheck(stages, docs)  # nothing would touch the DAQ this tick: do not ask it
     survey = survey_daq(config, waiting)
+    daq = {True: "live", False: "idle", None: "unreachable"}[survey.live]
     if not survey.may_transfer:
-        out = DaqCheck([s for s in stages if s != "transfer"], docs)
+        out = DaqCheck([s for s in stages if s != "transfer"], docs, daq=daq)
         (out.messages if survey.live else out.warnings).append(survey.reason)
         return out
     settle = float(config["daq"]["settle_seconds"])
     busy = survey.still_writing(settle)
-    out = DaqCheck(stages, [d for d in docs if d.get("name") not in busy])
+    out = DaqCheck(stages, [d for d in docs if d.get("name") not in busy], daq=daq)
     out.messages = [f"run {run}: the DAQ wrote to it {age:.0f} s ago (settle time {settle:g} s); "
                     "not transferred this tick" for run, age in sorted(busy.items())]
     out.missing = {run: no_directory(config, run) for run in survey.missing()}
     out.warnings = list(out.missing.values())
     out.docs = [d for d in out.docs if d.get("name") not in out.missing]
     return out
-
-
-def check_daq(config: dict, stages: list[str], docs: list[dict]) -> tuple[list[str], list[dict], list[str]]:
-    """:func:`daq_check` as (stages, run documents, every line)."""
-    c = daq_check(config, stages, docs)
-    return c.stages, c.docs, c.warnings + c.messages
 
 
 # -- one run -------------------------------------------------------------------
@@ -507,7 +504,7 @@ def _purge_after_verify(db: RunsDB, config: dict, run: str, marker: dict, doc: d
                                        algorithm=info["checksum_algorithm"])
             db.update(run, {"transfer.daq_copy": how, "transfer.daq_purge": {
                 "at": states.now(), "policy": "purge_after_verify", "verified_by": f"copy {info['destination']} "
-                f"on {cluster_host(config).name}, verified {info['finished']}", "error": None}})
+                f"on {cluster_host(config).name}, verified {dates.iso(info['finished'])}", "error": None}})
         except (purge.PurgeRefused, hosts.CommandFailed) as exc:
             log.write(f"DAQ copy of {run} kept: {exc}; a later tick tries again\n")
             db.update(run, {"transfer.daq_purge": {"at": states.now(), "error": str(exc)}})

@@ -135,8 +135,8 @@ def test_a_batch_is_archived_whole_or_not_at_all(config, db, bed, job_log):
     assert f"runs {runs[1]} belong to it but are not in this tick's plan" in str(err.value)
     assert not bed.visible.exists() or not list(bed.visible.iterdir())
     # and the tick's plan keeps the whole batch when --run names only one of its runs
-    plan = sync.sync_and_plan(db, {**config, "tick": {**config["tick"], "runs": [runs[0]]}}, "t1",
-                              fa_config.state_dir(config) / "ticks" / "t1.json", job_log)
+    plan = sync.close_batches(db, {**config, "tick": {**config["tick"], "runs": [runs[0]]}}, "t1",
+                              fa_config.state_dir(config) / "ticks" / "t1" / "batches.json", job_log)
     assert plan["batches"] == {"B1": runs}
 
 

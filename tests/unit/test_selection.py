@@ -192,7 +192,7 @@ def test_limits_come_from_the_config():
 # -- plan_batches ------------------------------------------------------------------
 
 def compressed(n, *, bytes_=1000, age_days=0.0, raw="compressed", batch=None):
-    at = (NOW - dt.timedelta(days=age_days)).isoformat(timespec="seconds")
+    at = NOW - dt.timedelta(days=age_days)  # a BSON date, as the compress stage writes it
     d = doc(name=f"170101_{n:04d}", raw=raw, proc="processed", compressed={"bytes": bytes_, "at": at})
     if batch:
         d["archive"] = {"batch": batch}
@@ -270,6 +270,14 @@ def test_batch_names_are_stable():
     later = selection.plan_batches(docs, ARCHIVE, now=NOW)
     assert later == {"170101_0001_to_170101_0002": ["170101_0001", "170101_0002"],
                      "170101_0003_to_170101_0004": ["170101_0003", "170101_0004"]}
+
+
+@pytest.mark.parametrize("age_days, closes", [(2.5, True), (1.5, False)])
+def test_iso_strings_not_yet_migrated_wait_as_dates_do(age_days, closes):
+    old = compressed(1)
+    old["compressed"]["at"] = (NOW - dt.timedelta(days=age_days)).isoformat(timespec="seconds")
+    docs = [old, compressed(2, age_days=0.1)]
+    assert bool(selection.plan_batches(docs, {**ARCHIVE, "batch_runs": 5}, now=NOW)) is closes
 
 
 def test_naive_timestamps_are_read_as_utc():
