@@ -256,16 +256,7 @@ def run_snakemake(config: dict, stages: list[str], runs: list[str], uri: str, st
         scheduler.tidy(config["work_dir"], tick_file.parent)  # jobs still to start read their tick's file
     else:
         tick_file.unlink(missing_ok=True)
-    errors = 0
-    for line in log_file.read_text(errors="replace").splitlines():
-        for prefix, level in planning.REPORT_PREFIXES.items():
-            if line.startswith(prefix):
-                log.log(level, "%s", line[len(prefix):])
-                errors += level >= logging.ERROR
-                break
-        else:
-            if "Building DAG" in line or line.startswith(("WorkflowError", "MissingInput")):
-                log.debug("%s", line)
+    errors = _relay(log_file)
     ended = {"tick": tick_id, "returncode": returncode, "detached": detached, "errors": errors,
              "log_file": log_file}
     if detached:
@@ -277,6 +268,21 @@ def run_snakemake(config: dict, stages: list[str], runs: list[str], uri: str, st
         log.error("tick %s finished with %d error%s (above); details in %s", tick_id, errors,
                   "" if errors == 1 else "s", log_file)
     return (1 if returncode or errors else 0), ended
+
+
+def _relay(log_file: Path) -> int:
+    """Log the report lines of the Snakemake log (planning.REPORT_PREFIXES); the number of errors among them."""
+    errors = 0
+    for line in log_file.read_text(errors="replace").splitlines():
+        for prefix, level in planning.REPORT_PREFIXES.items():
+            if line.startswith(prefix):
+                log.log(level, "%s", line[len(prefix):])
+                errors += level >= logging.ERROR
+                break
+        else:
+            if "Building DAG" in line or line.startswith(("WorkflowError", "MissingInput")):
+                log.debug("%s", line)
+    return errors
 
 
 # -- commands ------------------------------------------------------------------
