@@ -78,10 +78,11 @@ def tick_facts(config: dict, plan: dict, batches: dict, start: float) -> dict:
 
 def summary_line(tick: str, facts: dict, kinds: dict) -> str:
     r = facts["runs"]
+    lost = "".join(f"{k.lower()} {kinds[k]}, " for k in ("LOST", "LOST-COPY") if kinds.get(k))
     return (f"tick {tick}: transferred {r['transferred']} ({facts['bytes']['transfer'] / 2 ** 30:.2f} GiB), "
             f"submitted {r['submitted']}, processed {r['processed']}, compressed {r['compressed']}, "
             f"archived {r['archived']} in {r['batches']} batches, held {kinds.get('HELD', 0)}, "
-            f"stuck {kinds.get('STUCK', 0)}, took {facts['seconds']:.0f} s")
+            f"stuck {kinds.get('STUCK', 0)}, {lost}took {facts['seconds']:.0f} s")
 
 
 def last_tick(config: dict) -> dict | None:
