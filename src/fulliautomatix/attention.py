@@ -241,9 +241,7 @@ def run_problem(doc: dict, config: dict, now: _dt.datetime, daq_live=None) -> Pr
     if doc.get(states.RAW) == "archived":
         return None
     name = doc["name"]
-    limits = {"transfer_attempts": config["transfer"]["max_attempts"],
-              "process_attempts": config["processing"]["max_attempts"]}
-    _, held = selection.start_stage(doc, limits)
+    _, held = selection.start_stage(doc, selection.limits(config))
     if held:
         stage = _STAGE_OF.get(doc.get(states.RAW), "transfer")
         kind = "LOST" if selection.lost(doc) else "HELD"
