@@ -217,8 +217,9 @@ def nagios(config: dict) -> tuple[int, str]:
 
 
 def check(config: dict, now: float | None = None) -> tuple[int, str]:
-    """(Nagios exit status, one line): OK, WARNING (stuck or retrying runs), CRITICAL (held, bad
-    or lost runs, or no tick reached its end within alerts.tick_overdue), UNKNOWN (runs DB unreachable)."""
+    """(Nagios exit status, one line): OK, WARNING (stuck or retrying runs), CRITICAL (held, bad or lost
+    runs, lost archived copies, or no tick reached its end within alerts.tick_overdue), UNKNOWN (runs DB
+    unreachable)."""
     now = time.time() if now is None else now
     try:
         with runsdb.connect(config) as db:
