@@ -4,15 +4,23 @@ One function, :func:`problems`, turns the pending run documents (with their
 ``history``) into :class:`Problem` rows; a run is listed once, under the
 first kind that applies, most urgent first:
 
-* ``BAD``   -- a malformed document: no stage touches it until it is fixed;
-* ``HELD``  -- a stage failed too often (or refused the run): waits for a human;
+* ``BAD``   -- a malformed document, a name several documents hold, or a raw
+  state that is not one: no stage touches it until it is fixed;
+* ``LOST``  -- no verified copy of its raw data is left (held, with what to do);
+* ``LOST-COPY`` -- an archived run whose archived copy failed its last check
+  (restore or ``fulliautomatix audit``);
+* ``HELD``  -- a stage failed too often (or refused the run, or the DAQ has no
+  directory for it): waits for a human;
 * ``STUCK`` -- in one state longer than ``alerts.stuck_after`` allows, counted
   from the history entry that put it there (with how long, the limit and the
   run's last history entry);
-* ``RETRY`` -- the last attempt of a stage failed; the next tick tries again.
+* ``RETRY`` -- the last attempt of a stage failed; the next tick tries again;
+* ``ONE-COPY`` -- not yet archived and its DAQ copy is gone: one verified copy left.
 
 ``status`` (and ``status --json``), the report, ``check``, the notifications
-and the metrics all read this one list.  Pure functions of the documents, the
+and the metrics all read this one list (:func:`gather` reads what it needs
+from the runs DB: the pending runs, duplicate names, unknown states and
+archived copies that stopped verifying).  Pure functions of the documents, the
 config and the time; the only file read is ``state/daq_live.json``, where a
 tick that found the DAQ live (or could not ask it) notes when: an acquired run
 is not stuck while the DAQ takes data.  Times in documents may be ISO strings
@@ -29,7 +37,9 @@ from pathlib import Path
 from . import config as fa_config
 from . import dates, markers, selection, states, walltime
 
-KINDS = ("BAD", "HELD", "STUCK", "RETRY")
+KINDS = ("BAD", "HELD", "STUCK", "RETRY")  # counted always (metrics, check's performance data)
+MORE_KINDS = ("LOST", "LOST-COPY", "ONE-COPY")  # counted when present
+ORDER = ("BAD", "LOST", "LOST-COPY", "HELD", "STUCK", "RETRY", "ONE-COPY")  # most urgent first
 
 # (sub-document, field) holding a stage's last error, and the stage's name.
 ERROR_FIELDS = (("transfer", "error", "transfer"), ("processing", "log_tail", "process"),
@@ -60,7 +70,7 @@ class Problem:
     """One run needing attention (or, from notify, one failing tick: run "")."""
 
     run: str  # the run's name
-    kind: str  # one of KINDS (notify adds CRASH, RUNSDB, DAQ)
+    kind: str  # one of ORDER (notify adds CRASH, RUNSDB, DAQ)
     reason: str  # one line: what is wrong
     command: str  # what an operator runs to fix it, move it on or inspect it
     stage: str = ""  # transfer, process, compress or archive: where it went wrong ("" unknown)
@@ -76,7 +86,7 @@ class Problem:
 
     def line(self) -> str:
         """The problem as `status` prints it."""
-        return f"  {self.kind:<6}{self.reason}; fix: {self.command}"
+        return f"  {self.kind + ' ':<6}{self.reason}; fix: {self.command}"
 
     def as_dict(self) -> dict:
         """The problem as `status --json` and the report's figures hold it (times as ISO strings)."""
@@ -231,33 +241,93 @@ def run_problem(doc: dict, config: dict, now: _dt.datetime, daq_live=None) -> Pr
     if doc.get(states.RAW) == "archived":
         return None
     name = doc["name"]
-    limits = {"transfer_attempts": config["transfer"]["max_attempts"],
-              "process_attempts": config["processing"]["max_attempts"]}
-    _, held = selection.start_stage(doc, limits)
+    _, held = selection.start_stage(doc, selection.limits(config))
     if held:
-        stage = "process" if doc.get(states.RAW) == "ondeck" else "transfer"
-        return Problem(name, "HELD", held, _command_in(held, f"fulliautomatix retry {name}"), stage=stage)
+        stage = _STAGE_OF.get(doc.get(states.RAW), "transfer")
+        kind = "LOST" if selection.lost(doc) else "HELD"
+        return Problem(name, kind, held, _command_in(held, f"fulliautomatix retry {name}"), stage=stage)
     if doc.get("history") is not None:  # read without history (status's counts): no STUCK
         found = stuck(doc, config, now, daq_live)
         if found:
             return found
-    return _retry(doc)
+    return _retry(doc) or _one_copy(doc)
 
 
-def problems(docs: list[dict], config: dict, now: _dt.datetime | None = None, daq_live=None) -> list[Problem]:
+_STAGE_OF = {"ondeck": "process", "compressing": "compress", "compressed": "archive", "archiving": "archive"}
+
+
+def one_copy(doc: dict) -> str | None:
+    """The only verified copy of a run not yet archived whose DAQ copy is gone, or None (two or more)."""
+    if (doc.get("transfer") or {}).get("daq_copy") not in ("purged", "absent") or selection.lost(doc):
+        return None
+    raw = doc.get(states.RAW)
+    if raw in ("ondeck", "compressing"):
+        return f"its copy on scratch {(doc.get('transfer') or {}).get('destination') or ''}".rstrip()
+    if raw in ("compressed", "archiving"):
+        return f"its compressed copy {(doc.get('compressed') or {}).get('path') or ''}".rstrip()
+    return None
+
+
+def _one_copy(doc: dict) -> Problem | None:
+    only = one_copy(doc)
+    if not only:
+        return None
+    name = doc["name"]
+    return Problem(name, "ONE-COPY", f"run {name}: only {only} (DAQ copy {doc['transfer']['daq_copy']}, "
+                                     "not yet archived)", f"fulliautomatix --run {name}",
+                   stage=_STAGE_OF.get(doc.get(states.RAW), ""))
+
+
+def _lost_copy(doc: dict) -> Problem:
+    name = doc.get("name")
+    return Problem(str(name), "LOST-COPY", f"run {name}: {(doc.get('archive') or {}).get('copy_error')}",
+                   f"fulliautomatix audit {name}", stage="archive")
+
+
+def _duplicate(config: dict, name: str, ids: list[str]) -> Problem:
+    from .planning import duplicate_line  # planning imports this module
+
+    line = duplicate_line(config, name, ids)
+    return Problem(name, "BAD", line, _command_in(line, f"fulliautomatix status {name}"))
+
+
+def problems(docs: list[dict], config: dict, now: _dt.datetime | None = None, daq_live=None, *,
+             duplicates: dict[str, list[str]] | None = None, unknown: list[dict] = (),
+             lost_copies: list[dict] = ()) -> list[Problem]:
     """The attention list of the pending runs: one problem per run at most, most urgent kind first, then by run.
 
     `daq_live`: when a tick last found the DAQ live (:func:`daq_live_at`),
-    True when it is live now, None when not known to be.
+    True when it is live now, None when not known to be.  What the pending
+    runs cannot show (see :func:`gather`): `duplicates` ({name: _ids} of names
+    several documents hold: one BAD each, their documents are not listed
+    again), `unknown` (documents whose raw state is not one: BAD) and
+    `lost_copies` (archived runs whose copy failed its last check: LOST-COPY).
     """
     now = now or dates.now()
-    found = [p for p in (run_problem(d, config, now, daq_live) for d in docs) if p]
-    return sorted(found, key=lambda p: (KINDS.index(p.kind), p.run))
+    duplicates = duplicates or {}
+    found = [_duplicate(config, name, ids) for name, ids in duplicates.items()]
+    found += [_bad(d, selection.check_doc(d, config["run_name_pattern"]) or
+                   f"run {d.get('name')}: unknown raw_status {d.get(states.RAW)!r}") for d in unknown]
+    found += [_lost_copy(d) for d in lost_copies if d.get("name") not in duplicates]
+    found += [p for p in (run_problem(d, config, now, daq_live) for d in docs if d.get("name") not in duplicates)
+              if p]
+    return sorted(found, key=lambda p: (ORDER.index(p.kind), p.run))
+
+
+def gather(db, config: dict, now: _dt.datetime | None = None, pending: list[dict] | None = None,
+           raw_values=None) -> list[Problem]:
+    """:func:`problems` of the runs DB: its pending runs (with history, unless `pending` is given),
+    duplicate names, unknown states (`raw_values`: the raw states db.counts() found, spares a query)
+    and archived copies that stopped verifying."""
+    pending = db.pending(history=True) if pending is None else pending
+    return problems(pending, config, now, daq_live_at(config), duplicates=db.duplicate_names(),
+                    unknown=db.unknown_states(raw_values=raw_values), lost_copies=db.copy_problems())
 
 
 def counts(found: list[Problem]) -> dict[str, int]:
-    """Problems per kind, every kind present."""
-    return {kind: sum(p.kind == kind for p in found) for kind in KINDS}
+    """Problems per kind: every one of KINDS, and those of MORE_KINDS that are present."""
+    every = {kind: sum(p.kind == kind for p in found) for kind in ORDER}
+    return {kind: n for kind, n in every.items() if kind in KINDS or n}
 
 
 def oldest(docs: list[dict], now: _dt.datetime | None = None) -> dict[str, float]:

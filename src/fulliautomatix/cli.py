@@ -10,6 +10,7 @@
     fulliautomatix simulate-daq --runs 8    # write simulated runs, as the DAQ does
     fulliautomatix retry 170101_0001        # clear a run's failure count after a fix
     fulliautomatix restore 170101_0001 --to /tmp/restored
+    fulliautomatix audit                    # read archived runs back; list strays and missing copies
     fulliautomatix db serve --port 27017    # run the embedded runs DB for other clients
     fulliautomatix db migrate               # make the string times of older run documents BSON dates
     fulliautomatix paths snakefile          # where the workflow is, for running Snakemake directly
@@ -31,8 +32,8 @@ from pathlib import Path
 
 import yaml
 
-from . import (archive, embedded, finish, migrate, notify, planning, progress, report, runsdb, scheduler, simulate,
-               states, status, tickguard)
+from . import (archive, embedded, finish, hosts, migrate, notify, planning, progress, report, runsdb, scheduler,
+               simulate, states, status, tickguard)
 from . import config as fa_config
 
 log = logging.getLogger("fulliautomatix")
@@ -47,6 +48,7 @@ COMMANDS = {  # `fulliautomatix COMMAND --help` for each one's options
     "retry": "clear a held run's failure counts, so the next tick tries it again",
     "db": "db serve: run the embedded runs DB for other clients; db migrate: string times become dates",
     "paths": "print where the workflow, profiles and default config are (for running Snakemake)",
+    "audit": "read archived runs back and compare them with their checksums; list strays and missing copies",
 }
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -115,10 +117,22 @@ def command_parser(command: str) -> argparse.ArgumentParser:
                              "(idempotent, resumable)")
         ap.add_argument("--port", type=int, default=27017, help="serve: loopback port (default 27017)")
         ap.add_argument("--batch", type=int, default=1000, help="migrate: documents per read and write (default 1000)")
+    elif command == "audit":
+        ap.add_argument("runs", nargs="*", help="archived runs (name or number) to read back; none: the "
+                                                 "oldest audited first, and strays")
+        ap.add_argument("--limit", type=int, default=100, help="archived runs to read back at most (default 100)")
     elif command == "paths":
         ap.add_argument("name", nargs="?", choices=list(fa_config.resource_paths()),
                         help="print only this path (e.g. for $(fulliautomatix paths snakefile))")
     return ap
+
+
+class _Redacted(logging.Filter):
+    """Masks the credentials of any URI in a log line (runsdb.redact), on screen and in the dated log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = runsdb.redact(record.getMessage()), None
+        return True
 
 
 def setup_logging(level: str, log_dir: str | None) -> None:
@@ -130,19 +144,27 @@ def setup_logging(level: str, log_dir: str | None) -> None:
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(wanted)
     console.setFormatter(logging.Formatter("fulliautomatix: %(message)s"))
+    console.addFilter(_Redacted())
     root.addHandler(console)
     if log_dir:
         Path(log_dir).mkdir(parents=True, exist_ok=True)
         day = _dt.date.today().isoformat()
         fh = logging.FileHandler(Path(log_dir) / f"fulliautomatix-{day}.log")
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        fh.addFilter(_Redacted())
         root.addHandler(fh)
 
 
-def resolve_runs(db: runsdb.RunsDB, refs: list[str]) -> tuple[list[str], list[str]]:
-    """(names found, error lines for refs that are not runs)."""
+def resolve_runs(db: runsdb.RunsDB, refs: list[str], pattern: str | None = None) -> tuple[list[str], list[str]]:
+    """(names found, error lines for refs that are not runs); with `pattern`, a ref that is neither a run name
+    matching it nor a number is refused before the runs DB is asked (``restore ../../etc``)."""
+    import re
+
     names, errors = [], []
     for ref in refs:
+        if pattern and not re.fullmatch(pattern, ref) and not ref.isdigit():
+            errors.append(f"run {ref!r}: not a run name (run_name_pattern {pattern}) or number; refused")
+            continue
         try:
             names.append(db.resolve(ref)["name"])
         except runsdb.UnknownRun as exc:
@@ -152,10 +174,10 @@ def resolve_runs(db: runsdb.RunsDB, refs: list[str]) -> tuple[list[str], list[st
 
 # -- the cron tick -------------------------------------------------------------
 
-def _resolve_tick_runs(db: runsdb.RunsDB, args) -> tuple[list[str], list[str], list[str]]:
-    """(runs of --run, runs of --reprocess, error lines) by name or number."""
-    runs, errors = resolve_runs(db, args.run or [])
-    reprocess, more = resolve_runs(db, args.reprocess or [])
+def _resolve_tick_runs(db: runsdb.RunsDB, args, pattern: str) -> tuple[list[str], list[str], list[str]]:
+    """(runs of --run, runs of --reprocess, error lines) by name (matching `pattern`) or number."""
+    runs, errors = resolve_runs(db, args.run or [], pattern)
+    reprocess, more = resolve_runs(db, args.reprocess or [], pattern)
     errors += more
     for e in errors:
         log.error("%s", e)
@@ -172,7 +194,7 @@ def tick(args, config: dict) -> int:
     state = fa_config.state_dir(config)
     if args.dry_run:  # reads only: no lock, no write (beside a running tick too)
         with runsdb.reading(config) as db:
-            runs, reprocess, errors = _resolve_tick_runs(db, args)
+            runs, reprocess, errors = _resolve_tick_runs(db, args, config["run_name_pattern"])
             print(planning.describe(db, config, stages, runs))
         if reprocess:
             print(f"reprocess (processor version {config['processing']['version']}, new output beside "
@@ -184,7 +206,8 @@ def tick(args, config: dict) -> int:
         log.info("%s", exc)  # the documented outcome, exit status 0: cron tries again next time
         return 0
     with runsdb.connect(config) as db:
-        runs, reprocess, errors = _resolve_tick_runs(db, args)
+        db.ensure_indexes()
+        runs, reprocess, errors = _resolve_tick_runs(db, args, config["run_name_pattern"])
         rc, ended = run_snakemake(config, stages, runs, db.uri, state, reprocess)
         if scheduler.profile_submits_jobs(fa_config.cluster(config)["profile"]):
             scheduler.collect(db, config)  # record at once what this tick's jobs did
@@ -233,6 +256,22 @@ def run_snakemake(config: dict, stages: list[str], runs: list[str], uri: str, st
         scheduler.tidy(config["work_dir"], tick_file.parent)  # jobs still to start read their tick's file
     else:
         tick_file.unlink(missing_ok=True)
+    errors = _relay(log_file)
+    ended = {"tick": tick_id, "returncode": returncode, "detached": detached, "errors": errors,
+             "log_file": log_file}
+    if detached:
+        log.info("tick %s: its batch jobs still run, later ticks collect them", tick_id)
+        return (1 if errors else 0), ended
+    if returncode not in (0, None):
+        log.error("tick %s: some jobs failed; details in %s", tick_id, log_file)
+    elif errors:  # e.g. a stage's result the runs DB did not take
+        log.error("tick %s finished with %d error%s (above); details in %s", tick_id, errors,
+                  "" if errors == 1 else "s", log_file)
+    return (1 if returncode or errors else 0), ended
+
+
+def _relay(log_file: Path) -> int:
+    """Log the report lines of the Snakemake log (planning.REPORT_PREFIXES); the number of errors among them."""
     errors = 0
     for line in log_file.read_text(errors="replace").splitlines():
         for prefix, level in planning.REPORT_PREFIXES.items():
@@ -243,14 +282,7 @@ def run_snakemake(config: dict, stages: list[str], runs: list[str], uri: str, st
         else:
             if "Building DAG" in line or line.startswith(("WorkflowError", "MissingInput")):
                 log.debug("%s", line)
-    ended = {"tick": tick_id, "returncode": returncode, "detached": detached, "errors": errors,
-             "log_file": log_file}
-    if detached:
-        log.info("tick %s: its batch jobs still run, later ticks collect them", tick_id)
-        return (1 if errors else 0), ended
-    if returncode != 0:
-        log.error("tick %s: some jobs failed; details in %s", tick_id, log_file)
-    return (1 if returncode or errors else 0), ended
+    return errors
 
 
 # -- commands ------------------------------------------------------------------
@@ -258,14 +290,14 @@ def run_snakemake(config: dict, stages: list[str], runs: list[str], uri: str, st
 def cmd_status(args, config: dict) -> int:
     with runsdb.connect(config) as db:
         if args.runs:
-            names, errors = resolve_runs(db, args.runs)
+            names, errors = resolve_runs(db, args.runs, config["run_name_pattern"])
             for name in names:
                 print(status.run_details(db.get(name)))
             for e in errors:
                 log.error("%s", e)
             return 1 if errors else 0
         pending = db.pending(history=True)
-        print(status.overview(db.counts(), pending, config, args.json))
+        print(status.overview(db.counts(), pending, config, args.json, db=db))
     return 3 if args.check and pending else 0
 
 
@@ -305,13 +337,18 @@ def cmd_simulate(args, config: dict) -> int:
     return 0
 
 
+# What `retry` clears: failure counts, and the holds a human's fix resolves.
+RETRY_CLEARS = {"transfer.attempts": 0, "transfer.error": None, "transfer.missing": None, "processing.attempts": 0,
+                "compressed.attempts": 0, "compressed.error": None, "compressed.held": None, "lost": None}
+
+
 def cmd_retry(args, config: dict) -> int:
     with runsdb.connect(config) as db:
-        names, errors = resolve_runs(db, args.runs)
+        names, errors = resolve_runs(db, args.runs, config["run_name_pattern"])
         for e in errors:
             log.error("%s", e)
         for name in names:
-            db.update(name, {"transfer.attempts": 0, "transfer.error": None, "processing.attempts": 0})
+            db.update(name, dict(RETRY_CLEARS))
             log.info("run %s: failure counts cleared; the next tick tries it again", name)
     return 1 if errors else 0
 
@@ -319,17 +356,33 @@ def cmd_retry(args, config: dict) -> int:
 def cmd_restore(args, config: dict) -> int:
     failed = False
     with runsdb.connect(config) as db:
-        names, errors = resolve_runs(db, args.runs)
+        names, errors = resolve_runs(db, args.runs, config["run_name_pattern"])
         for e in errors:
             log.error("%s", e)
         for name in names:
             try:
                 where = archive.restore(db, config, name, args.to.resolve())
                 print(f"{name}: restored to {where} (verified against its recorded checksums)")
-            except archive.ArchiveError as exc:
+            except (archive.ArchiveError, hosts.BadRunName, OSError) as exc:
                 log.error("%s", exc)
                 failed = True
     return 1 if errors or failed else 0
+
+
+def cmd_audit(args, config: dict) -> int:
+    """The archive's fixity check and strays (fulliautomatix.audit); exit 1 when anything is found."""
+    from . import audit
+
+    with runsdb.connect(config) as db:
+        names, errors = resolve_runs(db, args.runs, config["run_name_pattern"])
+        for e in errors:
+            log.error("%s", e)
+        if args.runs and not names:
+            return 1
+        found = audit.audit(db, config, args.limit, archive.stage._DebugLog(), names)
+    for line in found.lines():
+        print(line)
+    return 1 if errors or found.bad or found.strays or found.missing else 0
 
 
 def cmd_paths(args) -> int:
@@ -356,7 +409,7 @@ def cmd_db(args, config: dict) -> int:
 
 
 HANDLERS = {"status": cmd_status, "check": cmd_check, "report": cmd_report, "simulate-daq": cmd_simulate,
-            "retry": cmd_retry, "restore": cmd_restore, "db": cmd_db}
+            "retry": cmd_retry, "restore": cmd_restore, "db": cmd_db, "audit": cmd_audit}
 
 
 def main(argv: list[str] | None = None) -> int:

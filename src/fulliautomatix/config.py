@@ -119,7 +119,34 @@ def validate(config: dict) -> dict:
         re.compile(config["run_name_pattern"])
     except re.error as exc:
         raise ConfigError(f"config key run_name_pattern: not a regular expression ({exc})") from None
+    check_command(config["processing"]["command"])
     return config
+
+
+PLACEHOLDERS = ("raw", "output", "pax_config", "run", "python")  # what processing.command may hold
+
+
+def check_command(template: str) -> list[str]:
+    """processing.command split into words, each with only known placeholders; else ConfigError."""
+    import shlex
+
+    key = "config key processing.command"
+    try:
+        words = shlex.split(template)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: cannot be split into words ({exc})") from None
+    if not words or not words[0].strip():
+        raise ConfigError(f"{key}: empty; give the processor's command line, e.g. "
+                          "\"{python} -m fulliautomatix.processor --config {pax_config} --input {raw} "
+                          "--output {output}\"")
+    dummy = {name: name for name in PLACEHOLDERS}
+    for word in words:
+        try:
+            word.format(**dummy)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(f"{key}: bad placeholder in {word!r} ({type(exc).__name__}: {exc}); "
+                              f"known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)}") from None
+    return words
 
 
 def _with_defaults(validator_class):

@@ -26,7 +26,7 @@ from . import config as fa_config
 
 LAST_TICK = "last_tick.json"
 NAGIOS = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
-CRITICAL_KINDS = ("HELD", "BAD", "LOST")
+CRITICAL_KINDS = ("HELD", "BAD", "LOST", "LOST-COPY")
 WARNING_KINDS = ("STUCK", "RETRY")
 PER_TICK_RULES = ("sync_runs_db", "close_batches", "finish_tick", "write_report")  # their logs are one per tick
 
@@ -78,10 +78,11 @@ def tick_facts(config: dict, plan: dict, batches: dict, start: float) -> dict:
 
 def summary_line(tick: str, facts: dict, kinds: dict) -> str:
     r = facts["runs"]
+    lost = "".join(f"{k.lower()} {kinds[k]}, " for k in ("LOST", "LOST-COPY") if kinds.get(k))
     return (f"tick {tick}: transferred {r['transferred']} ({facts['bytes']['transfer'] / 2 ** 30:.2f} GiB), "
             f"submitted {r['submitted']}, processed {r['processed']}, compressed {r['compressed']}, "
             f"archived {r['archived']} in {r['batches']} batches, held {kinds.get('HELD', 0)}, "
-            f"stuck {kinds.get('STUCK', 0)}, took {facts['seconds']:.0f} s")
+            f"stuck {kinds.get('STUCK', 0)}, {lost}took {facts['seconds']:.0f} s")
 
 
 def last_tick(config: dict) -> dict | None:
@@ -110,9 +111,9 @@ def finish_tick(db: runsdb.RunsDB, config: dict, tick: str, plan_file: str, batc
     previous = last_tick(config) or {}
     daq = facts["daq"] or previous.get("daq", "")  # not asked this tick: as the DAQ last said
     docs = db.pending(history=True)
-    found = attention.problems(docs, config, now, attention.daq_live_at(config))
-    kinds = attention.counts(found)
     counts = db.counts()
+    found = attention.gather(db, config, now, docs, raw_values={raw for raw, _ in counts})
+    kinds = attention.counts(found)
     warnings = notify.tick_end(config, found, counts, facts["daq"], now)
     totals = {stage: int(previous.get("moved_bytes", {}).get(stage, 0)) + facts["bytes"][stage]
               for stage in metrics.STAGES}
@@ -216,25 +217,27 @@ def nagios(config: dict) -> tuple[int, str]:
 
 
 def check(config: dict, now: float | None = None) -> tuple[int, str]:
-    """(Nagios exit status, one line): OK, WARNING (stuck or retrying runs), CRITICAL (held, bad
-    or lost runs, or no tick reached its end within alerts.tick_overdue), UNKNOWN (runs DB unreachable)."""
+    """(Nagios exit status, one line): OK, WARNING (stuck or retrying runs), CRITICAL (held, bad or lost
+    runs, lost archived copies, or no tick reached its end within alerts.tick_overdue), UNKNOWN (runs DB
+    unreachable)."""
     now = time.time() if now is None else now
     try:
         with runsdb.connect(config) as db:
             docs = db.pending(history=True)
+            found = attention.gather(db, config, _dt.datetime.fromtimestamp(now, _dt.timezone.utc), docs)
     except runsdb.RunsDBError as exc:
         return 3, f"FULLIAUTOMATIX UNKNOWN - {exc}"
     last = last_tick(config)
-    kinds = attention.counts(attention.problems(docs, config, _dt.datetime.fromtimestamp(now, _dt.timezone.utc),
-                                                attention.daq_live_at(config)))
+    kinds = attention.counts(found)
     age = now - float(last["finished_ts"]) if last and last.get("finished_ts") else None
     overdue = age is None or age > config["alerts"]["tick_overdue"] * 60
     code = 2 if overdue or any(kinds.get(k) for k in CRITICAL_KINDS) else (
         1 if any(kinds.get(k) for k in WARNING_KINDS) else 0)
     parts = [f"{kinds.get(k, 0)} {word}" for k, word in
              (("HELD", "held"), ("BAD", "bad"), ("STUCK", "stuck"), ("RETRY", "retrying"))]
+    parts += [f"{kinds[k]} {k.lower()}" for k in attention.MORE_KINDS if kinds.get(k)]
     ticked = ("no tick has reached its end yet" if age is None else
               f"last tick ended {dates.duration(age)} ago" + (" (overdue)" if overdue else ""))
-    perf = " ".join(f"{k.lower()}={kinds.get(k, 0)}" for k in attention.KINDS)
+    perf = " ".join(f"{k.lower()}={n}" for k, n in kinds.items())
     perf += f" pending={len(docs)}" + (f" last_tick_age={age:.0f}s" if age is not None else "")
     return code, f"FULLIAUTOMATIX {NAGIOS[code]} - {', '.join(parts)}; {ticked} | {perf}"

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import archive, compress, hosts, process, runsdb, scheduler, states, tickguard, transfer
+from . import archive, claims, compress, hosts, process, runsdb, scheduler, states, tickguard, transfer
 from . import config as fa_config
 
 
@@ -27,6 +27,7 @@ class AlreadyDone(Exception):
 
 EXPECTED = (
     AlreadyDone,
+    claims.Busy,
     archive.ArchiveError,
     compress.CompressionError,
     process.ProcessingFailed,
@@ -83,6 +84,15 @@ def refuse_forced(snakemake) -> None:
                       f"To process it again, with a new output beside the old one: `{command}`")
 
 
+def _claim(snakemake) -> None:
+    """Hold the job's run (or batch) for as long as this job works on it (see fulliautomatix.claims)."""
+    wildcards = dict(snakemake.wildcards.items())
+    name = wildcards.get("run") or wildcards.get("batch")
+    if name:
+        tick = (snakemake.config.get("tick") or {}).get("id") or "?"
+        claims.claim(snakemake.config, name, f"job {snakemake.rule} of tick {tick}")
+
+
 def run(snakemake, stage_function, connect: bool = True, local: bool = True, on_busy=None) -> None:
     """Run stage_function(db, config, snakemake, log) for one Snakemake job.
 
@@ -110,12 +120,18 @@ def run(snakemake, stage_function, connect: bool = True, local: bool = True, on_
                     log.write(f"{exc}\n")
                     print(f"fulliautomatix info: {exc}", file=sys.__stderr__)
                     return
+            if local:
+                _claim(snakemake)
             if not connect:
                 stage_function(None, config, snakemake, log)
                 return
             with runsdb.connect(config, start_embedded=False) as db:
                 stage_function(db, config, snakemake, log)
         except EXPECTED as exc:
-            log.write(f"ERROR: {exc}\n")
-            print(f"fulliautomatix: {exc}", file=sys.__stderr__)
+            line = runsdb.redact(str(exc))
+            log.write(f"ERROR: {line}\n")
+            print(f"fulliautomatix: {line}", file=sys.__stderr__)
             sys.exit(1)
+        finally:
+            for name in claims.names_held():
+                claims.release(config, name)

@@ -40,7 +40,7 @@ def registry(facts: dict, counts: dict, kinds: dict, oldest: dict, totals: dict,
     for (raw, proc), n in counts.items():
         runs.labels(raw, proc).set(n)
     kind = pc.Gauge("fulliautomatix_attention_runs", "Runs needing attention, by kind", ["kind"], registry=reg)
-    for k in attention.KINDS:
+    for k in attention.KINDS + tuple(k for k in attention.MORE_KINDS if kinds.get(k)):
         kind.labels(k).set(kinds.get(k, 0))
     age = pc.Gauge("fulliautomatix_oldest_run_age_seconds", "Time the oldest run has spent in each pending state",
                    ["state"], registry=reg)

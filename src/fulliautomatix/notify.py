@@ -32,7 +32,7 @@ from urllib.parse import unquote, urlsplit
 from . import attention, dates, markers
 from . import config as fa_config
 
-RUN_KINDS = ("BAD", "HELD", "STUCK")  # and RETRY of the archive stage: a failed verification
+RUN_KINDS = ("BAD", "LOST", "LOST-COPY", "HELD", "STUCK")  # and RETRY of the archive stage: a failed verification
 TICK_KINDS = {"CRASH": "a tick crashed", "RUNSDB": "the runs DB is unreachable", "DAQ": "the DAQ is unreachable"}
 WARNING_KINDS = ("STUCK", "DAQ")  # sent as warnings; the others as failures
 OUTBOX_DAYS = 2  # a message nobody took for this long is dropped

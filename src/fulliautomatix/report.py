@@ -256,7 +256,7 @@ def build(db, config: dict, days: float | None = None, until: _dt.datetime | Non
     agg = Aggregator(since, until)
     for doc in docs.values():
         agg.add(doc)
-    items = attention.problems(pending, config, until, attention.daq_live_at(config))
+    items = attention.gather(db, config, until, pending, raw_values={raw for raw, _ in counts})
     figures = {"generated": iso(until), "window": {"from": iso(since), "to": iso(until), "days": days},
                "counts": status.as_json(counts, [])["counts"],
                "total": sum(counts.values()), "runs_read": len(docs), **agg.figures(),

@@ -41,7 +41,8 @@ REQUIRED_FIELDS = ("name", "number", "events", "source", "raw_status", "raw_loca
 
 # The fields queries select on; ensure_indexes creates one index on each.
 INDEXES = (("name", True), ("number", False), (states.RAW, False), (states.PROCESSED, False),
-           ("archive.batch", False), ("reprocess.tag", False), ("transfer.daq_copy", False), ("updated_day", False))
+           ("archive.batch", False), ("reprocess.tag", False), ("transfer.daq_copy", False),
+           ("archive.copy_ok", False), ("updated_day", False))
 PENDING_RAW = tuple(states.PENDING_QUERY[states.RAW]["$in"])
 
 
@@ -99,8 +100,10 @@ class RunsDB:
                 tz_aware=True,  # dates come back as aware UTC datetimes
             )
             self.col = self.client[database][collection]
-        except pymongo.errors.ConfigurationError as exc:
-            raise RunsDBError(f"runs DB URI {uri!r} is not usable: {exc}") from None
+        except (pymongo.errors.PyMongoError, ValueError, TypeError) as exc:
+            # pymongo raises ValueError for a port out of range or unescaped characters in a password
+            raise RunsDBError(f"runs DB URI {redact(uri)!r} is not usable: {redact(str(exc))}; "
+                              "fix runs_db.uri or FULLIAUTOMATIX_RUNS_DB") from None
 
     # -- connection -----------------------------------------------------
     def ping(self) -> None:
@@ -112,9 +115,67 @@ class RunsDB:
                 "check runs_db.uri or FULLIAUTOMATIX_RUNS_DB"
             ) from None
 
-    def ensure_indexes(self) -> None:
-        """Create the indexes of INDEXES (one round trip; existing ones are left alone)."""
-        self.col.create_indexes([pymongo.IndexModel(key, unique=unique) for key, unique in INDEXES])
+    def ensure_indexes(self) -> dict[str, list[str]]:
+        """Create the indexes of INDEXES (one round trip; existing ones are left alone).
+
+        Returns the run names that more than one document holds (see
+        :meth:`duplicate_names`): while there are any, the unique index on
+        ``name`` cannot be built, the other indexes are, and each tick
+        tries again.  (nx-27017 makes a later unique index a silent no-op
+        beside a plain one on the same field, so none is made instead.)
+        """
+        try:
+            self.col.create_indexes([pymongo.IndexModel(key, unique=unique) for key, unique in INDEXES])
+            return {}
+        except pymongo.errors.OperationFailure as exc:
+            failure = exc
+        except pymongo.errors.PyMongoError as exc:
+            raise RunsDBError(f"runs DB: cannot create indexes ({type(exc).__name__}: {exc})") from None
+        try:
+            self.col.create_indexes([pymongo.IndexModel(key) for key, unique in INDEXES if not unique])
+            duplicates = self.duplicate_names()
+        except pymongo.errors.PyMongoError as exc:
+            raise RunsDBError(f"runs DB: cannot create indexes ({type(exc).__name__}: {exc})") from None
+        if not duplicates:
+            raise RunsDBError(f"runs DB: cannot create indexes ({failure})")
+        return duplicates
+
+    def duplicate_names(self) -> dict[str, list[str]]:
+        """{run name: the _ids of its documents} for names more than one document holds.
+
+        Free when the unique index on ``name`` exists (then there are none);
+        otherwise one ``$group`` on name over every document (0.5 s with
+        100,000 runs on nx-27017) and one query per name found.
+        """
+        info = self.col.index_information()
+        if any(list(v.get("key") or []) == [("name", 1)] and v.get("unique") for v in info.values()):
+            return {}
+        rows = self.col.aggregate([{"$group": {"_id": "$name", "n": {"$sum": 1}}}, {"$match": {"n": {"$gt": 1}}}])
+        names = sorted(str(row["_id"]) for row in rows if row["_id"] is not None)
+        return {name: sorted(str(d["_id"]) for d in self.col.find({"name": name}, {"_id": 1})) for name in names}
+
+    def copies(self) -> list[dict]:
+        """Every run with where its copies are recorded (for `fulliautomatix audit`; reads every document)."""
+        # whole sub-documents: nx-27017 flattens dotted projections
+        return list(self.col.find({}, {"name": 1, "raw_status": 1, "transfer": 1, "compressed": 1, "archive": 1}))
+
+    def copy_problems(self) -> list[dict]:
+        """Runs whose archived copy failed its last check (``archive.copy_ok`` false; index-backed)."""
+        return list(self.col.find({"archive.copy_ok": False}, {"history": 0}).sort("name", 1))
+
+    def unknown_states(self, limit: int = 20, raw_values=None) -> list[dict]:
+        """Runs whose raw_status is missing or not a state (never pending, so never in :meth:`pending`).
+
+        One one-field ``$group`` (cheap on nx-27017; `raw_values`, the
+        raw_status values :meth:`counts` found, spares it), then one
+        equality query per unknown value, at most `limit` runs each.
+        """
+        docs = []
+        for value in (self._group(states.RAW) if raw_values is None else raw_values):
+            if value not in states.RAW_STATES:
+                query = {states.RAW: None if value == "?" else value}
+                docs += self.col.find(query, {"history": 0}).limit(limit)
+        return sorted(docs, key=lambda d: str(d.get("name")))
 
     def close(self) -> None:
         self.client.close()
@@ -414,8 +475,17 @@ def _label(value) -> str:
     return "?" if value is None else str(value)
 
 
-def _redact(uri: str) -> str:
-    return re.sub(r"//[^@/]*@", "//***@", uri)
+# "scheme:" then anything up to the word's last "@": the credentials of a URI, even a malformed one
+# ("mongodb://fa:p/w@host", "mongodb:/fa:pw@host"); over-masking a path with an "@" is harmless.
+_CREDENTIALS = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*:/*)[^\s'\"]*@")
+
+
+def redact(text: str) -> str:
+    """text with every URI's credentials masked: mongodb://***@host/..."""
+    return _CREDENTIALS.sub(r"\1***@", str(text))
+
+
+_redact = redact
 
 
 @contextmanager
@@ -427,23 +497,33 @@ def connect(config: dict, *, start_embedded: bool = True):
     """
     rdb_cfg = config["runs_db"]
     uri = rdb_cfg["uri"]
-    proc = None
+    proc = users = None
     state = fa_config.state_dir(config)
-    if uri == "embedded":
-        if not start_embedded:
-            uri = embedded.running_uri(state)
-            if uri is None:
-                raise RunsDBError("the embedded runs DB is not running")
-        else:
-            try:
-                uri, proc = embedded.ensure(state)
-            except embedded.EmbeddedError as exc:
-                raise RunsDBError(str(exc)) from None
     try:
+        if uri == "embedded":
+            users = embedded.using(state)  # the server's watcher waits for this process to be done
+            uri, proc = _embedded_uri(state, start_embedded)
         with _opened(uri, rdb_cfg) as db:
             yield db
     finally:
-        embedded.stop(state, proc)
+        if users is not None:
+            embedded.done_using(users)
+        embedded.release(state, proc)
+
+
+def _embedded_uri(state, start: bool):
+    """(uri, process started here or None) of the work dir's embedded server; this process owns a new one."""
+    import os
+
+    if not start:
+        uri = embedded.running_uri(state)
+        if uri is None:
+            raise RunsDBError("the embedded runs DB is not running")
+        return uri, None
+    try:
+        return embedded.ensure(state, owner=os.getpid())
+    except embedded.EmbeddedError as exc:
+        raise RunsDBError(str(exc)) from None
 
 
 @contextmanager

@@ -9,8 +9,13 @@ does, through :func:`begin`:
   in ``FULLIAUTOMATIX_TICK_LOCK``) and has started the runs DB: nothing to do;
 * under ``snakemake`` run by hand, the job takes the lock and hands it to a
   small guard process (``python -m fulliautomatix.tickguard``) that keeps it
-  until that Snakemake exits, and stops the embedded runs DB the job started
-  for it, so nothing is left running after the tick.
+  until that Snakemake exits; an embedded runs DB the job starts for it is
+  stopped by the server's own watcher once that Snakemake and every process
+  using the server are gone (:mod:`fulliautomatix.embedded`), so nothing is
+  left running after the tick.
+
+Per-run claims (:mod:`fulliautomatix.claims`) keep a later tick off runs
+that jobs of an earlier, killed tick still work on.
 
 The Snakefile's main process names itself in ``FULLIAUTOMATIX_SNAKEMAKE``;
 every local job inherits it, so jobs of one Snakemake share one guard.
@@ -147,11 +152,10 @@ def begin(config: dict) -> str | None:
             return embedded.running_uri(state) if embedded_db else None
         fh = _open_locked(path)
         try:
-            uri, server = (embedded.ensure(state) if embedded_db else (None, None))
+            # A server started here is stopped by its watcher once this Snakemake is gone and unused.
+            uri = embedded.ensure(state, owner=int(snakemake_pid))[0] if embedded_db else None
             argv = [sys.executable, "-m", "fulliautomatix.tickguard", "--watch", snakemake_pid,
                     "--state", str(state), "--fd", str(fh.fileno())]
-            if server is not None:
-                argv += ["--server", str(server.pid)]
             guard = subprocess.Popen(argv, pass_fds=(fh.fileno(),), start_new_session=True,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
@@ -173,8 +177,8 @@ def _locked(path: Path) -> bool:
         return False
 
 
-def guard(watch: int, state_dir: Path, server: int | None, poll: float = 0.5) -> None:
-    """Hold the inherited lock until process `watch` exits; then stop the embedded server."""
+def guard(watch: int, poll: float = 0.5) -> None:
+    """Hold the inherited lock until process `watch` exits (the embedded server has its own watcher)."""
     import psutil
 
     try:
@@ -183,10 +187,6 @@ def guard(watch: int, state_dir: Path, server: int | None, poll: float = 0.5) ->
             time.sleep(poll)
     except psutil.Error:
         pass
-    if server:
-        from . import embedded
-
-        embedded.stop_pid(Path(state_dir), server)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,10 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--watch", type=int, required=True, help="pid of the tick's Snakemake")
     ap.add_argument("--state", type=Path, required=True, help="the work dir's state/ directory")
     ap.add_argument("--fd", type=int, required=True, help="the inherited, locked tick.lock")
-    ap.add_argument("--server", type=int, help="pid of the embedded runs DB to stop at the end")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    guard(args.watch, args.state, args.server)
+    guard(args.watch)
     os.close(args.fd)
     return 0
 

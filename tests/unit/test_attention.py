@@ -178,3 +178,26 @@ def test_oldest_run_per_pending_state():
             run(raw="ondeck", proc="queued", history=[entry("raw_status", "ondeck", 4),
                                                        entry("processed_status", "queued", 2)])]
     assert attention.oldest(docs, NOW) == {"acquired": 3 * 3600, "ondeck": 4 * 3600, "queued": 2 * 3600}
+
+
+def test_lost_copies_duplicates_and_single_copies_are_in_the_one_list(config):
+    """The kinds of the reliability work: LOST (held, no verified copy left), LOST-COPY (an archived copy
+    failed its check), BAD for a name two documents hold or an unknown state, ONE-COPY (DAQ copy purged)."""
+    lost = run("261201_0002", raw="ondeck", lost={"reason": "scratch copy corrupt, DAQ copy purged"},
+               compressed={"held": "run 261201_0002: LOST: no verified copy; `fulliautomatix retry 261201_0002`"})
+    single = run("261201_0003", raw="ondeck", transfer={"daq_copy": "purged", "destination": "/scratch/raw/x"})
+    twin = run("261201_0004")
+    archived = run("261201_0005", raw="archived", proc="processed",
+                   archive={"copy_ok": False, "copy_error": "audit: the archived copy differs"})
+    odd = run("261201_0006", raw="weird")
+    found = attention.problems([lost, single, twin], config, NOW, duplicates={"261201_0004": ["a", "b"]},
+                               unknown=[odd], lost_copies=[archived])
+    assert [(p.kind, p.run) for p in found] == [("BAD", "261201_0004"), ("BAD", "261201_0006"),
+                                               ("LOST", "261201_0002"), ("LOST-COPY", "261201_0005"),
+                                               ("ONE-COPY", "261201_0003")]
+    assert "2 documents have this name" in found[0].reason and found[0].command.startswith("mongosh")
+    assert found[2].command == "fulliautomatix retry 261201_0002"
+    assert found[3].line().startswith("  LOST-COPY run 261201_0005: audit:")
+    assert "DAQ copy purged" in found[4].reason
+    assert attention.counts(found) == {"BAD": 2, "LOST": 1, "LOST-COPY": 1, "HELD": 0, "STUCK": 0, "RETRY": 0,
+                                       "ONE-COPY": 1}

@@ -299,3 +299,41 @@ def test_a_group_cut_short_by_a_waiting_run_closes_after_max_wait_days():
     docs = [compressed(1, age_days=3), doc(name="170101_0002", raw="acquired", proc="none"), compressed(3)]
     assert selection.plan_batches(docs, {**ARCHIVE, "batch_runs": 4}, now=NOW) == {
         "170101_0001_to_170101_0001": ["170101_0001"]}
+
+
+# -- runs that cannot succeed are held, never retried forever (issue 10, findings 4 and 5) --------
+
+LIMITS3 = {**LIMITS, "compress_attempts": 3}
+
+
+@pytest.mark.parametrize("proc", ["queued", "processing", "failed"])
+def test_processing_attempts_used_up_hold_the_run_whatever_state_they_left(proc):
+    d = doc(raw="ondeck", proc=proc, processing={"attempts": 3, "exit_code": None})
+    first, held = selection.start_stage(d, LIMITS3)
+    assert first is None and "fulliautomatix retry 170101_0001" in held
+    assert selection.start_stage(doc(raw="ondeck", proc=proc, processing={"attempts": 2}), LIMITS3) == ("process", None)
+
+
+def test_compression_attempts_used_up_hold_the_run():
+    c = {"attempts": 3, "error": "tar exited with 2"}
+    for raw, proc in (("ondeck", "processed"), ("compressing", "processed"), ("ondeck", "none")):
+        first, held = selection.start_stage(doc(raw=raw, proc=proc, compressed=c), LIMITS3)
+        assert first is None and "compression failed 3 times" in held and "retry" in held
+    assert selection.start_stage(doc(raw="ondeck", proc="processed", compressed={**c, "attempts": 2}),
+                                 LIMITS3) == ("compress", None)
+
+
+def test_a_lost_run_is_held_with_its_reason_and_left_out_of_batches():
+    reason = "run 170101_0001: LOST: ... then `fulliautomatix retry 170101_0001`"
+    lost = doc(raw="compressed", proc="processed", lost={"at": "x", "reason": reason},
+               compressed={"bytes": 1, "at": "2024-01-01T00:00:00+00:00"})
+    assert selection.start_stage(lost, LIMITS3) == (None, reason)
+    other = doc(name="170101_0002", raw="compressed", proc="processed",
+                compressed={"bytes": 1, "at": "2024-01-01T00:00:00+00:00"})
+    batches = selection.plan_batches([lost, other], {"batch_runs": 2, "min_bytes": 0, "max_wait_days": 0}, now=NOW)
+    assert batches == {"170101_0002_to_170101_0002": ["170101_0002"]}
+
+
+def test_a_run_the_daq_has_no_directory_for_is_held_with_that_line():
+    d = doc(transfer={"missing": "run 170101_0001: the DAQ has no directory /daq/170101_0001 ..."})
+    assert selection.start_stage(d, LIMITS3) == (None, d["transfer"]["missing"])
