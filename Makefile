@@ -20,6 +20,7 @@ install: $(VENV)/.installed
 system-deps:
 	@bash scripts/system-deps.sh rsync zstd xxhash
 
+# Ends with `fulliautomatix report`: it writes the operators' page (each tick does too) and prints where it is.
 demo: install system-deps
 	$(FA) simulate-daq --runs $(DEMO_RUNS)
 	@for i in 1 2 3 4 5 6; do \
@@ -27,6 +28,7 @@ demo: install system-deps
 	  $(FA) status --check >/dev/null && break; \
 	done
 	$(FA) status
+	$(FA) report
 
 test: install system-deps
 	bash scripts/test.sh

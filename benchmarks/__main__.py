@@ -1,6 +1,6 @@
 """Fulliautomatix benchmarks (issue 6): figures as ratios measured side by side.
 
-    python -m benchmarks                 # all six at their default (small) sizes; `make bench`
+    python -m benchmarks                 # all seven at their default (small) sizes; `make bench`
     python -m benchmarks P3              # one benchmark (or several: P1 P6)
     python -m benchmarks --full          # the issue's full sizes (100,000 runs, 1 GiB, ...)
     python -m benchmarks --reps 9 P4     # more repetitions against a noisy machine
@@ -37,6 +37,7 @@ BENCHMARKS = {
     "P4": "p4_transfer",
     "P5": "p5_compress",
     "P6": "p6_status",
+    "P7": "p7_report",
 }
 
 
@@ -64,7 +65,7 @@ def machine() -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0],
                                  epilog=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("ids", nargs="*", metavar="ID", help="benchmarks to run (P1 ... P6; default: all)")
+    ap.add_argument("ids", nargs="*", metavar="ID", help="benchmarks to run (P1 ... P7; default: all)")
     ap.add_argument("--full", action="store_true", help="the issue's full sizes (takes much longer)")
     ap.add_argument("--reps", type=int, default=5, help="repetitions of each timed side (default 5)")
     ap.add_argument("--work", type=Path, help="work directory (default: a new one under the temp dir)")

@@ -4,15 +4,19 @@
     fulliautomatix --transfer --run 12      # only transfer run number 12
     fulliautomatix --dry_run                # print what would be done, change nothing
     fulliautomatix status                   # where every run is, and which are stuck
+    fulliautomatix check                    # one line and exit 0/1/2/3 for Nagios (OK/WARNING/CRITICAL/UNKNOWN)
     fulliautomatix status 170101_0001       # one run's fields and history
+    fulliautomatix report --days 7          # the operators' page: backlog, throughput, failures, attention
     fulliautomatix simulate-daq --runs 8    # write simulated runs, as the DAQ does
     fulliautomatix retry 170101_0001        # clear a run's failure count after a fix
     fulliautomatix restore 170101_0001 --to /tmp/restored
+    fulliautomatix audit                    # read archived runs back; list strays and missing copies
     fulliautomatix db serve --port 27017    # run the embedded runs DB for other clients
+    fulliautomatix db migrate               # make the string times of older run documents BSON dates
     fulliautomatix paths snakefile          # where the workflow is, for running Snakemake directly
 
-A cron line (every 5 minutes):
-    */5 * * * * /path/to/fulliautomatix/.venv/bin/fulliautomatix --log info >/dev/null 2>&1
+A cron line (every 5 minutes; only warnings and errors reach cron's mail, the dated log has everything):
+    */5 * * * * /path/to/fulliautomatix/.venv/bin/fulliautomatix --log warning
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from pathlib import Path
 
 import yaml
 
-from . import archive, embedded, hosts, planning, runsdb, scheduler, simulate, states, status, tickguard
+from . import (archive, embedded, finish, hosts, migrate, notify, planning, progress, report, runsdb, scheduler,
+               simulate, states, status, tickguard)
 from . import config as fa_config
 
 log = logging.getLogger("fulliautomatix")
@@ -36,11 +41,14 @@ log = logging.getLogger("fulliautomatix")
 STAGES = ("transfer", "process", "compress", "archive")
 COMMANDS = {  # `fulliautomatix COMMAND --help` for each one's options
     "status": "where every run is, and which runs need attention (or one run's history)",
+    "check": "one line and exit status 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, as Nagios plugins do",
+    "report": "write the operators' report: one offline HTML page (or --json) of the last days",
     "simulate-daq": "write simulated raw runs and their runs DB documents, as the DAQ does",
     "restore": "fetch runs back from the archive, verified against their checksums",
     "retry": "clear a held run's failure counts, so the next tick tries it again",
-    "db": "db serve: run the embedded runs DB in the foreground for other clients",
+    "db": "db serve: run the embedded runs DB for other clients; db migrate: string times become dates",
     "paths": "print where the workflow, profiles and default config are (for running Snakemake)",
+    "audit": "read archived runs back and compare them with their checksums; list strays and missing copies",
 }
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -57,17 +65,6 @@ def _global_options(ap: argparse.ArgumentParser, defaults: bool) -> None:
                     help="logging level, any case (default: info)")
 
 
-def version() -> str:
-    """The installed package's version (its metadata), as `--version` prints it."""
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
-
-    try:
-        return dist_version("fulliautomatix")
-    except PackageNotFoundError:
-        return "unknown (not installed)"
-
-
 def tick_parser() -> argparse.ArgumentParser:
     commands = "\n".join(f"  {name:<14}{what}" for name, what in COMMANDS.items())
     examples = __doc__.split("\n\n", 1)[1]
@@ -75,7 +72,7 @@ def tick_parser() -> argparse.ArgumentParser:
         prog="fulliautomatix", description="Fulliautomatix: ASTERIX data management (one cron tick).",
         epilog=f"commands (fulliautomatix COMMAND --help for their options):\n{commands}\n\nexamples:\n{examples}",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    ap.add_argument("--version", action="version", version=f"%(prog)s {fa_config.version()}")
     _global_options(ap, defaults=False)
     ap.add_argument("--transfer", action="store_true", help="Transfer data from daq to cluster")
     ap.add_argument("--process", action="store_true", help="Process data")
@@ -98,6 +95,12 @@ def command_parser(command: str) -> argparse.ArgumentParser:
         ap.add_argument("runs", nargs="*", help="runs (name or number) to show in full")
         ap.add_argument("--check", action="store_true",
                         help="exit status 3 while any run is not yet archived (for scripts)")
+        ap.add_argument("--json", action="store_true", help="print the counts and the attention list as JSON")
+    elif command == "report":
+        ap.add_argument("--out", type=Path, help="where to write the page (default: report.path in the config)")
+        ap.add_argument("--days", type=float, help="how many days back to look (default: report.days)")
+        ap.add_argument("--json", action="store_true",
+                        help="print the figures as JSON instead (and write the page only with --out)")
     elif command == "simulate-daq":
         ap.add_argument("--runs", type=int, required=True, help="how many runs to write")
         ap.add_argument("--events", type=int, default=1000, help="events per run (default 1000)")
@@ -108,33 +111,60 @@ def command_parser(command: str) -> argparse.ArgumentParser:
     elif command == "retry":
         ap.add_argument("runs", nargs="+", help="runs (name or number) whose failure count to clear")
     elif command == "db":
-        ap.add_argument("action", choices=["serve"], help="serve: run the embedded runs DB in the foreground")
-        ap.add_argument("--port", type=int, default=27017, help="loopback port (default 27017)")
+        ap.add_argument("action", choices=["serve", "migrate"],
+                        help="serve: run the embedded runs DB in the foreground; migrate: convert the string "
+                             "times older versions wrote into run documents to BSON dates and add their updated_day "
+                             "(idempotent, resumable)")
+        ap.add_argument("--port", type=int, default=27017, help="serve: loopback port (default 27017)")
+        ap.add_argument("--batch", type=int, default=1000, help="migrate: documents per read and write (default 1000)")
+    elif command == "audit":
+        ap.add_argument("runs", nargs="*", help="archived runs (name or number) to read back; none: the "
+                                                 "oldest audited first, and strays")
+        ap.add_argument("--limit", type=int, default=100, help="archived runs to read back at most (default 100)")
     elif command == "paths":
         ap.add_argument("name", nargs="?", choices=list(fa_config.resource_paths()),
                         help="print only this path (e.g. for $(fulliautomatix paths snakefile))")
     return ap
 
 
+class _Redacted(logging.Filter):
+    """Masks the credentials of any URI in a log line (runsdb.redact), on screen and in the dated log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = runsdb.redact(record.getMessage()), None
+        return True
+
+
 def setup_logging(level: str, log_dir: str | None) -> None:
+    """The terminal gets `level`; the dated log at least INFO (so `--log warning` keeps cron quiet, not the log)."""
     root = logging.getLogger("fulliautomatix")
-    root.setLevel(getattr(logging, level.upper()))
+    wanted = getattr(logging, level.upper())
+    root.setLevel(min(wanted, logging.INFO))
     root.handlers.clear()
     console = logging.StreamHandler(sys.stderr)
+    console.setLevel(wanted)
     console.setFormatter(logging.Formatter("fulliautomatix: %(message)s"))
+    console.addFilter(_Redacted())
     root.addHandler(console)
     if log_dir:
         Path(log_dir).mkdir(parents=True, exist_ok=True)
         day = _dt.date.today().isoformat()
         fh = logging.FileHandler(Path(log_dir) / f"fulliautomatix-{day}.log")
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        fh.addFilter(_Redacted())
         root.addHandler(fh)
 
 
-def resolve_runs(db: runsdb.RunsDB, refs: list[str]) -> tuple[list[str], list[str]]:
-    """(names found, error lines for refs that are not runs)."""
+def resolve_runs(db: runsdb.RunsDB, refs: list[str], pattern: str | None = None) -> tuple[list[str], list[str]]:
+    """(names found, error lines for refs that are not runs); with `pattern`, a ref that is neither a run name
+    matching it nor a number is refused before the runs DB is asked (``restore ../../etc``)."""
+    import re
+
     names, errors = [], []
     for ref in refs:
+        if pattern and not re.fullmatch(pattern, ref) and not ref.isdigit():
+            errors.append(f"run {ref!r}: not a run name (run_name_pattern {pattern}) or number; refused")
+            continue
         try:
             names.append(db.resolve(ref)["name"])
         except runsdb.UnknownRun as exc:
@@ -144,10 +174,32 @@ def resolve_runs(db: runsdb.RunsDB, refs: list[str]) -> tuple[list[str], list[st
 
 # -- the cron tick -------------------------------------------------------------
 
+def _resolve_tick_runs(db: runsdb.RunsDB, args, pattern: str) -> tuple[list[str], list[str], list[str]]:
+    """(runs of --run, runs of --reprocess, error lines) by name (matching `pattern`) or number."""
+    runs, errors = resolve_runs(db, args.run or [], pattern)
+    reprocess, more = resolve_runs(db, args.reprocess or [], pattern)
+    errors += more
+    for e in errors:
+        log.error("%s", e)
+    if args.run and not runs:
+        raise Failure("none of the runs given with --run is in the runs DB; nothing done")
+    if args.reprocess and not reprocess:
+        raise Failure("none of the runs given with --reprocess is in the runs DB; nothing done")
+    return runs, reprocess, errors
+
+
 def tick(args, config: dict) -> int:
     # --reprocess alone reprocesses only; stage flags beside it ask for more.
     stages = [s for s in STAGES if getattr(args, s)] or ([] if args.reprocess else list(STAGES))
     state = fa_config.state_dir(config)
+    if args.dry_run:  # reads only: no lock, no write (beside a running tick too)
+        with runsdb.reading(config) as db:
+            runs, reprocess, errors = _resolve_tick_runs(db, args, config["run_name_pattern"])
+            print(planning.describe(db, config, stages, runs))
+        if reprocess:
+            print(f"reprocess (processor version {config['processing']['version']}, new output beside "
+                  f"the old one): {', '.join(reprocess)}")
+        return 1 if errors else 0
     try:
         tickguard.acquire_for_wrapper(state)
     except tickguard.TickBusy as exc:
@@ -160,46 +212,30 @@ def tick(args, config: dict) -> int:
 
 
 def _tick_locked(args, config: dict, stages: list[str], state: Path) -> int:
-    """The tick, holding the tick lock: plan (or describe, with --dry_run), run Snakemake, collect."""
-    errors: list[str] = []
+    """The tick, holding the tick lock: plan, run Snakemake, collect, finish."""
     with runsdb.connect(config) as db:
         db.ensure_indexes()
-        runs: list[str] = []
-        if args.run:
-            runs, errors = resolve_runs(db, args.run)
-            for e in errors:
-                log.error("%s", e)
-            if not runs:
-                raise Failure("none of the runs given with --run is in the runs DB; nothing done")
-        reprocess: list[str] = []
-        if args.reprocess:
-            reprocess, more = resolve_runs(db, args.reprocess)
-            for e in more:
-                log.error("%s", e)
-            errors += more
-            if not reprocess:
-                raise Failure("none of the runs given with --reprocess is in the runs DB; nothing done")
-        if args.dry_run:
-            print(planning.describe(db, config, stages, runs))
-            if reprocess:
-                print(f"reprocess (processor version {config['processing']['version']}, new output beside "
-                      f"the old one): {', '.join(reprocess)}")
-            return 1 if errors else 0
-        rc = run_snakemake(config, stages, runs, db.uri, state, reprocess)
+        runs, reprocess, errors = _resolve_tick_runs(db, args, config["run_name_pattern"])
+        rc, ended = run_snakemake(config, stages, runs, db.uri, state, reprocess)
         if scheduler.profile_submits_jobs(fa_config.cluster(config)["profile"]):
             scheduler.collect(db, config)  # record at once what this tick's jobs did
+        for level, line in finish.after_snakemake(db, config, **ended):
+            log.log(level, "%s", line)
     return rc or (1 if errors else 0)
 
 
 def run_snakemake(config: dict, stages: list[str], runs: list[str], uri: str, state: Path,
-                  reprocess: list[str] = ()) -> int:
+                  reprocess: list[str] = ()) -> tuple[int, dict]:
+    """Run the tick's Snakemake; (exit status, how it ended: for finish.after_snakemake)."""
     tick_id = planning.tick_id(config)
     tick_file = state / "ticks" / f"{tick_id}.yaml"
     tick_file.parent.mkdir(parents=True, exist_ok=True)
     overrides = {k: v for k, v in config.items() if k != "tick"}
     overrides["tick"] = {"id": tick_id, "stages": stages, "runs": runs, "cluster": config["tick"]["cluster"],
                          "reprocess": list(reprocess)}
-    tick_file.write_text(yaml.safe_dump(overrides, sort_keys=False))
+    fd = os.open(tick_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # notify.urls may hold passwords
+    with os.fdopen(fd, "w") as fh:
+        fh.write(yaml.safe_dump(overrides, sort_keys=False))
     cluster = fa_config.cluster(config)
     argv = [sys.executable, "-m", "snakemake", "--snakefile", str(fa_config.ROOT / "workflow" / "Snakefile"),
             "--profile", cluster["profile"], "--configfile", str(tick_file)]
@@ -215,13 +251,35 @@ def run_snakemake(config: dict, stages: list[str], runs: list[str], uri: str, st
     log_file = Path(config["log_dir"]) / "snakemake" / f"{tick_id}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     batch = scheduler.profile_submits_jobs(cluster["profile"])
-    returncode, detached = scheduler.run_bounded(
-        argv, cwd=config["work_dir"], env=env, log_file=log_file, work_dir=config["work_dir"],
-        wait_seconds=config["processing"]["tick_wait_seconds"] if batch else None, pass_fds=tickguard.wrapper_fds())
+    live = progress.LiveProgress(log_file, config["work_dir"]) if progress.LiveProgress.wanted() else None
+    try:
+        returncode, detached = scheduler.run_bounded(
+            argv, cwd=config["work_dir"], env=env, log_file=log_file, work_dir=config["work_dir"],
+            wait_seconds=config["processing"]["tick_wait_seconds"] if batch else None,
+            pass_fds=tickguard.wrapper_fds(), on_poll=live)
+    finally:
+        if live:
+            live.close()
     if batch:
         scheduler.tidy(config["work_dir"], tick_file.parent)  # jobs still to start read their tick's file
     else:
         tick_file.unlink(missing_ok=True)
+    errors = _relay(log_file)
+    ended = {"tick": tick_id, "returncode": returncode, "detached": detached, "errors": errors,
+             "log_file": log_file}
+    if detached:
+        log.info("tick %s: its batch jobs still run, later ticks collect them", tick_id)
+        return (1 if errors else 0), ended
+    if returncode not in (0, None):
+        log.error("tick %s: some jobs failed; details in %s", tick_id, log_file)
+    elif errors:  # e.g. a stage's result the runs DB did not take
+        log.error("tick %s finished with %d error%s (above); details in %s", tick_id, errors,
+                  "" if errors == 1 else "s", log_file)
+    return (1 if returncode or errors else 0), ended
+
+
+def _relay(log_file: Path) -> int:
+    """Log the report lines of the Snakemake log (planning.REPORT_PREFIXES); the number of errors among them."""
     errors = 0
     for line in log_file.read_text(errors="replace").splitlines():
         for prefix, level in planning.REPORT_PREFIXES.items():
@@ -232,14 +290,7 @@ def run_snakemake(config: dict, stages: list[str], runs: list[str], uri: str, st
         else:
             if "Building DAG" in line or line.startswith(("WorkflowError", "MissingInput")):
                 log.debug("%s", line)
-    if detached:
-        log.info("tick %s done; its batch jobs still run, later ticks collect them", tick_id)
-        return 1 if errors else 0
-    if returncode != 0:
-        log.error("tick %s: some jobs failed; details in %s", tick_id, log_file)
-    else:
-        log.info("tick %s done", tick_id)
-    return 1 if returncode or errors else 0
+    return errors
 
 
 # -- commands ------------------------------------------------------------------
@@ -247,15 +298,28 @@ def run_snakemake(config: dict, stages: list[str], runs: list[str], uri: str, st
 def cmd_status(args, config: dict) -> int:
     with runsdb.connect(config) as db:
         if args.runs:
-            names, errors = resolve_runs(db, args.runs)
+            names, errors = resolve_runs(db, args.runs, config["run_name_pattern"])
             for name in names:
                 print(status.run_details(db.get(name)))
             for e in errors:
                 log.error("%s", e)
             return 1 if errors else 0
-        pending = db.pending()
-        print(status.table(db.counts(), pending, config))
+        pending = db.pending(history=True)
+        print(status.overview(db.counts(), pending, config, args.json, db=db))
     return 3 if args.check and pending else 0
+
+
+def cmd_check(args, config: dict) -> int:
+    code, line = finish.nagios(config)
+    print(line)
+    return code
+
+
+def cmd_report(args, config: dict) -> int:
+    if args.days is not None and args.days <= 0:
+        raise Failure("--days must be more than 0")
+    report.command(config, args.days, args.out, args.json)
+    return 0
 
 
 def _terminated(signum, frame):
@@ -281,13 +345,18 @@ def cmd_simulate(args, config: dict) -> int:
     return 0
 
 
+# What `retry` clears: failure counts, and the holds a human's fix resolves.
+RETRY_CLEARS = {"transfer.attempts": 0, "transfer.error": None, "transfer.missing": None, "processing.attempts": 0,
+                "compressed.attempts": 0, "compressed.error": None, "compressed.held": None, "lost": None}
+
+
 def cmd_retry(args, config: dict) -> int:
     with runsdb.connect(config) as db:
-        names, errors = resolve_runs(db, args.runs)
+        names, errors = resolve_runs(db, args.runs, config["run_name_pattern"])
         for e in errors:
             log.error("%s", e)
         for name in names:
-            db.update(name, {"transfer.attempts": 0, "transfer.error": None, "processing.attempts": 0})
+            db.update(name, dict(RETRY_CLEARS))
             log.info("run %s: failure counts cleared; the next tick tries it again", name)
     return 1 if errors else 0
 
@@ -295,17 +364,33 @@ def cmd_retry(args, config: dict) -> int:
 def cmd_restore(args, config: dict) -> int:
     failed = False
     with runsdb.connect(config) as db:
-        names, errors = resolve_runs(db, args.runs)
+        names, errors = resolve_runs(db, args.runs, config["run_name_pattern"])
         for e in errors:
             log.error("%s", e)
         for name in names:
             try:
                 where = archive.restore(db, config, name, args.to.resolve())
                 print(f"{name}: restored to {where} (verified against its recorded checksums)")
-            except archive.ArchiveError as exc:
+            except (archive.ArchiveError, hosts.BadRunName, OSError) as exc:
                 log.error("%s", exc)
                 failed = True
     return 1 if errors or failed else 0
+
+
+def cmd_audit(args, config: dict) -> int:
+    """The archive's fixity check and strays (fulliautomatix.audit); exit 1 when anything is found."""
+    from . import audit
+
+    with runsdb.connect(config) as db:
+        names, errors = resolve_runs(db, args.runs, config["run_name_pattern"])
+        for e in errors:
+            log.error("%s", e)
+        if args.runs and not names:
+            return 1
+        found = audit.audit(db, config, args.limit, archive.stage._DebugLog(), names)
+    for line in found.lines():
+        print(line)
+    return 1 if errors or found.bad or found.strays or found.missing else 0
 
 
 def cmd_paths(args) -> int:
@@ -320,13 +405,19 @@ def cmd_paths(args) -> int:
 
 
 def cmd_db(args, config: dict) -> int:
+    if args.action == "migrate":
+        if args.batch < 1:
+            raise Failure("--batch must be at least 1")
+        with runsdb.connect(config) as db:
+            progress = migrate.migrate_dates(db, out=lambda line: print(line, flush=True), batch=args.batch)
+        return 1 if progress.left else 0
     print(f"serving the embedded runs DB on mongodb://127.0.0.1:{args.port}/ (Ctrl-C stops it)", flush=True)
     embedded.serve(fa_config.state_dir(config), args.port)
     return 0
 
 
-HANDLERS = {"status": cmd_status, "simulate-daq": cmd_simulate, "retry": cmd_retry,
-            "restore": cmd_restore, "db": cmd_db}
+HANDLERS = {"status": cmd_status, "check": cmd_check, "report": cmd_report, "simulate-daq": cmd_simulate,
+            "retry": cmd_retry, "restore": cmd_restore, "db": cmd_db, "audit": cmd_audit}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -351,7 +442,13 @@ def main(argv: list[str] | None = None) -> int:
         return tick(args, config)
     except (Failure, fa_config.ConfigError, runsdb.RunsDBError, embedded.EmbeddedError,
             states.TransitionRefused) as exc:
+        if args.command == "check":
+            print(f"FULLIAUTOMATIX UNKNOWN - {exc}")
+            return 3
         log.error("%s", exc)
+        if isinstance(exc, runsdb.RunsDBError) and not args.command and not args.dry_run:
+            for line in notify.report_failure(config, "RUNSDB", str(exc), "fulliautomatix check"):
+                log.warning("%s", line)
         return 1
     except KeyboardInterrupt:
         log.error("interrupted")

@@ -30,6 +30,12 @@ zero exit of every command, moves the file into place and removes the
 uncompressed copy ``<scratch>/raw/<run>``.  A compressed copy found already
 in place (its raw copy removed by an earlier attempt) is read back in one
 read of the file: sha256, ``zstd -dc`` and the parser.
+
+When members do not match, the plain copy on scratch is checked against the
+transfer's checksums: a copy that went bad (the plain one, or a compressed
+one left by an earlier attempt) is recovered by :func:`recovery.recover` --
+transferred again from a verified DAQ copy, or the run is LOST.  Other
+failures are retried up to ``compression.max_attempts`` times.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ import time
 from pathlib import Path
 
 from . import config as fa_config
-from . import hosts, markers, states, sync, tarsums
+from . import hosts, markers, recovery, states, sync, tarsums
 from .runsdb import RunsDB
 
 
@@ -89,7 +95,7 @@ def _sha256(host: hosts.Host, path: str, log) -> str | None:
 
 
 def _remove_raw(cluster: hosts.Host, raw: Path, log) -> None:
-    """Verified: the uncompressed copy on scratch may go (the DAQ copy is untouched).
+    """Verified: the uncompressed copy on scratch may go (the compressed copy holds it, verified).
 
     Only if <scratch>/raw/<run> is a real directory inside <scratch>/raw
     holding only regular files and directories, and never through a link
@@ -110,7 +116,6 @@ def compress_run(db: RunsDB, config: dict, run: str, processed_marker: str, mark
     sync.apply(db, markers.read(processed_marker), doc=doc)
     doc = db.get(run)
     p = paths(config, run)
-    final = str(p["archive"])
     cluster = cluster_host(config)
     recorded = (doc.get("transfer") or {}).get("checksums") or []
     algo = (doc.get("transfer") or {}).get("checksum_algorithm") or config["transfer"]["checksum"]
@@ -118,32 +123,26 @@ def compress_run(db: RunsDB, config: dict, run: str, processed_marker: str, mark
         raise CompressionError(f"run {run}: no transfer checksums in the runs DB to verify against; "
                                f"re-transfer it with `fulliautomatix retry {run}`")
     if doc["raw_status"] == "compressed":
-        return _marker_again(cluster, run, doc, final, marker_path, log)
-    doc = db.transition(run, states.RAW, "compressing", expect=("ondeck", "compressing"), doc=doc)
+        return _marker_again(db, config, cluster, doc, str(p["archive"]), marker_path, log)
+    attempts = int((doc.get("compressed") or {}).get("attempts") or 0) + 1
+    doc = db.transition(run, states.RAW, "compressing", expect=("ondeck", "compressing"), doc=doc,
+                        fields={"compressed.attempts": attempts})
     t0 = time.monotonic()
     tmp = str(p["archive"].with_name(f".{p['archive'].name}.partial"))
     try:
-        try:
-            tmp, sums = _compress_verified(cluster, config, run, tmp, algo, log)
-            problems = hosts.compare_manifests(recorded, _manifest(sums, run))
-            if problems:
-                raise CompressionError(f"compressed archive does not verify: {'; '.join(problems[:3])}")
-            info = {"path": final, "host": None if cluster.is_local else cluster.dest,
-                    "cluster": fa_config.cluster(config)["name"], "bytes": sums.bytes, "hash": sums.sha256,
-                    "algorithm": "sha256", "members_verified": len(recorded), "at": states.now(),
-                    "seconds": round(time.monotonic() - t0, 3), "error": None}
-            marker = markers.run_marker("compress", run, {"compressed": info}, info)
-            if tmp != final:
-                cluster.run(["bash", "-c", 'sync -- "$1" && mv -f -T -- "$1" "$2"', "fa-promote", tmp, final],
-                            log=log)
-        except (hosts.CommandFailed, tarsums.ReadBackError, OSError) as exc:
-            raise CompressionError(str(exc)) from None
-    except CompressionError as exc:
+        tmp, sums = _compress(config, cluster, run, p, tmp, recorded, algo, log)
+        final = str(p["archive"])
+        info = {"path": final, "host": None if cluster.is_local else cluster.dest,
+                "cluster": fa_config.cluster(config)["name"], "bytes": sums.bytes, "hash": sums.sha256,
+                "algorithm": "sha256", "members_verified": len(recorded), "at": states.now(),
+                "seconds": round(time.monotonic() - t0, 3), "error": None}
+        marker = markers.run_marker("compress", run, {"compressed": info}, info)
         if tmp != final:
+            cluster.run(["bash", "-c", 'sync -- "$1" && mv -f -T -- "$1" "$2"', "fa-promote", tmp, final], log=log)
+    except (hosts.CommandFailed, tarsums.ReadBackError, OSError, CompressionError) as exc:
+        if tmp != str(p["archive"]):
             cluster.run(["rm", "-f", "--", tmp], check=False)
-        db.transition(run, states.RAW, "ondeck", doc=doc, note="compression failed",
-                      fields={"compressed.error": str(exc)})
-        raise CompressionError(f"run {run}: {exc}; the raw copy is untouched and the next tick retries") from None
+        raise _failed(db, config, cluster, doc, exc, attempts, log) from None
     markers.write(marker_path, marker)
     _remove_raw(cluster, p["raw"], log)
     log.write(f"verified {len(recorded)} files in {cluster.path(final)}\n")
@@ -151,37 +150,97 @@ def compress_run(db: RunsDB, config: dict, run: str, processed_marker: str, mark
     return marker
 
 
-def _compress_verified(cluster: hosts.Host, config: dict, run: str, tmp: str, algo: str,
-                       log) -> tuple[str, tarsums.TarSums]:
-    """(the file, its sums): the run compressed into `tmp` and verified as written, or, when an
-    earlier attempt left only the compressed copy (raw removed after it verified), that copy read back."""
-    p = paths(config, run)
+class CopyWentBad(CompressionError):
+    """The copy compression reads no longer verifies: the plain copy on scratch (`plain`), or the compressed one."""
+
+    def __init__(self, message: str, plain: bool):
+        super().__init__(message)
+        self.plain = plain
+
+
+def _compress(config: dict, cluster: hosts.Host, run: str, p: dict, tmp: str, recorded: list[dict], algo: str,
+              log) -> tuple[str, tarsums.TarSums]:
+    """Make the compressed copy, verified as it is written (unless an earlier attempt made it: then it is
+    read back); (its path, its sums).
+
+    Raises CopyWentBad when the copy it reads does not verify, CompressionError otherwise.
+    """
     raw, final = str(p["raw"]), str(p["archive"])
     found = cluster.run(["bash", "-c", PROBE, "fa-probe", raw, final], log=log).stdout.split()
     if "raw" not in found:
         if "archive" not in found:
-            raise CompressionError(f"raw copy {cluster.path(raw)} is missing and no compressed copy exists")
-        return final, tarsums.read_back(cluster, final, algo, compressed=True, log=log)
-    cluster.run(["mkdir", "-p", "--", str(p["archive"].parent)], log=log)
-    if config["compression"].get("verify", "stream") == "stream":
-        tar, zstd = stream_commands(config, run)
-        return tmp, tarsums.write_verified(cluster, tar, tmp, algo, log=log, compressor=zstd)
-    return tmp, tarsums.write_verified(cluster, command(config, run), tmp, algo, log=log)
+            raise CopyWentBad(f"its copy on scratch {cluster.path(raw)} is gone and no compressed copy exists",
+                              plain=True)
+        tmp = final  # raw already removed after an earlier verified compression
+    else:
+        hosts.make_dirs(cluster, [str(p["archive"].parent)], config["transfer"], log=log)
+    sums = _write_or_read(config, cluster, run, tmp, algo, log)
+    problems = hosts.compare_manifests(recorded, _manifest(sums, run))
+    if not problems:
+        return tmp, sums
+    detail = "; ".join(problems[:3])
+    if tmp == final:
+        raise CopyWentBad(f"its compressed copy {cluster.path(final)} does not verify ({detail})", plain=False)
+    plain = hosts.compare_manifests(recorded, hosts.scan(cluster, raw, [algo], log=log).files)
+    if plain:  # the plain copy itself changed since its transfer verified
+        raise CopyWentBad(f"its copy on scratch {cluster.path(raw)} no longer matches the checksums of its "
+                          f"transfer ({'; '.join(plain[:3])})", plain=True)
+    raise CompressionError(f"compressed archive does not verify: {detail}")
 
 
-def _marker_again(cluster: hosts.Host, run: str, doc: dict, final: str, marker_path: str, log) -> dict:
+def _write_or_read(config: dict, cluster: hosts.Host, run: str, tmp: str, algo: str, log) -> tarsums.TarSums:
+    """The sums of `tmp`: written now and verified in the same pass (``compression.verify``), or, when it
+    is the compressed copy an earlier attempt left, read back in one read of the file."""
+    if tmp == str(paths(config, run)["archive"]):
+        return tarsums.read_back(cluster, tmp, algo, compressed=True, log=log)
+    try:
+        if config["compression"].get("verify", "stream") == "stream":
+            tar, zstd = stream_commands(config, run)
+            return tarsums.write_verified(cluster, tar, tmp, algo, log=log, compressor=zstd)
+        return tarsums.write_verified(cluster, command(config, run), tmp, algo, log=log)
+    except tarsums.ReadBackError as exc:  # tar, zstd or the writer failed: the file is no copy at all
+        raise CompressionError(str(exc)) from None
+
+
+def _failed(db: RunsDB, config: dict, cluster: hosts.Host, doc: dict, exc: Exception, attempts: int,
+            log) -> CompressionError:
+    """Record a failed compression; the error to raise, whose line says which copies exist and what comes next.
+
+    A copy that went bad is recovered (recovery.recover): transferred again
+    from an intact DAQ copy, or the run is marked lost; never an endless retry.
+    """
+    run = doc["name"]
+    fields = {"compressed.error": str(exc), "compressed.attempts": attempts}
+    if isinstance(exc, CopyWentBad):
+        line = recovery.recover(db, config, doc, str(exc), log, reprocess=exc.plain)
+        if line is not None and "LOST" not in line:
+            return CompressionError(line)
+        if line is not None:
+            db.transition(run, states.RAW, "ondeck", note="compression failed: no verified copy left",
+                          fields=fields)
+            return CompressionError(line)
+    db.transition(run, states.RAW, "ondeck", doc=doc, note="compression failed", fields=fields)
+    scratch = ("its copy on scratch is kept" if not isinstance(exc, CopyWentBad)
+               else "what is left on scratch is kept")
+    left = config["compression"]["max_attempts"] - attempts
+    hint = (f"the next tick retries ({left} attempts left)" if left > 0
+            else f"no attempts left: fix it, then `fulliautomatix retry {run}`")
+    return CompressionError(f"run {run}: {exc}; {recovery.copies(config, doc, scratch)}; {hint}")
+
+
+def _marker_again(db: RunsDB, config: dict, cluster: hosts.Host, doc: dict, final: str, marker_path: str,
+                  log) -> dict:
     """A compressed run whose marker was lost: its compressed copy must still match the runs DB."""
+    run = doc["name"]
     prev = doc.get("compressed") or {}
     if prev.get("hash") and _sha256(cluster, prev.get("path") or final, log) == prev["hash"]:
         marker = markers.run_marker("compress", run, {"compressed": prev}, prev)
         markers.write(marker_path, marker)
         return marker
-    raise CompressionError(f"run {run}: compressed copy {cluster.path(final)} is missing or differs from the "
-                           "runs DB")
+    why = f"its compressed copy {cluster.path(prev.get('path') or final)} is gone or differs from the runs DB"
+    line = recovery.recover(db, config, doc, why, log, reprocess=False)
+    raise CompressionError(line or f"run {run}: {why}; the next tick checks again")
 
 
 def _record(db: RunsDB, marker: dict, doc: dict, log) -> None:
-    try:
-        sync.apply(db, marker, doc=doc, note="compressed and verified")
-    except Exception as exc:  # the marker stands; the next tick's sync replays it
-        log.write(f"runs DB update failed ({exc}); the next tick will repair it from the marker\n")
+    sync.record(db, marker, doc, "compressed and verified", log)  # on failure the next tick replays the marker

@@ -47,6 +47,17 @@ SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 DEFAULT_CONFIG = ROOT / "config" / "config.yaml"
 
 
+def version() -> str:
+    """The installed package's version (its metadata), as `fulliautomatix --version` prints it."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("fulliautomatix")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def resource_paths() -> dict[str, Path]:
     """What `fulliautomatix paths` prints: where Snakemake users find the workflow."""
     return {"root": ROOT, "snakefile": ROOT / "workflow" / "Snakefile", "profiles": ROOT / "profiles",
@@ -108,7 +119,34 @@ def validate(config: dict) -> dict:
         re.compile(config["run_name_pattern"])
     except re.error as exc:
         raise ConfigError(f"config key run_name_pattern: not a regular expression ({exc})") from None
+    check_command(config["processing"]["command"])
     return config
+
+
+PLACEHOLDERS = ("raw", "output", "pax_config", "run", "python")  # what processing.command may hold
+
+
+def check_command(template: str) -> list[str]:
+    """processing.command split into words, each with only known placeholders; else ConfigError."""
+    import shlex
+
+    key = "config key processing.command"
+    try:
+        words = shlex.split(template)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: cannot be split into words ({exc})") from None
+    if not words or not words[0].strip():
+        raise ConfigError(f"{key}: empty; give the processor's command line, e.g. "
+                          "\"{python} -m fulliautomatix.processor --config {pax_config} --input {raw} "
+                          "--output {output}\"")
+    dummy = {name: name for name in PLACEHOLDERS}
+    for word in words:
+        try:
+            word.format(**dummy)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(f"{key}: bad placeholder in {word!r} ({type(exc).__name__}: {exc}); "
+                              f"known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)}") from None
+    return words
 
 
 def _with_defaults(validator_class):
@@ -148,6 +186,9 @@ def finalize(config: dict, base: str | os.PathLike | None = None) -> dict:
         config["runs_db"]["uri"] = os.environ[DB_ENV]
     config["work_dir"] = _abs(config["work_dir"], base)
     config["log_dir"] = _abs(config["log_dir"], base)
+    config["report"]["path"] = _abs(config["report"]["path"] or str(Path(config["log_dir"]) / "report.html"), base)
+    if config["metrics"]["textfile"]:
+        config["metrics"]["textfile"] = _abs(config["metrics"]["textfile"], base)
     if config["daq"]["host"] == "local":
         config["daq"]["raw_dir"] = _abs(config["daq"]["raw_dir"], base)
     for cl in config["clusters"].values():

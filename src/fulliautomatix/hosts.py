@@ -82,6 +82,9 @@ CONFINE = r'''
 unsafe() { local kind=$1; shift; printf 'fa-unsafe: %s %s\n' "$kind" "$*" >&2; return 97; }
 only_regular() {
   local odd
+  odd=$(find . -mindepth 1 -name "*"$'\n'"*" -printf '%P' -quit) ||
+    { echo "cannot list everything in $1" >&2; return 3; }
+  if [ -n "$odd" ]; then unsafe newline "$1/$(printf %q "$odd") has a line break in its name"; return; fi
   odd=$(find . -mindepth 1 ! -type f ! -type d -printf '%y/%P\n' -quit) ||
     { echo "cannot list everything in $1" >&2; return 3; }
   [ -z "$odd" ] && return 0
@@ -114,6 +117,7 @@ ADVICE = {
     "link": "replace the link by the file it points to, or remove it",
     "special": "remove it or move it out of the directory",
     "name": "fix the recorded path",
+    "newline": "rename it without the line break",
 }
 
 
@@ -121,11 +125,25 @@ class BadRunName(ValueError):
     pass
 
 
+def short(argv: list[str]) -> str:
+    """A command on one short line: an inline script by its name (``bash -c SCRIPT NAME ARGS``), even in the
+    one command string ssh runs remotely."""
+    words = list(argv)
+    if words and "\n" in words[-1]:
+        try:
+            words = words[:-1] + shlex.split(words[-1])
+        except ValueError:
+            pass
+    for i in range(len(words) - 2):
+        if words[i:i + 2] == ["bash", "-c"]:
+            return shlex.join(words[:i] + words[i + 3:i + 6]) + ("..." if len(words) > i + 6 else "")
+    return shlex.join(words[:3]) + "..."
+
+
 class CommandFailed(RuntimeError):
     def __init__(self, argv: list[str], returncode: int, stderr: str):
         self.argv, self.returncode, self.stderr = argv, returncode, stderr
-        tail = [ln for ln in stderr.strip().splitlines() if not ln.startswith("fa-guard-start ")][-1:] or [""]
-        super().__init__(f"{shlex.join(argv[:3])}... exited with {returncode}: {tail[0]}")
+        super().__init__(f"{short(argv)} exited with {returncode}: {cause(stderr)}")
 
 
 class Unsafe(CommandFailed):
@@ -517,6 +535,42 @@ def bad_paths(expected: list[dict], actual: list[dict]) -> list[str]:
 
 def elapsed(t0: float) -> float:
     return round(time.monotonic() - t0, 3)
+
+
+# -- directories with the configured group and mode --------------------------------
+
+# Makes each missing directory of "${@:3}" (its parent must exist, or is made with mkdir -p)
+# with the group "$1" (none if empty) and the mode "$2"; directories that exist are left alone.
+MAKE_DIRS = r"""
+group=$1; mode=$2; shift 2
+for d; do
+  [ -d "$d" ] && continue
+  mkdir -p -- "$(dirname -- "$d")" || exit 1
+  mkdir -- "$d" 2>/dev/null || { [ -d "$d" ] && continue; mkdir -- "$d"; exit 1; }   # a concurrent job may win
+  if [ -n "$group" ]; then chgrp -- "$group" "$d" || exit 1; fi
+  chmod -- "$mode" "$d" || exit 1
+done
+"""
+
+
+def make_dirs(host: Host, dirs: list[str], transfer: dict, *, log=None) -> None:
+    """Create missing directories on `host` as the transfer creates its own: transfer.group, transfer.dir_mode."""
+    host.run(["bash", "-c", MAKE_DIRS, "fa-mkdir", transfer["group"], transfer["dir_mode"], *dirs], log=log)
+
+
+# Lines naming a cause better than a command's last line (rsync's "error in file IO (code 11)",
+# "write error: Broken pipe (32)", tar's "Error is not recoverable").
+CAUSES = ("No space left on device", "Disk quota exceeded", "Read-only file system", "Permission denied")
+
+
+def cause(stderr: str) -> str:
+    """The line of a failed command's stderr that names the cause (CAUSES first), else its last line."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.startswith("fa-guard-start ")]
+    for known in CAUSES:
+        for line in lines:
+            if known in line:
+                return line
+    return lines[-1] if lines else ""
 
 
 # -- deleting, never through a link ---------------------------------------------

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
-from . import hosts, runsdb, states, tickguard
+from . import claims, hosts, runsdb, states, tickguard
 from . import config as fa_config
 
 
@@ -38,6 +38,7 @@ EXPECTED_BY_MODULE = {
 }
 EXPECTED = (
     AlreadyDone,
+    claims.Busy,
     tickguard.TickBusy,
     hosts.BadRunName,
     hosts.CommandFailed,
@@ -96,6 +97,15 @@ def refuse_forced(snakemake) -> None:
                       f"To process it again, with a new output beside the old one: `{command}`")
 
 
+def _claim(snakemake) -> None:
+    """Hold the job's run (or batch) for as long as this job works on it (see fulliautomatix.claims)."""
+    wildcards = dict(snakemake.wildcards.items())
+    name = wildcards.get("run") or wildcards.get("batch")
+    if name:
+        tick = (snakemake.config.get("tick") or {}).get("id") or "?"
+        claims.claim(snakemake.config, name, f"job {snakemake.rule} of tick {tick}")
+
+
 def run(snakemake, stage_function, connect: bool = True, local: bool = True, on_busy=None) -> None:
     """Run stage_function(db, config, snakemake, log) for one Snakemake job, then end the job's process.
 
@@ -127,6 +137,8 @@ def _run(snakemake, stage_function, connect: bool, local: bool, on_busy) -> int:
                     log.write(f"{exc}\n")
                     print(f"fulliautomatix info: {exc}", file=sys.__stderr__)
                     return 0
+            if local:
+                _claim(snakemake)
             if not connect:
                 stage_function(None, config, snakemake, log)
                 return 0
@@ -134,9 +146,15 @@ def _run(snakemake, stage_function, connect: bool, local: bool, on_busy) -> int:
                 stage_function(db, config, snakemake, log)
             return 0
         except expected() as exc:
-            log.write(f"ERROR: {exc}\n")
-            print(f"fulliautomatix: {exc}", file=sys.__stderr__)
+            line = runsdb.redact(str(exc))
+            log.write(f"ERROR: {line}\n")
+            print(f"fulliautomatix: {line}", file=sys.__stderr__)
             return 1
+        finally:
+            # Let the job's claims go before end() skips every exit handler
+            # (a processor started by this job keeps its inherited copy).
+            for name in claims.names_held():
+                claims.release(config, name)
 
 
 def end(status: int) -> NoReturn:

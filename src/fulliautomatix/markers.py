@@ -4,7 +4,9 @@ A marker is the Snakemake target of a stage and the record of what the stage
 measured.  It also says how the runs DB must look once the stage is done
 (``field``, ``to`` and ``set``), so a DB write that was lost can be replayed
 by :mod:`fulliautomatix.sync`.  Markers are written atomically (temporary
-file, fsync, rename): a marker either exists whole or not at all.
+file, fsync, rename): a marker either exists whole or not at all.  Times are
+ISO 8601 strings in a marker; the runs DB makes them dates when a marker is
+replayed (:func:`fulliautomatix.dates.for_db`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+
+from . import dates
 
 # stage -> (marker directory under state/, DB field, state the stage ends in)
 STAGE_MARKERS = {
@@ -34,7 +38,7 @@ def write(target: str | Path, data: dict) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
     with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=1, sort_keys=True)
+        json.dump(data, fh, indent=1, sort_keys=True, default=dates.json_default)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, target)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import config as fa_config
-from . import embedded, markers, process, runsdb, selection, sync, transfer
+from . import attention, claims, markers, process, runsdb, selection, states, sync, transfer
 
 log = logging.getLogger("fulliautomatix")
 
@@ -50,6 +50,7 @@ class TickPlan:
     bad: list[str] = field(default_factory=list)  # malformed run documents: errors
     held: list[str] = field(default_factory=list)  # runs waiting for a human: warnings
     busy: str = ""  # another tick holds the lock: this one does nothing
+    daq: str = ""  # what the DAQ said: live, idle, unreachable; "" not asked this tick
 
     def report(self) -> list[str]:
         """The plan's lines for the Snakemake log, prefixed for the wrapper (REPORT_PREFIXES)."""
@@ -62,7 +63,7 @@ class TickPlan:
     def as_dict(self) -> dict:
         return {"tick": self.tick, "stages": self.stages, "targets": self.targets,
                 "compress_runs": self.compress_runs, "messages": self.messages, "bad": self.bad,
-                "held": self.held, "busy": self.busy}
+                "held": self.held, "busy": self.busy, "daq": self.daq}
 
 
 def tick_id(config: dict) -> str:
@@ -79,14 +80,18 @@ def batches_path(tick: str) -> str:
     return f"state/ticks/{tick}/batches.json"
 
 
+def report_path(tick: str) -> str:
+    """The write_report rule's output, relative to work_dir (the page itself is at report.path)."""
+    return f"state/ticks/{tick}/report.json"
+
+
 def stage_marker(stage: str, run: str) -> str:
     """A stage marker's path relative to the work dir (Snakemake's targets)."""
     return f"state/{markers.STAGE_MARKERS[stage][0]}/{run}.json"
 
 
 def _limits(config: dict) -> dict:
-    return {"transfer_attempts": config["transfer"]["max_attempts"],
-            "process_attempts": config["processing"]["max_attempts"]}
+    return selection.limits(config)
 
 
 def choose(config: dict, plan: TickPlan, docs: list[dict]) -> list[tuple[str, str]]:
@@ -120,47 +125,79 @@ def tick_stages(config: dict) -> list[str]:
 def read_plan(config: dict) -> TickPlan:
     """The parse-time view of this tick; reads the runs DB and the markers, writes nothing."""
     plan = TickPlan(tick=tick_id(config), stages=tick_stages(config))
-    rdb = config["runs_db"]
-    uri = os.environ.get(fa_config.DB_ENV) or rdb["uri"]
-    with _reading(config, uri) as read_uri:
-        if read_uri is None:
-            return plan
-        db = runsdb.RunsDB(read_uri, rdb["database"], rdb["collection"], rdb["timeout_seconds"])
-        try:
-            docs = db.pending()
-        except runsdb.RunsDBError as exc:
-            plan.messages.append(f"runs DB not readable while planning ({exc}); the tick's first job will say more")
-            return plan
-        finally:
-            db.close()
+    try:
+        with runsdb.reading(config, os.environ.get(fa_config.DB_ENV), missing_ok=True) as db:
+            docs = db.pending() if db is not None else []
+    except runsdb.RunsDBError as exc:
+        plan.messages.append(f"runs DB not readable while planning ({exc}); the tick's first job will say more")
+        return plan
     plan.docs = {d["name"]: d for d in docs if isinstance(d.get("name"), str)}
     return _finish(plan, choose(config, plan, docs))
 
 
-def _reading(config: dict, uri: str):
-    """A URI to read the runs DB from without changing anything (see embedded.snapshot_uri)."""
-    from contextlib import nullcontext
+def duplicate_line(config: dict, name: str, ids: list[str]) -> str:
+    """The one line for a run name that several documents hold, with the command that fixes it."""
+    rdb = config["runs_db"]
+    uri = runsdb.redact(rdb["uri"]) if rdb["uri"] != "embedded" else "mongodb://127.0.0.1:27017/"
+    serve = "`fulliautomatix db serve --port 27017`, then " if rdb["uri"] == "embedded" else ""
+    delete = f'db.getSiblingDB("{rdb["database"]}").{rdb["collection"]}.deleteOne({{_id: ObjectId("{ids[-1]}")}})'
+    return (f"run {name}: {len(ids)} documents have this name (_id {', '.join(ids)}); no tick touches it until "
+            f"one is left: keep the right one and delete the other, e.g. {serve}`mongosh {shlex.quote(uri)} "
+            f"--eval {shlex.quote(delete)}`")
 
-    if uri == "embedded":
-        return embedded.snapshot_uri(fa_config.state_dir(config))
-    return nullcontext(uri)
+
+def _bad_documents(db: runsdb.RunsDB, config: dict, duplicates: dict[str, list[str]]) -> tuple[set, list[str]]:
+    """(names no stage may touch, their BAD lines): names held by several documents, unknown states."""
+    wanted = set(config["tick"]["runs"])
+    lines = [duplicate_line(config, name, ids) for name, ids in sorted(duplicates.items())
+             if not wanted or name in wanted]
+    for doc in db.unknown_states():
+        if not wanted or doc.get("name") in wanted:
+            lines.append(selection.check_doc(doc, config["run_name_pattern"]) or
+                         f"run {doc.get('name')}: unknown raw_status {doc.get(states.RAW)!r}")
+    return set(duplicates), lines
+
+
+def _record_missing(db: runsdb.RunsDB, docs: list[dict], missing: dict[str, str]) -> None:
+    """Record (or clear) in transfer.missing which runs the DAQ has no directory for (status shows them HELD)."""
+    for doc in docs:
+        name = doc.get("name")
+        now = missing.get(name)
+        if doc.get(states.RAW) == "acquired" and (doc.get("transfer") or {}).get("missing") != now:
+            db.update(name, {"transfer.missing": now}, doc=doc)
+            doc.setdefault("transfer", {})["missing"] = now
+
+
+def _ask_daq(db: runsdb.RunsDB, config: dict, plan: TickPlan, every: list[dict]) -> list[dict]:
+    """One call to the DAQ: live (no transfers this tick), runs still being written or without a
+    directory (recorded, HELD). Sets plan.stages and plan.daq; returns the run documents left."""
+    daq = transfer.daq_check(config, plan.stages, every)
+    if "transfer" in daq.stages:
+        _record_missing(db, every, daq.missing)
+    plan.stages, plan.daq = daq.stages, daq.daq
+    plan.messages += daq.messages
+    plan.held += daq.warnings
+    if plan.daq in ("live", "unreachable"):  # no transfers this tick: acquired runs wait, they are not stuck
+        attention.record_daq_live(config, (daq.messages + daq.warnings or [""])[0])
+    return daq.docs
 
 
 def plan_tick(db: runsdb.RunsDB, config: dict, tick: str, out_path: str) -> TickPlan:
     """The sync_runs_db checkpoint: sync the runs DB, ask the DAQ, choose and record the plan."""
     plan = TickPlan(tick=tick, stages=tick_stages(config))
-    db.ensure_indexes()
+    untouchable, plan.bad = _bad_documents(db, config, db.ensure_indexes())
     # Jobs of earlier ticks first: what they did changes the documents.
     jobs = process.plan_jobs(db, config)
+    claimed = claims.busy(config)  # runs a job of an earlier, killed tick still works on
+    jobs.exclude |= untouchable | set(claimed)
+    plan.messages += [claimed[name] for name in sorted(claimed)]
     every = [d for d in db.pending() if d.get("name") not in jobs.exclude]
     valid = [d for d in every if selection.check_doc(d, config["run_name_pattern"]) is None]
     repaired = sync.reconcile(db, fa_config.state_dir(config), valid)
     if repaired:
         plan.messages.append(f"runs DB repaired from markers: {', '.join(repaired)}")
         every = [d for d in db.pending() if d.get("name") not in jobs.exclude]
-    # One call to the DAQ: live (no transfers this tick), or runs still being written (held back).
-    plan.stages, docs, daq_messages = transfer.check_daq(config, plan.stages, every)
-    plan.messages += daq_messages
+    docs = _ask_daq(db, config, plan, every)
     targets = process.limit_targets(db, config, docs, choose(config, plan, docs), jobs)
     plan.held += jobs.warnings
     plan.messages += jobs.messages
@@ -205,7 +242,8 @@ def describe(db: runsdb.RunsDB, config: dict, stages: list[str], runs: list[str]
     docs = db.pending()
     if runs:
         docs = [d for d in docs if d["name"] in set(runs)]
-    stages, docs, daq_messages = transfer.check_daq(config, stages, docs)
+    daq = transfer.daq_check(config, stages, docs)
+    stages, docs, daq_messages = daq.stages, daq.docs, daq.warnings + daq.messages
     plan = TickPlan(tick="", stages=stages)
     targets = choose(config, plan, docs)
     by_name = {d["name"]: d for d in docs}

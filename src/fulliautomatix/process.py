@@ -124,6 +124,36 @@ def _record_start(db: RunsDB | None, config: dict, run: str, req: dict, job: dic
                          fields={"processing.started": started["started"], "processing.node": started["node"]})
 
 
+def _start_here(db: RunsDB, config: dict, run: str, req: dict, doc: dict, argv: list[str], attempts: int,
+                tag: str | None) -> dict:
+    """Record a processing attempt on this machine (local profile); never beyond processing.max_attempts."""
+    limit = config["processing"]["max_attempts"]
+    if attempts > limit:
+        raise ProcessingFailed(f"run {run}: {attempts - 1} processing attempts made already "
+                               f"(processing.max_attempts {limit}); see its log, then `fulliautomatix retry {run}`")
+    info = {"attempts": attempts, "queue": "local", "job_id": None, "walltime": None, "timeouts": 0,
+            "processor_version": config["processing"]["version"], "output": req["output"], "command": argv,
+            "exit_code": None, "tag": tag}
+    if doc["processed_status"] != "queued":
+        doc = db.transition(run, states.PROCESSED, "queued", fields={"processing": info}, doc=doc)
+    return db.transition(run, states.PROCESSED, "processing", fields={"processing.started": states.now()}, doc=doc)
+
+
+def _run_processor(argv: list[str], log) -> int:
+    """Run the processor; its exit status (127/126 with a line in the log when it cannot be started)."""
+    from . import claims
+
+    try:
+        return subprocess.run(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                              pass_fds=claims.held_fds()).returncode
+    except FileNotFoundError as exc:
+        log.write(f"processor {argv[0]!r} not found ({exc}); check processing.command\n")
+        return 127
+    except OSError as exc:
+        log.write(f"processor {argv[0]!r} cannot be started ({exc}); check processing.command\n")
+        return 126
+
+
 def process_run(db: RunsDB | None, config: dict, run: str, input_marker: str, marker_path: str, log,
                 log_path: str, tag: str | None = None) -> dict:
     """Process one run here (local profile) or as a batch job; write its marker; return it."""
@@ -149,34 +179,19 @@ def process_run(db: RunsDB | None, config: dict, run: str, input_marker: str, ma
         return marker
     raw = markers.read(input_marker).get("raw", req["raw"]) if tag else req["raw"]
     argv = command(config, run, req["source"], raw=raw, output=req["output"])
+    attempts = int(req.get("attempts", 0)) + 1
     if cluster:
-        job = scheduler.job_context() or {}
-        doc = _record_start(db, config, run, req, job, doc)
-        attempts = int(req.get("attempts", 0)) + 1
+        doc = _record_start(db, config, run, req, scheduler.job_context() or {}, doc)
     else:
-        attempts = int(req.get("attempts", 0)) + 1
-        info = {"attempts": attempts, "queue": "local", "job_id": None, "walltime": None, "timeouts": 0,
-                "processor_version": version, "output": req["output"], "command": argv, "exit_code": None,
-                "tag": tag}
-        if doc["processed_status"] != "queued":
-            doc = db.transition(run, states.PROCESSED, "queued", fields={"processing": info}, doc=doc)
-        doc = db.transition(run, states.PROCESSED, "processing", fields={"processing.started": states.now()}, doc=doc)
+        doc = _start_here(db, config, run, req, doc, argv, attempts, tag)
     log.write(f"$ {shlex.join(argv)}\n")
     log.flush()
     t0 = time.monotonic()
-    rc = subprocess.run(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL).returncode
+    rc = _run_processor(argv, log)
     seconds = round(time.monotonic() - t0, 3)
     if rc != 0:
         log.flush()
-        if db is not None:
-            db.transition(run, states.PROCESSED, "failed", doc=doc, note=f"exit {rc}",
-                          fields={"processing.exit_code": rc, "processing.log_tail": tail(log_path),
-                                  "processing.seconds": seconds, "processing.timed_out": False,
-                                  "processing.finished": states.now()})
-        left = config["processing"]["max_attempts"] - attempts
-        hint = (f"the next tick retries ({left} attempts left)" if left > 0
-                else f"no attempts left: see {log_path}, then `fulliautomatix retry {run}`")
-        raise ProcessingFailed(f"run {run}: processor exited with {rc}; {hint}")
+        raise _failed(db, config, run, doc, rc, attempts, seconds, log_path)
     finished = states.now()
     outputs = list(req.get("previous_outputs") or [])
     outputs.append({"version": version, "output": req["output"], "tag": tag, "finished": finished})
@@ -193,11 +208,22 @@ def process_run(db: RunsDB | None, config: dict, run: str, input_marker: str, ma
         shutil.rmtree(Path(raw).parent, ignore_errors=True)  # the staged copy; the archived one remains
         Path(input_marker).unlink(missing_ok=True)
     if db is not None:
-        try:
-            sync.apply(db, marker, doc=doc, note="processed")
-        except Exception as exc:
-            log.write(f"runs DB update failed ({exc}); the next tick will repair it from the marker\n")
+        sync.record(db, marker, doc, "processed", log)
     return marker
+
+
+def _failed(db: RunsDB | None, config: dict, run: str, doc: dict | None, rc: int, attempts: int, seconds: float,
+            log_path: str) -> ProcessingFailed:
+    """Record a failed processing attempt; the error to raise (its line says what comes next)."""
+    if db is not None:
+        db.transition(run, states.PROCESSED, "failed", doc=doc, note=f"exit {rc}",
+                      fields={"processing.exit_code": rc, "processing.log_tail": tail(log_path),
+                              "processing.seconds": seconds, "processing.timed_out": False,
+                              "processing.finished": states.now()})
+    left = config["processing"]["max_attempts"] - attempts
+    hint = (f"the next tick retries ({left} attempts left)" if left > 0
+            else f"no attempts left: see {log_path}, then `fulliautomatix retry {run}`")
+    return ProcessingFailed(f"run {run}: processor exited with {rc}; {hint}")
 
 
 # -- reprocessing: raw data back on scratch ---------------------------------------------
@@ -353,8 +379,7 @@ def limit_targets(db: RunsDB, config: dict, docs: list[dict], targets: list[tupl
     if not on_cluster(config):
         return targets
     by_name = {d["name"]: d for d in docs}
-    limits = {"transfer_attempts": config["transfer"]["max_attempts"],
-              "process_attempts": config["processing"]["max_attempts"]}
+    limits = selection.limits(config)
     free = config["processing"]["max_jobs"] - len(jobs.held) - len(jobs.reprocess)
     out, waiting = [], []
     for last, run in targets:

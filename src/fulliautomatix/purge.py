@@ -31,7 +31,7 @@ import fcntl
 from contextlib import contextmanager
 
 from . import config as fa_config
-from . import hosts, markers, states
+from . import dates, hosts, markers, states
 from .runsdb import RunsDB
 from .transfer import cluster_host, daq_host, locations
 
@@ -180,15 +180,15 @@ def _archive_copy_verifies(config: dict, doc: dict, read_back: dict, log) -> str
     return f"archive copy {tarball}#{member} re-verified"
 
 
-def purge_cutoff(config: dict, now: _dt.datetime | None = None) -> str | None:
-    """Runs verified at or before this time may lose their DAQ copy (None: never)."""
+def purge_cutoff(config: dict, now: _dt.datetime | None = None) -> _dt.datetime | None:
+    """Runs verified at or before this time (UTC) may lose their DAQ copy (None: never)."""
     t = config["transfer"]
-    now = now or _dt.datetime.now(_dt.timezone.utc)
+    now = now or dates.now()
     if t["purge"] == "keep":
         return None
     if t["purge"] == "purge_after_days":
         now -= _dt.timedelta(days=float(t["purge_after_days"]))
-    return now.isoformat(timespec="seconds")
+    return now
 
 
 def _purge_one(db: RunsDB, config: dict, run, read_back: dict, report: dict, log) -> None:

@@ -45,15 +45,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import hosts, markers, states, sync
-from .listings import Job, ListingError, name_fits, parse_listing, short_id  # noqa: F401 - re-exported
+from . import hosts, markers, qstatquery, states, sync
+from .listings import (  # noqa: F401 - re-exported
+    Job, ListingError, name_fits, parse_listing, short_id, walltime_killed)
 
 log = logging.getLogger("fulliautomatix")
 
 SETTINGS = Path("state/scheduler.json")
 CACHE = Path("state/scheduler-cache.json")
 SUBMIT_LOCK = Path("state/submit.lock")
-TIME_LIMIT_TEXT = "DUE TO TIME LIMIT"
 
 # Scheduler job states, by what they mean for us.
 ACTIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING",
@@ -138,19 +138,28 @@ class Commands:
         return (["scancel"] if self.s["scheduler"] == "slurm" else ["qdel"]) + ids
 
     def list_argv(self) -> list[str]:
-        user = self.s["username"]
-        if self.s["status_query"] == "squeue" or self.s["scheduler"] == "slurm":
+        """The listing's command: with status_query qstat, the first qstat -f to try (see qstatquery)."""
+        user, query = self.s["username"], self.s["status_query"]
+        if query == "squeue" or self.s["scheduler"] == "slurm":
             return ["squeue", "-h", "-t", "all", "-u", user, "-o", "%i|%j|%T|%k"]
-        return ["qstat", "-u", user]  # the alternative format on every PBS flavour: see listings
+        if query == "qstat-u":
+            return ["qstat", "-u", user]  # the alternative format on every PBS flavour: see listings
+        return qstatquery.argv(qstatquery.learned(self.s["work_dir"])[0], user)
 
     def listing(self) -> dict[str, Job]:
-        """All of this user's jobs the scheduler remembers: {id: Job}. One query."""
+        """This user's jobs the scheduler remembers: {id: Job}. One query (more while learning which qstat -f)."""
+        if self.s["status_query"] == "qstat" and self.s["scheduler"] != "slurm":
+            try:
+                return qstatquery.listing(self.run, self.s["work_dir"], self.s["username"],
+                                          self.s.get("job_name_prefix", ""))
+            except ListingError as exc:
+                raise SchedulerError(str(exc)) from None
         argv = self.list_argv()
         proc = self.run(argv)
         if proc.returncode != 0:
             raise SchedulerError(f"{shlex.join(argv)} exited with {proc.returncode}: {proc.stderr.strip()[:200]}")
         try:
-            return parse_listing(proc.stdout, argv[0])
+            return parse_listing(proc.stdout, argv[0], self.s["username"], self.s.get("job_name_prefix", ""))
         except ListingError as exc:
             raise SchedulerError(f"{shlex.join(argv)}: {exc}") from None
 
@@ -372,8 +381,8 @@ def status(s: dict, job_id: str) -> str:
         return "running"
     if job.state in SUCCEEDED:
         return "success"
-    if job.state in ENDED_UNKNOWN and record is None:
-        return "success"  # not one of ours: trust the scheduler; Snakemake checks the outputs
+    if job.state in ENDED_UNKNOWN and record is None:  # not one of ours: trust the scheduler
+        return "failed" if job.exit_status not in (None, 0) else "success"  # Snakemake checks the outputs
     return "failed"
 
 
@@ -573,7 +582,7 @@ def _finish(db, config: dict, r: dict, job: Job | None, out: Collected) -> None:
     marker_file = work_dir / output
     ok = rc == 0 and marker_file.exists()
     stderr = Path(r["dir"]) / "stderr"
-    timed_out = (job is not None and job.state == "TIMEOUT") or TIME_LIMIT_TEXT in _read(stderr)
+    timed_out = walltime_killed(job, stderr=_read(stderr))  # Slurm's TIMEOUT, PBS exit codes, stderr lines
     if db is not None:
         try:
             doc = db.get(run)
@@ -715,7 +724,7 @@ def _submitted(log_file: Path) -> bool:
 
 def run_bounded(argv: list[str], *, cwd, env: dict, log_file: Path, work_dir, wait_seconds: float | None,
                 poll: float = 1.0, quiet_seconds: float = 3.0,
-                pass_fds: tuple[int, ...] = ()) -> tuple[int | None, bool]:
+                pass_fds: tuple[int, ...] = (), on_poll=None) -> tuple[int | None, bool]:
     """Run the tick's Snakemake; leave its batch jobs running once its own work is done.
 
     Returns (exit status, detached).  With wait_seconds (a profile that
@@ -729,6 +738,7 @@ def run_bounded(argv: list[str], *, cwd, env: dict, log_file: Path, work_dir, wa
     Without wait_seconds Snakemake stays in the tick's process group, so
     killing the tick (kill -9 of its group) stops its Snakemake and local jobs
     too.  pass_fds hands Snakemake the tick lock, held as long as it runs.
+    on_poll() is called every poll round (the live progress line on a terminal).
     """
     import signal
 
@@ -743,7 +753,8 @@ def run_bounded(argv: list[str], *, cwd, env: dict, log_file: Path, work_dir, wa
             try:
                 return proc.wait(timeout=poll), False
             except subprocess.TimeoutExpired:
-                pass
+                if on_poll:
+                    on_poll()
             if wait_seconds is None or time.monotonic() - t0 < wait_seconds or not _submitted(log_file):
                 continue
             if _local_work(proc.pid):

@@ -11,7 +11,7 @@ import datetime as _dt
 import re
 from dataclasses import dataclass, field
 
-from . import states
+from . import dates, states
 
 CHAIN = ("transfer", "process", "compress")
 
@@ -46,28 +46,73 @@ class Plan:
     later: list[str] = field(default_factory=list)  # runs to transfer that wait for a later tick (max_transfers)
 
 
+def limits(config: dict) -> dict:
+    """The attempt limits start_stage holds runs by, from the config."""
+    return {"transfer_attempts": config["transfer"]["max_attempts"],
+            "process_attempts": config["processing"]["max_attempts"],
+            "compress_attempts": config["compression"]["max_attempts"]}
+
+
+def lost(doc: dict) -> str | None:
+    """Why no verified copy of the run's raw data is left, or None."""
+    gone = doc.get("lost")
+    return str(gone.get("reason")) if isinstance(gone, dict) and gone.get("reason") else None
+
+
+def _held_compression(doc: dict, limits: dict) -> str | None:
+    """Why compression of this run waits for a human: a hold recorded, or its attempts used up."""
+    c = doc.get("compressed") or {}
+    name = doc["name"]
+    if c.get("held"):
+        return str(c["held"])
+    if c.get("error") and c.get("attempts", 0) >= limits.get("compress_attempts", 3):
+        return (f"run {name}: compression failed {c['attempts']} times ({c['error']}); "
+                f"fix it, then `fulliautomatix retry {name}`")
+    return None
+
+
+def _held_processing(doc: dict, limits: dict) -> str | None:
+    """Why processing of this run waits for a human: its attempts used up (failed, or never finished)."""
+    proc, name = doc["processed_status"], doc["name"]
+    p = doc.get("processing") or {}
+    if p.get("attempts", 0) < limits["process_attempts"]:
+        return None
+    if proc == "failed":
+        return (f"run {name}: processing failed {p['attempts']} times (exit {p.get('exit_code')}); "
+                f"see its log, then `fulliautomatix retry {name}`")
+    if proc in ("queued", "processing"):
+        return (f"run {name}: its last processing attempt ({p['attempts']} of {limits['process_attempts']}) "
+                f"ended without a result (processed_status {proc}); see its log, then "
+                f"`fulliautomatix retry {name}`")
+    return None
+
+
 def start_stage(doc: dict, limits: dict) -> tuple[str | None, str | None]:
     """(first stage this run needs, reason it is held for a human)."""
     raw, proc = doc["raw_status"], doc["processed_status"]
     name = doc["name"]
+    if lost(doc):
+        return None, lost(doc)
     if raw in ("acquired", "transferring"):
         t = doc.get("transfer") or {}
         if raw == "acquired" and t.get("error") and t.get("refused"):
             return None, str(t["error"])  # refused on the DAQ (a symlink, a fifo, ...): the line says what to do
+        if raw == "acquired" and t.get("missing"):
+            return None, str(t["missing"])  # the DAQ has no directory for it
         if raw == "acquired" and t.get("error") and t.get("attempts", 0) >= limits["transfer_attempts"]:
             return None, (f"run {name}: transfer failed {t['attempts']} times ({t['error']}); "
                           f"fix it, then `fulliautomatix retry {name}`")
         return "transfer", None
-    if raw == "ondeck":
-        if proc == "processed":
+    if raw in ("ondeck", "compressing"):
+        held = _held_compression(doc, limits)
+        if held:
+            return None, held
+        if proc == "processed" or raw == "compressing":
             return "compress", None
-        p = doc.get("processing") or {}
-        if proc == "failed" and p.get("attempts", 0) >= limits["process_attempts"]:
-            return None, (f"run {name}: processing failed {p['attempts']} times (exit {p.get('exit_code')}); "
-                          f"see its log, then `fulliautomatix retry {name}`")
-        return "process", None
-    if raw == "compressing":
-        return "compress", None
+        held = _held_processing(doc, limits)
+        return (None, held) if held else ("process", None)
+    if raw == "compressed":
+        return None, _held_compression(doc, limits)
     return None, None
 
 
@@ -116,16 +161,6 @@ def _firsts(targets: list[tuple[str, str]], docs: list[dict], limits: dict):
     return [(run, start_stage(by_name[run], limits)[0]) for _, run in targets]
 
 
-def _parse_time(value) -> _dt.datetime | None:
-    if not value:
-        return None
-    try:
-        t = _dt.datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)
-
-
 def batch_name(runs: list[str]) -> str:
     return f"{runs[0]}_to_{runs[-1]}"
 
@@ -146,7 +181,7 @@ def plan_batches(docs: list[dict], archive: dict, now: _dt.datetime | None = Non
     size = 0
 
     def close_if_waited() -> None:
-        times = [t for t in (_parse_time((d.get("compressed") or {}).get("at")) for d in group) if t]
+        times = [t for t in (dates.as_utc((d.get("compressed") or {}).get("at")) for d in group) if t]
         if group and times and now - min(times) >= _dt.timedelta(days=archive["max_wait_days"]):
             batches[batch_name([d["name"] for d in group])] = [d["name"] for d in group]
 
@@ -157,7 +192,7 @@ def plan_batches(docs: list[dict], archive: dict, now: _dt.datetime | None = Non
             close_if_waited()  # an earlier batch's run ends the group too
             group, size = [], 0
             continue
-        if doc.get("raw_status") != "compressed":
+        if doc.get("raw_status") != "compressed" or lost(doc) or (doc.get("compressed") or {}).get("held"):
             close_if_waited()  # a run still on its way ends the group: batches never interleave
             group, size = [], 0
             continue

@@ -25,7 +25,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from . import hosts, rawformat
+from . import dates, hosts, rawformat
 from .runsdb import RunsDB, RunsDBError
 
 log = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ def _make_run(db: RunsDB, daq: _Daq, doc: dict, events: int) -> bool:
 def _document(config: dict, name: str, number: int, events: int, source: str) -> dict:
     return {"name": name, "number": number, "events": events, "source": source, "raw_status": "acquired",
             "raw_location": config["daq"]["name"], "processed_status": "none",
-            "start": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+            "start": dates.now()}
 
 
 def _first_number(db: RunsDB, on_daq: set[str]) -> int:

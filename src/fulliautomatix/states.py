@@ -24,6 +24,8 @@ import datetime as _dt
 import socket
 from dataclasses import dataclass
 
+from . import dates
+
 RAW = "raw_status"
 PROCESSED = "processed_status"
 
@@ -39,25 +41,32 @@ RAW_STATES = (
 PROCESSED_STATES = ("none", "queued", "processing", "processed", "failed")
 
 # field -> {from_state: allowed to_states}.  Self-loops on the "in progress"
-# states let a tick resume work that a killed tick left half done.
+# states let a tick resume work that a killed tick left half done.  Back to
+# "acquired" (and processed back to "none"): a copy on scratch that stopped
+# verifying, with the DAQ copy intact, is transferred (and processed) again
+# (fulliautomatix.recovery).
 TRANSITIONS: dict[str, dict[str, frozenset[str]]] = {
     RAW: {
         "acquired": frozenset({"transferring"}),
         "transferring": frozenset({"transferring", "ondeck", "acquired"}),
         "ondeck": frozenset({"compressing"}),
-        "compressing": frozenset({"compressing", "compressed", "ondeck"}),
-        "compressed": frozenset({"archiving"}),
-        "archiving": frozenset({"archiving", "archived", "compressed"}),
+        "compressing": frozenset({"compressing", "compressed", "ondeck", "acquired"}),
+        "compressed": frozenset({"archiving", "acquired"}),
+        "archiving": frozenset({"archiving", "archived", "compressed", "acquired"}),
         "archived": frozenset(),
     },
     PROCESSED: {
         "none": frozenset({"queued", "processing"}),
         "queued": frozenset({"queued", "processing", "processed", "failed"}),
         "processing": frozenset({"processing", "processed", "failed", "queued"}),
-        "processed": frozenset({"queued"}),  # reprocessing
+        "processed": frozenset({"queued", "none"}),  # reprocessing; its input copy went bad
         "failed": frozenset({"queued", "processing"}),
     },
 }
+
+# The recovery steps above: never taken when replaying a marker (sync.path_between).
+RECOVERY = frozenset({(RAW, "compressing", "acquired"), (RAW, "compressed", "acquired"),
+                      (RAW, "archiving", "acquired"), (PROCESSED, "processed", "none")})
 
 # Which raw_status a run must have for each stage to start.
 STAGES = ("transfer", "process", "compress", "archive")
@@ -88,9 +97,9 @@ def check(field: str, from_state: str | None, to_state: str) -> Transition:
     return Transition(field, from_state, to_state)
 
 
-def now() -> str:
-    """UTC timestamp used in history entries and documents."""
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+def now() -> _dt.datetime:
+    """The time for history entries and documents: an aware UTC datetime (:func:`dates.now`)."""
+    return dates.now()
 
 
 def history_entry(t: Transition, note: str | None = None) -> dict:

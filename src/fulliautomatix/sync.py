@@ -5,7 +5,8 @@ lost (a crash, the DB down, a compute node that cannot reach it) the marker
 still says what happened, and :func:`apply` replays it: it walks the allowed
 transitions from the state the DB has to the state the marker records, each
 step with a history entry noting the repair.  Applying a marker twice changes
-nothing.
+nothing.  A marker's times are ISO strings; the runs DB stores them as dates
+(every write goes through :func:`fulliautomatix.dates.for_db`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections import deque
 from pathlib import Path
 
 from . import config as fa_config
-from . import markers, selection, states
+from . import claims, markers, selection, states
 from .runsdb import Conflict, RunsDB
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def path_between(field: str, start: str, goal: str) -> list[str]:
                 cur = prev[cur]
             return out[::-1]
         for nxt in sorted(table.get(cur, ())):
-            if nxt not in prev:
+            if nxt not in prev and (field, cur, nxt) not in states.RECOVERY:
                 prev[nxt] = cur
                 todo.append(nxt)
     raise states.TransitionRefused(f"{field}: no way from {start} to {goal}")
@@ -92,6 +93,33 @@ def apply(db: RunsDB, marker: dict, doc: dict | None = None, note: str = "repair
     return False
 
 
+def record(db: RunsDB, marker: dict, doc: dict | None, note: str, log) -> bool:
+    """Apply a stage's fresh marker to the runs DB; False (and one error line) when the DB cannot take it.
+
+    The marker stands and the next tick replays it, but the tick must not
+    look done: the line goes to the job's log and, prefixed for the
+    wrapper (planning.REPORT_PREFIXES), to the tick's Snakemake log.
+    """
+    import sys
+
+    from .runsdb import redact
+
+    try:
+        if "runs" in marker:
+            apply_batch(db, marker, note=note)
+        else:
+            apply(db, marker, doc=doc, note=note)
+        return True
+    except Exception as exc:  # noqa: BLE001 - any failure: the marker stands, the next tick's sync replays it
+        what = f"run {marker['run']}" if "run" in marker else f"batch {marker.get('batch')}"
+        line = (f"{what}: the runs DB did not record it as {marker.get('to', 'archived')} "
+                f"({redact(type(exc).__name__ + ': ' + str(exc))[:300]}); its marker stands and the next tick "
+                "repairs the runs DB from it")
+        log.write(f"runs DB update failed: {line}\n")
+        print(f"fulliautomatix: {line}", file=sys.__stderr__)
+        return False
+
+
 def apply_batch(db: RunsDB, batch_marker: dict, note: str = "repaired from batch marker") -> list[str]:
     """Make every member of an archived batch 'archived' in the DB."""
     changed = []
@@ -139,6 +167,10 @@ def close_batches(db: RunsDB, config: dict, tick: str, out_path: str | Path, log
     batches = selection.plan_batches(every, config["archive"])
     if wanted:
         batches = {b: runs for b, runs in batches.items() if wanted & set(runs)}
+    claimed = claims.busy(config)  # a job of an earlier, killed tick still archives it
+    for b in [b for b, runs in batches.items() if b in claimed or claimed.keys() & set(runs)]:
+        log.write(f"batch {b}: left alone: {claimed.get(b) or 'a run of it is claimed'}\n")
+        del batches[b]
     plan = {"tick": tick, "batches": batches}
     markers.write(out_path, plan)
     log.write(f"closed batches: {', '.join(batches) or 'none'}\n")

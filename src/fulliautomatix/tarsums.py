@@ -110,8 +110,7 @@ def _run(host: hosts.Host, argv: list[str], what: str, log) -> hosts.Result:
 
 def _parsed(res: hosts.Result, what: str) -> TarSums:
     if res.returncode != 0:
-        raise ReadBackError(f"{what} failed (exit {res.returncode}): "
-                            f"{(res.stderr.strip().splitlines() or [''])[-1]}")
+        raise ReadBackError(f"{what} failed (exit {res.returncode}): {hosts.cause(res.stderr)}")
     return parse(res.stdout)
 
 
@@ -153,6 +152,6 @@ def write_verified(host: hosts.Host, command: list[str], out: str, algorithm: st
         made = host.run(to_file, check=False, log=log)
         if made.returncode != 0:
             raise ReadBackError(f"{to_file[0]} on {host.name} exited with {made.returncode}: "
-                                f"{made.stderr.strip()}")
+                                f"{hosts.cause(made.stderr)}")
         res = _run(host, argv(out, algorithm, compressed), f"reading {host.path(out)} back", log)
     return _parsed(res, what)

@@ -10,9 +10,14 @@ does, through :func:`begin`:
 * under ``snakemake`` run by hand, the job takes the lock and hands it to a
   small guard process (``python -m fulliautomatix.tickguard``) that keeps it
   until that Snakemake exits, then ends the tick's ssh master connections
-  (:func:`hosts.close_masters`) and stops the embedded runs DB the job
-  started for it, so nothing is left running after the tick (under the
-  wrapper, the wrapper does both).
+  (:func:`hosts.close_masters`); an embedded runs DB the job starts for it is
+  stopped by the server's own watcher once that Snakemake and every process
+  using the server are gone (:mod:`fulliautomatix.embedded`), so nothing is
+  left running after the tick (under the wrapper, the wrapper closes the
+  ssh masters).
+
+Per-run claims (:mod:`fulliautomatix.claims`) keep a later tick off runs
+that jobs of an earlier, killed tick still work on.
 
 The Snakefile's main process names itself in ``FULLIAUTOMATIX_SNAKEMAKE``;
 every local job inherits it, so jobs of one Snakemake share one guard.
@@ -32,6 +37,18 @@ from pathlib import Path
 
 LOCK_ENV = "FULLIAUTOMATIX_TICK_LOCK"  # "<lock path>:<pid of the wrapper holding it>"
 SNAKEMAKE_ENV = "FULLIAUTOMATIX_SNAKEMAKE"  # pid of the Snakemake main process of this tick
+
+
+def name_this_snakemake() -> None:
+    """Called by the Snakefile's main process (an environment change only, nothing written).
+
+    Its local jobs inherit its pid (SNAKEMAKE_ENV), so the jobs of one
+    Snakemake share one guard; and the profiles' submit/status/cancel commands
+    (``fulliautomatix-scheduler``, installed beside this Python) are found even
+    when Snakemake was started by its full path, with its bin/ not on PATH.
+    """
+    os.environ.setdefault(SNAKEMAKE_ENV, str(os.getpid()))
+    os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 
 
 class TickBusy(Exception):
@@ -137,11 +154,10 @@ def begin(config: dict) -> str | None:
             return embedded.running_uri(state) if embedded_db else None
         fh = _open_locked(path)
         try:
-            uri, server = (embedded.ensure(state) if embedded_db else (None, None))
+            # A server started here is stopped by its watcher once this Snakemake is gone and unused.
+            uri = embedded.ensure(state, owner=int(snakemake_pid))[0] if embedded_db else None
             argv = [sys.executable, "-m", "fulliautomatix.tickguard", "--watch", snakemake_pid,
                     "--state", str(state), "--fd", str(fh.fileno())]
-            if server is not None:
-                argv += ["--server", str(server.pid)]
             controls = hosts.control_dir(config)
             if controls is not None:
                 argv += ["--ssh-controls", str(controls)]
@@ -166,10 +182,9 @@ def _locked(path: Path) -> bool:
         return False
 
 
-def guard(watch: int, state_dir: Path, server: int | None, poll: float = 0.5,
-          controls: Path | None = None) -> None:
+def guard(watch: int, poll: float = 0.5, controls: Path | None = None) -> None:
     """Hold the inherited lock until process `watch` exits; then end the tick's ssh master
-    connections (sockets in `controls`) and stop the embedded server."""
+    connections (sockets in `controls`; the embedded server has its own watcher)."""
     import psutil
 
     try:
@@ -182,10 +197,6 @@ def guard(watch: int, state_dir: Path, server: int | None, poll: float = 0.5,
         from . import hosts
 
         hosts.close_masters(controls)
-    if server:
-        from . import embedded
-
-        embedded.stop_pid(Path(state_dir), server)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,11 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--watch", type=int, required=True, help="pid of the tick's Snakemake")
     ap.add_argument("--state", type=Path, required=True, help="the work dir's state/ directory")
     ap.add_argument("--fd", type=int, required=True, help="the inherited, locked tick.lock")
-    ap.add_argument("--server", type=int, help="pid of the embedded runs DB to stop at the end")
     ap.add_argument("--ssh-controls", type=Path, help="the tick's ssh control sockets, closed at the end")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    guard(args.watch, args.state, args.server, controls=args.ssh_controls)
+    guard(args.watch, controls=args.ssh_controls)
     os.close(args.fd)
     return 0
 

@@ -44,7 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from . import config as fa_config
-from . import hosts, markers, states, sync
+from . import dates, hosts, markers, states, sync
 from .runsdb import RunsDB
 
 
@@ -186,10 +186,25 @@ class DaqSurvey:
     def still_writing(self, settle: float) -> dict[str, float]:
         return {run: age for run, age in self.ages.items() if age is not None and age < settle}
 
+    def missing(self) -> list[str]:
+        """Runs the DAQ has no directory for."""
+        return sorted(run for run, age in self.ages.items() if age is None)
+
 
 def survey_argv(config: dict) -> list[str]:
     check = list(config["daq"]["live_check"])
     return ["bash", "-c", SURVEY, "fa-survey", config["daq"]["raw_dir"], str(len(check)), *check]
+
+
+def _check_failed(check: str, host: str, status: str) -> str:
+    """The one line for a live check that could not tell (exit status other than 0 and 1)."""
+    if status == "127":
+        return (f"DAQ live check command `{check}` was not found on {host} (exit 127): fix daq.live_check; "
+                "no transfers this tick")
+    if status == "126":
+        return (f"DAQ live check command `{check}` cannot be run on {host} (exit 126, not executable): fix "
+                "daq.live_check; no transfers this tick")
+    return f"DAQ live check `{check}` on {host} failed (exit {status}): no transfers this tick"
 
 
 def survey_daq(config: dict, runs: list[str], timeout: float = 120) -> DaqSurvey:
@@ -210,8 +225,7 @@ def survey_daq(config: dict, runs: list[str], timeout: float = 120) -> DaqSurvey
     if status == "0":
         return DaqSurvey(True, f"DAQ is live (`{check}` on {daq.name} exited 0): no transfers this tick")
     if status not in ("1", "none"):
-        return DaqSurvey(None, f"DAQ live check `{check}` on {daq.name} failed (exit {status}): "
-                               "no transfers this tick")
+        return DaqSurvey(None, _check_failed(check, daq.name, status))
     now = None
     ages: dict[str, float | None] = {}
     for line in lines[1:]:
@@ -226,27 +240,56 @@ def survey_daq(config: dict, runs: list[str], timeout: float = 120) -> DaqSurvey
     return DaqSurvey(False, "", ages)
 
 
-def check_daq(config: dict, stages: list[str], docs: list[dict]) -> tuple[list[str], list[dict], list[str]]:
-    """The tick's DAQ check: (stages, run documents, one log line each).
+@dataclass
+class DaqCheck:
+    """What the tick's DAQ check decided: the stages and runs left, and its lines."""
 
-    When the DAQ is live (or cannot be asked) the transfer stage is dropped
-    for this tick; runs the DAQ wrote to within daq.settle_seconds are left
-    out of it.  A tick with no run to transfer and nothing to purge does not
-    ask the DAQ at all.
+    stages: list[str]
+    docs: list[dict]
+    messages: list[str] = field(default_factory=list)  # information
+    warnings: list[str] = field(default_factory=list)  # a human should look (a broken check, a missing run)
+    missing: dict[str, str] = field(default_factory=dict)  # run -> why: the DAQ has no directory for it
+    daq: str = ""  # what the DAQ said: "live", "idle" or "unreachable"; "" when it was not asked
+
+
+def no_directory(config: dict, run: str) -> str:
+    """The one line for a run the DAQ has no directory for."""
+    source = locations(config, run)["source"]
+    return (f"run {run}: the DAQ has no directory {source} on {daq_host(config).name}: nothing to transfer; "
+            f"it stays acquired until that directory exists (check the DAQ, then `fulliautomatix retry {run}`)")
+
+
+def daq_check(config: dict, stages: list[str], docs: list[dict]) -> DaqCheck:
+    """The tick's DAQ check.
+
+    When the DAQ is live the transfer stage is dropped for this tick (one
+    information line); when its live check cannot tell (a missing command,
+    an unreachable DAQ) too, with a warning.  Runs the DAQ wrote to within
+    daq.settle_seconds, and runs it has no directory for (a warning each),
+    are left out of it.  A tick with no run to transfer and nothing to purge
+    does not ask the DAQ at all.  Its `daq` says what the DAQ answered (the
+    metrics, the notifications and the STUCK check of acquired runs).
     """
     if "transfer" not in stages:
-        return stages, docs, []
+        return DaqCheck(stages, docs)
     waiting = [d["name"] for d in docs if d.get(states.RAW) in ("acquired", "transferring")]
     if not waiting and config["transfer"]["purge"] == "keep":
-        return stages, docs, []  # nothing would touch the DAQ this tick: do not ask it
+        return DaqCheck(stages, docs)  # nothing would touch the DAQ this tick: do not ask it
     survey = survey_daq(config, waiting)
+    daq = {True: "live", False: "idle", None: "unreachable"}[survey.live]
     if not survey.may_transfer:
-        return [s for s in stages if s != "transfer"], docs, [survey.reason]
+        out = DaqCheck([s for s in stages if s != "transfer"], docs, daq=daq)
+        (out.messages if survey.live else out.warnings).append(survey.reason)
+        return out
     settle = float(config["daq"]["settle_seconds"])
     busy = survey.still_writing(settle)
-    messages = [f"run {run}: the DAQ wrote to it {age:.0f} s ago (settle time {settle:g} s); "
-                "not transferred this tick" for run, age in sorted(busy.items())]
-    return stages, [d for d in docs if d.get("name") not in busy], messages
+    out = DaqCheck(stages, [d for d in docs if d.get("name") not in busy], daq=daq)
+    out.messages = [f"run {run}: the DAQ wrote to it {age:.0f} s ago (settle time {settle:g} s); "
+                    "not transferred this tick" for run, age in sorted(busy.items())]
+    out.missing = {run: no_directory(config, run) for run in survey.missing()}
+    out.warnings = list(out.missing.values())
+    out.docs = [d for d in out.docs if d.get("name") not in out.missing]
+    return out
 
 
 # -- one run -------------------------------------------------------------------
@@ -306,9 +349,21 @@ def _rsync(daq: hosts.Host, config: dict, run: str, log) -> float | None:
     if res.stderr.strip():
         log.write(res.stderr if res.stderr.endswith("\n") else res.stderr + "\n")
     if res.returncode != 0:
-        tail = (res.stderr.strip().splitlines() or [""])[-1]
-        raise TransferError(f"rsync exited with {res.returncode}: {tail}")
+        raise TransferError(rsync_failure(config, run, res.returncode, res.stderr))
     return res.started
+
+
+def rsync_failure(config: dict, run: str, returncode: int, stderr: str) -> str:
+    """What a failed rsync means, in words: a missing DAQ directory, a full disk, else rsync's own cause."""
+    loc = locations(config, run)
+    why = hosts.cause(stderr)
+    if returncode == 3 and f"{loc['source']}: no such directory" in stderr:
+        return f"the DAQ has no directory {loc['source']} on {daq_host(config).name}"
+    if "No space left on device" in why or "Disk quota exceeded" in why:
+        full = "No space left on device" if "No space" in why else "Disk quota exceeded"
+        return (f"{full} on the cluster's scratch {loc['scratch']} ({cluster_host(config).name}), copying into "
+                f"{loc['staging']}; free space there, the next tick resumes the copy (rsync: {why})")
+    return f"rsync exited with {returncode}: {why}"
 
 
 def _scan_both(daq: hosts.Host, cluster: hosts.Host, config: dict, source: str, copy: str, log):
@@ -455,7 +510,7 @@ def _purge_after_verify(db: RunsDB, config: dict, run: str, marker: dict, doc: d
                                        algorithm=info["checksum_algorithm"])
             db.update(run, {"transfer.daq_copy": how, "transfer.daq_purge": {
                 "at": states.now(), "policy": "purge_after_verify", "verified_by": f"copy {info['destination']} "
-                f"on {cluster_host(config).name}, verified {info['finished']}", "error": None}})
+                f"on {cluster_host(config).name}, verified {dates.iso(info['finished'])}", "error": None}})
         except (purge.PurgeRefused, hosts.CommandFailed) as exc:
             log.write(f"DAQ copy of {run} kept: {exc}; a later tick tries again\n")
             db.update(run, {"transfer.daq_purge": {"at": states.now(), "error": str(exc)}})
@@ -463,12 +518,7 @@ def _purge_after_verify(db: RunsDB, config: dict, run: str, marker: dict, doc: d
 
 def _record(db: RunsDB, marker: dict, doc: dict, log) -> bool:
     """Write the verified transfer to the runs DB; on failure the next tick replays the marker."""
-    try:
-        sync.apply(db, marker, doc=doc, note="transfer verified")
-        return True
-    except Exception as exc:  # the marker stands; the next tick's sync replays it
-        log.write(f"runs DB update failed ({exc}); the next tick will repair it from the marker\n")
-        return False
+    return sync.record(db, marker, doc, "transfer verified", log)
 
 
 def _discard(cluster: hosts.Host, staging: str, bad: list[str], log) -> None:

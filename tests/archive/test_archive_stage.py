@@ -8,6 +8,8 @@ and zstd, and the htar/hsi STAND-INs for hpss.
 
 from __future__ import annotations
 
+import shutil
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -134,20 +136,31 @@ def test_a_batch_is_archived_whole_or_not_at_all(config, db, bed, job_log):
     assert not bed.visible.exists() or not list(bed.visible.iterdir())
     # and the tick's plan keeps the whole batch when --run names only one of its runs
     plan = sync.close_batches(db, {**config, "tick": {**config["tick"], "runs": [runs[0]]}}, "t1",
-                              fa_config.state_dir(config) / "ticks" / "t1.json", job_log)
+                              fa_config.state_dir(config) / "ticks" / "t1" / "batches.json", job_log)
     assert plan["batches"] == {"B1": runs}
 
 
 @one_backend("local")
 def test_a_corrupted_compressed_copy_is_never_uploaded(config, db, bed, job_log):
+    """It leaves the batch and is made again from its DAQ copy (issue 10, finding 4); the rest is archived."""
     runs = compress_runs(db, config, 2)
     path = db.get(runs[1])["compressed"]["path"]
     flip_byte(path, 100)
-    with pytest.raises(archive.ArchiveError) as err:
+    run_batch(db, config, runs, job_log)
+    assert f"compressed copy {path} differs from its recorded sha256" in job_log.text
+    [tarball] = list(bed.visible.rglob("*.tar"))
+    with tarfile.open(tarball) as tar:
+        assert tar.getnames() == [f"{runs[0]}.tar.zst"], "the corrupted copy is never uploaded"
+    assert [db.get(r)["raw_status"] for r in runs] == ["archived", "acquired"]
+    assert not Path(path).exists(), "the corrupted copy is deleted; the DAQ copy verified"
+
+    with pytest.raises(archive.ArchiveError) as err:  # a batch of only bad copies: nothing at all
+        runs = compress_runs(db, config, 1)
+        path = db.get(runs[0])["compressed"]["path"]
+        Path(path).unlink()
+        shutil.rmtree(Path(config["daq"]["raw_dir"]) / runs[0])
         run_batch(db, config, runs, job_log)
-    assert f"compressed copy {path} differs from its recorded sha256" in str(err.value)
-    assert not bed.visible.exists() or not list(bed.visible.rglob("*.tar"))
-    assert [db.get(r)["raw_status"] for r in runs] == ["compressed", "compressed"]
+    assert "LOST" in str(err.value) and "is gone" in str(err.value)
 
 
 def test_restore_detects_a_damaged_archive_copy(config, db, bed, job_log, tmp_path):

@@ -44,6 +44,25 @@ def active(slurm, prefix, run):
             and j["state"] in ("PENDING", "RUNNING")]
 
 
+def kill_tick_after_submission(cfg, work, run: str, slurm) -> str:
+    """Start a tick, kill -9 every host-side process of it once it submitted `run`'s job; that job's id,
+    once the job has finished."""
+    tick = subprocess.Popen([FA, "--config", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL)
+    wait_for(lambda: (scheduler.read_record(work, run) or {}).get("job_id"), 60, "the run's submission",
+             step=0.1)
+    victims = [psutil.Process(tick.pid)] + descendants(tick.pid)
+    for p in victims:
+        try:
+            p.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    tick.wait()
+    job = scheduler.read_record(work, run)["job_id"]
+    wait_for(lambda: job_info(slurm, job)["state"] == "COMPLETED", 60, "the run's job to finish")
+    return job
+
+
 def test_long_jobs_do_not_hold_up_ticks_survive_kill_9_and_walltime_kills(fa, cluster_config, db, slurm, prefix,
                                                                            tmp_path):
     cfg = cluster_config()
@@ -71,20 +90,7 @@ def test_long_jobs_do_not_hold_up_ticks_survive_kill_9_and_walltime_kills(fa, cl
 
     # 2. kill -9 of every host-side process of a tick right after it submitted a job
     third, = simulate(fa, cfg, 1)
-    tick = subprocess.Popen([FA, "--config", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL)
-    work = tmp_path / "work"
-    wait_for(lambda: (scheduler.read_record(work, third) or {}).get("job_id"), 60, "the third run's submission",
-             step=0.1)
-    victims = [psutil.Process(tick.pid)] + descendants(tick.pid)
-    for p in victims:
-        try:
-            p.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
-    tick.wait()
-    job3 = scheduler.read_record(work, third)["job_id"]
-    wait_for(lambda: job_info(slurm, job3)["state"] == "COMPLETED", 60, "the third run's job to finish")
+    job3 = kill_tick_after_submission(cfg, tmp_path / "work", third, slurm)
 
     r, seconds = timed(fa, cfg)  # no --unlock, nothing cleaned by hand
     assert r.returncode == 0, r.stderr

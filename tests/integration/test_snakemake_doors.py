@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -70,14 +71,16 @@ def our_processes(marker: str) -> set[int]:
 
 # -- 1. profiles choose their cluster ------------------------------------------------------
 
-@pytest.mark.parametrize("profile", ["conte", "halstead", "rice", "brown", "slurm"])
+@pytest.mark.parametrize("profile", ["conte", "halstead", "rice", "brown", "slurm", "testbed"])
 def test_a_cluster_profile_plans_on_its_cluster(fa, make_config, tmp_path, profile):
-    """-n with the default config (no cluster: key says it) shows that cluster's queue and walltime."""
+    """-n with the default config (no cluster: key says it) shows that cluster's queue and walltime;
+    the test bed's cluster is defined in config/testbed.yaml, given first, as the README shows."""
     config_path = make_config()
     simulate(fa, config_path, 1)
     site = tmp_path / "site.yaml"
     site.write_text(yaml.safe_dump({**yaml.safe_load(config_path.read_text()), "cluster": "local"}))
-    proc = smk("--profile", f"profiles/{profile}", "-n", config_path=site)
+    configs = ["config/testbed.yaml", str(site)] if profile == "testbed" else [str(site)]
+    proc = smk("--profile", f"profiles/{profile}", "-n", "--configfile", *configs)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout + proc.stderr
     assert "rule process_run:" in out
@@ -275,3 +278,10 @@ def test_one_tick_archives_batches_in_name_order(fa, make_config, db, tmp_path):
     for n in names:
         first, last = db.get(n)["archive"]["batch"].split("_to_")
         assert first <= n <= last
+    # The tick's end, through this door too: finish_tick's record and the report, after the archive.
+    state = Path(yaml.safe_load(config_path.read_text())["work_dir"]) / "state"
+    (tick,) = [d for d in (state / "ticks").iterdir() if d.is_dir()]
+    assert (tick / "finish.json").is_file() and (tick / "report.json").is_file()
+    archived = max(p.stat().st_mtime for p in (state / "archived").glob("*.json"))
+    assert (tick / "report.json").stat().st_mtime >= archived
+    assert Path(json.loads((tick / "report.json").read_text())["path"]).is_file()

@@ -203,6 +203,28 @@ KILLS = {
 }
 
 
+def assert_recovered(db, tmp_path, names: list[str], daq_before) -> None:
+    """Every run archived exactly once, the DAQ copies intact, nothing left on scratch, each stage done once."""
+    assert [db.get(n)["raw_status"] for n in names] == ["archived"] * len(names)
+    assert tree_digest(tmp_path / "daq") == daq_before, "DAQ copies intact"
+    members = []
+    for t in sorted((tmp_path / "archive").glob("*.tar")):
+        with tarfile.open(t) as tar:
+            members += tar.getnames()
+    assert sorted(members) == sorted(f"{n}.tar.zst" for n in names), "each run archived exactly once"
+    scratch = tmp_path / "cluster"
+    leftovers = [str(p.relative_to(scratch)) for p in scratch.rglob("*")
+                 if p.is_file() and not p.match("processed/*/*/*")]
+    assert leftovers == [], "no raw, staging, partial or compressed copies left on scratch"
+    for n in names:
+        out = scratch / "processed" / n
+        assert [p.name for p in out.iterdir()] == ["ref-1"], "one processed output per run"
+        assert len((out / "ref-1" / "events.tsv").read_text().splitlines()) == 1 + 200
+        doc = db.get(n)
+        completed = [s for s in steps(doc) if s[2] in ("ondeck", "processed", "compressed", "archived")]
+        assert len(completed) == len(set(completed)) == 4, steps(doc)
+
+
 @pytest.mark.parametrize("case", list(KILLS))
 def test_a_killed_tick_is_recovered_by_the_next_one(fa, config_path, db, tmp_path, case):
     """kill -9 mid-tick (its whole process group, or only the wrapper), then plain ticks finish the job."""
@@ -251,25 +273,7 @@ def test_a_killed_tick_is_recovered_by_the_next_one(fa, config_path, db, tmp_pat
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-    assert [db.get(n)["raw_status"] for n in names] == ["archived"] * len(names)
-
-    assert tree_digest(tmp_path / "daq") == daq_before, "DAQ copies intact"
-    members = []
-    for t in sorted((tmp_path / "archive").glob("*.tar")):
-        with tarfile.open(t) as tar:
-            members += tar.getnames()
-    assert sorted(members) == sorted(f"{n}.tar.zst" for n in names), "each run archived exactly once"
-    scratch = tmp_path / "cluster"
-    leftovers = [str(p.relative_to(scratch)) for p in scratch.rglob("*")
-                 if p.is_file() and not p.match("processed/*/*/*")]
-    assert leftovers == [], "no raw, staging, partial or compressed copies left on scratch"
-    for n in names:
-        out = scratch / "processed" / n
-        assert [p.name for p in out.iterdir()] == ["ref-1"], "one processed output per run"
-        assert len((out / "ref-1" / "events.tsv").read_text().splitlines()) == 1 + 200
-        doc = db.get(n)
-        completed = [s for s in steps(doc) if s[2] in ("ondeck", "processed", "compressed", "archived")]
-        assert len(completed) == len(set(completed)) == 4, steps(doc)
+    assert_recovered(db, tmp_path, names, daq_before)
 
 
 def test_status_table_and_run_history(fa, config_path, db):

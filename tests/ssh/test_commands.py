@@ -117,9 +117,9 @@ def test_umask_lets_nothing_more_than_the_modes_through():
 def test_purge_cutoff_follows_the_policy(load):
     now = _dt.datetime(2026, 11, 27, 12, 0, tzinfo=_dt.timezone.utc)
     assert purge.purge_cutoff(load({}), now) is None
-    assert purge.purge_cutoff(load({"transfer": {"purge": "purge_after_verify"}}), now) == now.isoformat()
+    assert purge.purge_cutoff(load({"transfer": {"purge": "purge_after_verify"}}), now) == now
     c = load({"transfer": {"purge": "purge_after_days", "purge_after_days": 2.5}})
-    assert purge.purge_cutoff(c, now) == "2026-11-25T00:00:00+00:00"
+    assert purge.purge_cutoff(c, now) == _dt.datetime(2026, 11, 25, 0, 0, tzinfo=_dt.timezone.utc)
 
 
 def test_the_daq_survey_here(load, tmp_path):
@@ -140,22 +140,28 @@ def test_the_daq_survey_here(load, tmp_path):
     assert broken.live is None and "failed (exit 3)" in broken.reason and not broken.may_transfer
 
 
+def _check_daq(config, stages, docs):
+    """transfer.daq_check as (stages, run documents, every line)."""
+    c = transfer.daq_check(config, stages, docs)
+    return c.stages, c.docs, c.warnings + c.messages
+
+
 def test_check_daq_drops_the_stage_or_the_runs_being_written(load, tmp_path):
     raw = tmp_path / "raw"
     (raw / RUN).mkdir(parents=True)
     docs = [{"name": RUN, "raw_status": "acquired"}, {"name": "261127_0002", "raw_status": "ondeck"}]
     c = load({"daq": {"raw_dir": str(raw), "settle_seconds": 600}})
-    stages, kept, msgs = transfer.check_daq(c, ["transfer", "process"], docs)
+    stages, kept, msgs = _check_daq(c, ["transfer", "process"], docs)
     assert stages == ["transfer", "process"] and [d["name"] for d in kept] == ["261127_0002"]
     assert len(msgs) == 1 and msgs[0].startswith(f"run {RUN}: the DAQ wrote to it")
     c = load({"daq": {"raw_dir": str(raw), "live_check": ["true"]}})
-    stages, kept, msgs = transfer.check_daq(c, ["transfer", "process"], docs)
+    stages, kept, msgs = _check_daq(c, ["transfer", "process"], docs)
     assert stages == ["process"] and kept == docs and len(msgs) == 1
-    assert transfer.check_daq(c, ["process"], docs) == (["process"], docs, [])
+    assert _check_daq(c, ["process"], docs) == (["process"], docs, [])
     # no run to transfer, nothing to purge: the DAQ is not asked (a live DAQ would drop the stage)
-    assert transfer.check_daq(c, ["transfer"], docs[1:]) == (["transfer"], docs[1:], [])
+    assert _check_daq(c, ["transfer"], docs[1:]) == (["transfer"], docs[1:], [])
     c = load({"daq": {"raw_dir": str(raw), "live_check": ["true"]}, "transfer": {"purge": "purge_after_verify"}})
-    assert transfer.check_daq(c, ["transfer"], docs[1:])[0] == []
+    assert _check_daq(c, ["transfer"], docs[1:])[0] == []
 
 
 def test_the_manifest_reports_its_algorithm_and_falls_back(tmp_path):

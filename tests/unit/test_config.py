@@ -226,3 +226,23 @@ def test_installed_relative_paths_resolve_beside_the_config_file_else_in_the_cur
 def test_a_relative_archive_staging_becomes_absolute(write):
     c = fa_config.load(write({"archive": {"staging": "rel/staging"}}))
     assert c["archive"]["staging"] == str(fa_config.ROOT / "rel/staging")
+
+
+@pytest.mark.parametrize("command, words", [
+    ("", "processing.command"), ("   ", "empty"), ("proc {raw} {nope}", "nope"), ("proc 'unbalanced", "split"),
+])
+def test_a_processing_command_that_cannot_run_is_refused_at_load(write, command, words):
+    with pytest.raises(ConfigError) as err:
+        fa_config.load(write({"processing": {"command": command}}))
+    assert "config key processing.command" in str(err.value) and words in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("uri", ["mongodb://fa:secret@h/x", "mongodb://fa:sec/ret@h:99999/", "mongodb:/fa:secret@h",
+                                 "mongodb://fa:p@ss@h/x", "runs DB URI 'mongodb://u:secret@h' is not usable"])
+def test_credentials_are_masked_in_any_uri(uri):
+    from fulliautomatix.runsdb import redact
+
+    assert "secret" not in redact(uri) and "sec/ret" not in redact(uri) and "ss@h" not in redact(uri)
+    assert "***@" in redact(uri)
+    assert redact("mongodb://host:27017/x") == "mongodb://host:27017/x"

@@ -206,3 +206,15 @@ def test_where_a_batch_tarball_is_copied_from_and_by_whom():
     # both remote and different: pushed by the cluster's host with its own ssh (not this machine's -F cfg)
     where, argv = elsewhere._copy_argv(cluster, "/st/b.tar", "/in/b.tar")
     assert where == cluster and argv[-2:] == ["/st/b.tar", "u@tape:/in/b.tar"] and "cfg" not in argv[3]
+
+
+def test_a_failure_names_its_cause_not_the_last_line_and_an_inline_script_by_name():
+    stderr = ('rsync: [receiver] write failed on "/scratch/x": No space left on device (28)\n'
+              "rsync error: error in file IO (code 11) at receiver.c(381)\nrsync: write error: Broken pipe (32)\n")
+    assert hosts.cause(stderr) == 'rsync: [receiver] write failed on "/scratch/x": No space left on device (28)'
+    assert hosts.cause("one\ntwo\n") == "two"
+    with pytest.raises(hosts.CommandFailed) as err:
+        Host().run(["bash", "-c", "echo x >&2\nexit 4", "fa-thing", "arg"])
+    assert str(err.value) == "fa-thing arg exited with 4: x"
+    remote = Host("daq").argv(["bash", "-c", "multi\nline", "fa-thing", "a b"])
+    assert "\n" not in hosts.short(remote) and "fa-thing 'a b'" in hosts.short(remote)

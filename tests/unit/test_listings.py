@@ -116,15 +116,18 @@ def test_the_test_bed_s_listing_finds_our_running_jobs():
 
 
 def test_the_listing_command_of_each_setting(tmp_path):
-    base = {"submit_host": "local", "env": {}, "username": "asterix"}
-    assert scheduler.Commands({**base, "scheduler": "pbs", "status_query": "qstat"}).list_argv() == \
+    base = {"submit_host": "local", "env": {}, "username": "asterix", "work_dir": str(tmp_path)}
+    assert scheduler.Commands({**base, "scheduler": "pbs", "status_query": "qstat-u"}).list_argv() == \
         ["qstat", "-u", "asterix"]
+    # qstat: the full format, JSON first (tests/unit/test_qstatquery.py: what a server answers is learned)
+    assert scheduler.Commands({**base, "scheduler": "pbs", "status_query": "qstat"}).list_argv() == \
+        ["qstat", "-f", "-F", "json"]
     assert scheduler.Commands({**base, "scheduler": "pbs", "status_query": "squeue"}).list_argv()[0] == "squeue"
     # a qstat printing something else is one line naming the command, not "no jobs"
     fake = tmp_path / "qstat"
-    fake.write_text("#!/bin/sh\necho 'Job Id: 17.pbs01'\necho '    job_state = R'\n")
+    fake.write_text("#!/bin/sh\necho '17.pbs01  fa-1  asterix  00:00:00 R standby'\n")
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
-    cmds = scheduler.Commands({**base, "scheduler": "pbs", "status_query": "qstat",
+    cmds = scheduler.Commands({**base, "scheduler": "pbs", "status_query": "qstat-u",
                                "env": {"PATH": f"{tmp_path}:{os.environ['PATH']}"}})
     with pytest.raises(scheduler.SchedulerError, match=r"^qstat -u asterix: qstat printed a job line before any"):
         cmds.listing()

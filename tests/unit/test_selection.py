@@ -203,7 +203,7 @@ def test_limits_come_from_the_config():
 # -- plan_batches ------------------------------------------------------------------
 
 def compressed(n, *, bytes_=1000, age_days=0.0, raw="compressed", batch=None):
-    at = (NOW - dt.timedelta(days=age_days)).isoformat(timespec="seconds")
+    at = NOW - dt.timedelta(days=age_days)  # a BSON date, as the compress stage writes it
     d = doc(name=f"170101_{n:04d}", raw=raw, proc="processed", compressed={"bytes": bytes_, "at": at})
     if batch:
         d["archive"] = {"batch": batch}
@@ -283,6 +283,14 @@ def test_batch_names_are_stable():
                      "170101_0003_to_170101_0004": ["170101_0003", "170101_0004"]}
 
 
+@pytest.mark.parametrize("age_days, closes", [(2.5, True), (1.5, False)])
+def test_iso_strings_not_yet_migrated_wait_as_dates_do(age_days, closes):
+    old = compressed(1)
+    old["compressed"]["at"] = (NOW - dt.timedelta(days=age_days)).isoformat(timespec="seconds")
+    docs = [old, compressed(2, age_days=0.1)]
+    assert bool(selection.plan_batches(docs, {**ARCHIVE, "batch_runs": 5}, now=NOW)) is closes
+
+
 def test_naive_timestamps_are_read_as_utc():
     naive = compressed(1, age_days=3)
     naive["compressed"]["at"] = (NOW - dt.timedelta(days=3)).replace(tzinfo=None).isoformat()
@@ -302,3 +310,41 @@ def test_a_group_cut_short_by_a_waiting_run_closes_after_max_wait_days():
     docs = [compressed(1, age_days=3), doc(name="170101_0002", raw="acquired", proc="none"), compressed(3)]
     assert selection.plan_batches(docs, {**ARCHIVE, "batch_runs": 4}, now=NOW) == {
         "170101_0001_to_170101_0001": ["170101_0001"]}
+
+
+# -- runs that cannot succeed are held, never retried forever (issue 10, findings 4 and 5) --------
+
+LIMITS3 = {**LIMITS, "compress_attempts": 3}
+
+
+@pytest.mark.parametrize("proc", ["queued", "processing", "failed"])
+def test_processing_attempts_used_up_hold_the_run_whatever_state_they_left(proc):
+    d = doc(raw="ondeck", proc=proc, processing={"attempts": 3, "exit_code": None})
+    first, held = selection.start_stage(d, LIMITS3)
+    assert first is None and "fulliautomatix retry 170101_0001" in held
+    assert selection.start_stage(doc(raw="ondeck", proc=proc, processing={"attempts": 2}), LIMITS3) == ("process", None)
+
+
+def test_compression_attempts_used_up_hold_the_run():
+    c = {"attempts": 3, "error": "tar exited with 2"}
+    for raw, proc in (("ondeck", "processed"), ("compressing", "processed"), ("ondeck", "none")):
+        first, held = selection.start_stage(doc(raw=raw, proc=proc, compressed=c), LIMITS3)
+        assert first is None and "compression failed 3 times" in held and "retry" in held
+    assert selection.start_stage(doc(raw="ondeck", proc="processed", compressed={**c, "attempts": 2}),
+                                 LIMITS3) == ("compress", None)
+
+
+def test_a_lost_run_is_held_with_its_reason_and_left_out_of_batches():
+    reason = "run 170101_0001: LOST: ... then `fulliautomatix retry 170101_0001`"
+    lost = doc(raw="compressed", proc="processed", lost={"at": "x", "reason": reason},
+               compressed={"bytes": 1, "at": "2024-01-01T00:00:00+00:00"})
+    assert selection.start_stage(lost, LIMITS3) == (None, reason)
+    other = doc(name="170101_0002", raw="compressed", proc="processed",
+                compressed={"bytes": 1, "at": "2024-01-01T00:00:00+00:00"})
+    batches = selection.plan_batches([lost, other], {"batch_runs": 2, "min_bytes": 0, "max_wait_days": 0}, now=NOW)
+    assert batches == {"170101_0002_to_170101_0002": ["170101_0002"]}
+
+
+def test_a_run_the_daq_has_no_directory_for_is_held_with_that_line():
+    d = doc(transfer={"missing": "run 170101_0001: the DAQ has no directory /daq/170101_0001 ..."})
+    assert selection.start_stage(d, LIMITS3) == (None, d["transfer"]["missing"])

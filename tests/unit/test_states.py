@@ -85,8 +85,10 @@ def test_history_entry_records_when_what_and_where():
     assert set(entry) == {"at", "field", "from", "to", "host"}
     assert (entry["field"], entry["from"], entry["to"]) == (RAW, "acquired", "transferring")
     assert entry["host"] == socket.gethostname()
-    at = dt.datetime.fromisoformat(entry["at"])
+    at = entry["at"]
+    assert isinstance(at, dt.datetime), "a datetime, stored as a BSON date"
     assert at.utcoffset() == dt.timedelta(0), "timestamps are UTC"
+    assert abs(dt.datetime.now(dt.timezone.utc) - at) < dt.timedelta(minutes=1)
 
 
 def test_history_entry_keeps_a_note():

@@ -26,7 +26,10 @@ from fulliautomatix import tickguard
 
 validate(config, schema="../schemas/config.schema.yaml")
 # Relative paths: see fa_config.relative_base (the last --configfile's directory when installed).
-fa_config.finalize(config, fa_config.relative_base((workflow.overwrite_configfiles or [None])[-1]))
+try:
+    fa_config.finalize(config, fa_config.relative_base((workflow.overwrite_configfiles or [None])[-1]))
+except fa_config.ConfigError as exc:  # one line for the user, as the wrapper prints it
+    sys.exit(f"fulliautomatix: {exc}")
 
 
 workdir: config["work_dir"]
@@ -42,8 +45,7 @@ wildcard_constraints:
 workflow.register_resource("transfer_slots", config["transfer"]["concurrency"])
 
 if workflow.is_main_process:
-    # Local jobs find this tick's lock guard by this Snakemake's pid (tickguard).
-    os.environ.setdefault(tickguard.SNAKEMAKE_ENV, str(os.getpid()))
+    tickguard.name_this_snakemake()  # its local jobs find the tick's guard, and our commands
     TICK = planning.read_plan(config)
 else:
     TICK = planning.TickPlan(tick=config["tick"]["id"], stages=[])
@@ -55,29 +57,44 @@ def get_tick_plan():
         return json.load(fh)
 
 
+def tick_plan_or_view():
+    """The plan of this tick; in a dry run (-n), the parse-time view of it."""
+    return TICK.as_dict() if workflow.dryrun else get_tick_plan()
+
+
 def get_tick_targets(wildcards):
-    """Everything this tick does: the plan's stage targets, the purge, the batches.
+    """The tick's plan and its stage targets, and the purge (finish_tick's and write_report's inputs).
 
     A dry run (-n) shows the parse-time view: each pending run's chain with
     its queue and walltime; the checkpoint's DAQ survey may leave some out.
     """
-    plan_file = planning.plan_path(TICK.tick)
-    if workflow.dryrun:
-        plan = TICK.as_dict()
-    else:
-        plan = get_tick_plan()
-        if plan["busy"]:
-            return [plan_file]
-    targets = [plan_file] + plan["targets"]
+    plan = tick_plan_or_view()
+    targets = [planning.plan_path(TICK.tick)] + plan["targets"]
     if "transfer" in plan["stages"] and config["transfer"]["purge"] != "keep":
         targets.append(f"state/purges/{TICK.tick}.json")
-    if "archive" in plan["stages"]:
-        targets += get_archive_targets()
     return targets
 
 
-def get_archive_targets():
-    """Archived-batch markers of the batches closed after this tick's compressions."""
+def get_tick_end(wildcards):
+    """The tick's last jobs, which need every target: finish_tick's record, and write_report's marker when
+    report.every_tick is on.  A busy tick (another tick runs): its plan only."""
+    if not workflow.dryrun and get_tick_plan()["busy"]:
+        return [planning.plan_path(TICK.tick)]
+    ends = expand(rules.finish_tick.output.record, tick=TICK.tick)
+    if config["report"]["every_tick"]:
+        ends += expand(rules.write_report.output.marker, tick=TICK.tick)
+    return ends
+
+
+def get_archive_targets(wildcards):
+    """Archived-batch markers of the batches closed after this tick's compressions.
+
+    A function of its own: until close_batches has run, Snakemake puts only
+    that checkpoint in its place, and the tick's other targets go on meanwhile.
+    """
+    plan = tick_plan_or_view()
+    if "archive" not in plan["stages"]:
+        return []
     batches_file = planning.batches_path(TICK.tick)
     if workflow.dryrun:
         return [batches_file]
@@ -88,8 +105,7 @@ def get_archive_targets():
 
 def get_compressed_this_tick(wildcards):
     """The compressed markers of this tick's compressions: batches are closed after them."""
-    plan = TICK.as_dict() if workflow.dryrun else get_tick_plan()
-    return expand(rules.compress_run.output.marker, run=plan["compress_runs"])
+    return expand(rules.compress_run.output.marker, run=tick_plan_or_view()["compress_runs"])
 
 
 def get_batch_members(wildcards):

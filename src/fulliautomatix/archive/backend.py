@@ -85,11 +85,11 @@ def make(config: dict, name: str | None = None, host: str | None = None):
     name = name or a["backend"]
     staging = staging_dir(config)
     if name == "local":
-        return disk.DiskBackend.local(a["location"], a["rsync"]["command"], staging)
+        return disk.DiskBackend.local(a["location"], a["rsync"]["command"], staging, a["upload_timeout_seconds"])
     if name == "rsync":
         section = {**a["rsync"], "host": host or a["rsync"]["host"]}
         return disk.DiskBackend.remote(section, a["location"], a["rsync"]["command"], staging,
-                                       hosts.control_dir(config))
+                                       a["upload_timeout_seconds"], hosts.control_dir(config))
     if name == "hpss":
         h = a["hpss"]
         return hpss.HpssBackend(a["location"], h["htar"], h["hsi"], h["verify"], h["read_back"], staging)

@@ -48,26 +48,28 @@ def parse_read_back(text: str) -> tuple[dict[str, Member], dict]:
 class DiskBackend:
     """Tarballs in a directory, on this machine (`local`) or on an ssh host (`rsync`)."""
 
-    def __init__(self, name: str, host: hosts.Host, location: str, command: list[str], staging: Path):
+    def __init__(self, name: str, host: hosts.Host, location: str, command: list[str], staging: Path,
+                 upload_timeout: int = 86400):
         self.name = name
         self.host = host
         self.root = location.rstrip("/") or "/"
         self.command = list(command)
         self.staging = Path(staging)
+        self.upload_timeout = int(upload_timeout)  # seconds; older leftovers of uploads in .incoming are deleted
         self._uploaded: dict[str, str] = {}  # location of an upload -> sha256 of the staged tarball
 
     @classmethod
-    def local(cls, location: str, command: list[str], staging: Path) -> DiskBackend:
-        return cls("local", hosts.Host("local"), location, command, staging)
+    def local(cls, location: str, command: list[str], staging: Path, upload_timeout: int = 86400) -> DiskBackend:
+        return cls("local", hosts.Host("local"), location, command, staging, upload_timeout)
 
     @classmethod
     def remote(cls, section: dict, location: str, command: list[str], staging: Path,
-               controls: Path | None = None) -> DiskBackend:
+               upload_timeout: int = 86400, controls: Path | None = None) -> DiskBackend:
         """The rsync backend; `section` has host, user, port and ssh (archive.rsync); `controls`: the
         tick's ssh control sockets (hosts.control_dir)."""
         if not section.get("host") or section["host"] == "local":
             raise ArchiveError("config key archive.rsync.host: the rsync backend needs an ssh destination")
-        return cls("rsync", hosts.Host.from_config(section, controls), location, command, staging)
+        return cls("rsync", hosts.Host.from_config(section, controls), location, command, staging, upload_timeout)
 
     # -- where things are -------------------------------------------------
     def tarball(self, batch: str) -> str:
@@ -113,8 +115,8 @@ class DiskBackend:
                               *[f.name for f in files]], check=False, log=log)
             if res.returncode != 0:
                 source.run(["rm", "-f", "--", partial], check=False)
-                raise ArchiveError(f"tar could not build {source.path(staged)} (exit {res.returncode}): "
-                                   f"{res.stderr.strip()}")
+                raise ArchiveError(f"tar could not build {source.path(staged)} in archive.staging (exit "
+                                   f"{res.returncode}): {hosts.cause(res.stderr)}")
             source.run(["mv", "-f", "-T", "--", partial, staged], log=log)
             proc = source.run(["sha256sum", "--", staged], log=log)
             digest = proc.stdout.split()[0]
@@ -125,6 +127,7 @@ class DiskBackend:
         try:
             incoming = self._incoming(batch)
             self._run(["mkdir", "-p", "--", incoming.rsplit("/", 1)[0]], log, "creating the archive directory")
+            self._tidy_incoming(log)
             where, argv = self._copy_argv(source, staged, incoming)
             try:
                 res = where.run(argv, check=False, log=log)
@@ -132,14 +135,30 @@ class DiskBackend:
                 raise ArchiveError(f"cannot run {argv[0]}: {exc}") from None
             log.write(res.stdout + res.stderr)
             if res.returncode != 0:
-                last = (res.stderr.strip().splitlines() or [""])[-1]
                 raise ArchiveError(f"upload of {batch}.tar to {self.url(incoming)} failed "
-                                   f"(exit {res.returncode}: {last}); the partial copy stays there for the "
-                                   "next attempt to resume")
+                                   f"(exit {res.returncode}: {hosts.cause(res.stderr)}); the partial copy stays "
+                                   "there for the next attempt to resume")
         finally:
             source.run(["rm", "-f", "--", staged], check=False)
         self._uploaded[incoming] = digest
         return incoming
+
+    # Deletes what uploads killed with -9 left in "$1" (rsync's temporary ".<batch>.tar.XXXXXX"),
+    # older than "$2" minutes; nothing else.  Prints each path it deleted.
+    TIDY = r"""
+[ -d "$1" ] || exit 0
+find "$1" -mindepth 1 -maxdepth 1 -type f -regextype posix-extended \
+  -regex '.*/\.[0-9A-Za-z_]+\.tar\.[0-9A-Za-z]{6}' -mmin "+$2" -print -delete
+"""
+
+    def _tidy_incoming(self, log) -> None:
+        """Delete leftovers of uploads that died (older than archive.upload_timeout_seconds) from .incoming."""
+        minutes = str(max(1, -(-self.upload_timeout // 60)))
+        res = self._run(["bash", "-c", self.TIDY, "fa-tidy", f"{self.root}/.incoming", minutes], log,
+                        "tidying the archive's .incoming", check=False)
+        for path in res.stdout.split("\n"):
+            if path.strip():
+                log.write(f"deleted {self.host.path(path)}, left by an upload that died\n")
 
     def _copy_argv(self, source: hosts.Host, staged: str, incoming: str) -> tuple[hosts.Host, list[str]]:
         """(where to run it, the rsync argv) copying the staged tarball into .incoming."""

@@ -30,11 +30,12 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
-from .. import hosts, markers, states, sync
+from .. import hosts, markers, recovery, states, sync
 from ..runsdb import RunsDB
-from .backend import ArchiveError, Member, compare, make, member_name
+from .backend import ArchiveError, Member, compare, make, member_name, staging_dir
 from ..checksums import file_hash
 
 logger = logging.getLogger("fulliautomatix")
@@ -97,8 +98,11 @@ def source_host(config: dict, docs: list[dict]) -> hosts.Host:
     return hosts.Host.from_config(config["clusters"][source_cluster(config, docs)], hosts.control_dir(config))
 
 
-def check_sources(source: hosts.Host, files: dict[str, Path], expected: dict[str, Member], log) -> None:
-    """The compressed copies on scratch must still be what the runs DB recorded (checked on their host)."""
+def check_sources(source: hosts.Host, files: dict[str, Path], expected: dict[str, Member], log) -> dict[str, str]:
+    """Which compressed copies on scratch are no longer what the runs DB recorded: {member: why}.
+
+    Checked on their host.  A copy that is a symbolic link is refused for the whole batch (ArchiveError).
+    """
     try:
         res = source.run(["bash", "-c", SOURCES, "fa-check-sources", *map(str, files.values())], log=log)
     except (hosts.CommandFailed, OSError) as exc:
@@ -111,24 +115,72 @@ def check_sources(source: hosts.Host, files: dict[str, Path], expected: dict[str
             found[path] = (int(size), digest)
         elif kind == "L":
             links.add(rest)
+    bad = {}
     for member, path in files.items():
         if str(path) in links:
             raise ArchiveError(f"compressed copy {path} is a symbolic link: refused, nothing outside scratch is "
                                "archived as run data; replace the link by the real file")
         if str(path) not in found:
-            raise ArchiveError(f"compressed copy {path} is missing")
-        if found[str(path)] != (expected[member].size, expected[member].sha256):
-            raise ArchiveError(f"compressed copy {path} differs from its recorded sha256; "
-                               "it must be compressed again before it can be archived")
-    log.write(f"checked {len(files)} compressed copies against their recorded sha256 on {source.name}\n")
+            bad[member] = f"its compressed copy {source.path(str(path))} is gone"
+        elif found[str(path)] != (expected[member].size, expected[member].sha256):
+            bad[member] = f"its compressed copy {source.path(str(path))} differs from its recorded sha256"
+    log.write(f"checked {len(files)} compressed copies against their recorded sha256 on {source.name}: "
+              f"{len(bad)} bad\n")
+    return bad
+
+
+def _sound_members(db: RunsDB, config: dict, batch: str, current: dict[str, dict], source: hosts.Host,
+                   files: dict[str, Path], log) -> list[str]:
+    """The batch's runs whose compressed copy still verifies; the others leave it (a warning line each).
+
+    Also makes archive.staging with the transfer's group and mode.  Raises
+    ArchiveError when no run is left.
+    """
+    try:
+        hosts.make_dirs(source, [str(staging_dir(config))], config["transfer"], log=log)
+    except hosts.CommandFailed as exc:
+        raise ArchiveError(f"cannot make archive.staging {source.path(str(staging_dir(config)))}: {exc}") from None
+    expected = {member_name(run): expected_member(d) for run, d in current.items()}
+    try:
+        bad = check_sources(source, files, expected, log)
+    except ArchiveError as exc:  # a copy that is a link, or scratch unreachable: the whole batch waits
+        for run, doc in current.items():
+            db.update(run, {"archive.error": str(exc)}, doc=doc)
+        raise ArchiveError(f"batch {batch} ({', '.join(current)}): {exc}; the runs stay compressed, their "
+                           "compressed copies are kept, and the next tick retries") from None
+    dropped = _drop_bad_copies(db, config, current, bad, log)
+    members = [run for run in current if run not in dropped]
+    if not members:
+        raise ArchiveError(f"batch {batch}: " + "; ".join(dropped.values()))
+    for line in dropped.values():
+        print(f"fulliautomatix warning: {line}", file=sys.__stderr__)
+    return members
+
+
+def _drop_bad_copies(db: RunsDB, config: dict, docs: dict[str, dict], bad: dict[str, str], log) -> dict[str, str]:
+    """Take the runs whose compressed copy went bad out of the batch (recovery.recover); {run: its line}."""
+    lines = {}
+    for run, doc in docs.items():
+        why = bad.get(member_name(run))
+        if why is None:
+            continue
+        leave = {"archive.batch": None}
+        line = recovery.recover(db, config, doc, why, log, reprocess=False, fields=leave)
+        if line is None:
+            attempts = int((doc.get("compressed") or {}).get("attempts") or 0) + 1
+            db.update(run, {**leave, "compressed.error": why, "compressed.attempts": attempts}, doc=doc)
+            line = (f"run {run}: {why}, and its DAQ copy cannot be checked now; it leaves the batch and a later "
+                    f"tick tries again ({attempts} of {config['compression']['max_attempts']} attempts)")
+        lines[run] = line
+        log.write(f"{line}\n")
+    return lines
 
 
 def archive_batch(db: RunsDB, config: dict, batch: str, members: list[str], compressed_markers: list[str],
                   marker_path: str, log) -> dict:
     """Archive one batch; write its marker; return the marker.  See the module docstring."""
-    pattern = config["run_name_pattern"]
     for run in members:
-        hosts.check_run_name(run, pattern)
+        hosts.check_run_name(run, config["run_name_pattern"])
     for m in compressed_markers:
         sync.apply(db, markers.read(m))
     be = make(config)
@@ -141,12 +193,16 @@ def archive_batch(db: RunsDB, config: dict, batch: str, members: list[str], comp
         raise ArchiveError(f"batch {batch}: runs {', '.join(stray)} belong to it but are not in this tick's "
                            "plan; run a tick without --run")
     expected = {member_name(d["name"]): expected_member(d) for d in earlier}
-    source = source_host(config, [db.get(run) for run in members])
-    docs, files = {}, {}
+    current = {run: db.get(run) for run in members}
+    source = source_host(config, list(current.values()))
+    files = {member_name(run): Path((d.get("compressed") or {}).get("path") or "") for run, d in current.items()}
+    if not earlier:  # (a batch with archived runs has its tarball already: it is verified, not rebuilt)
+        members = _sound_members(db, config, batch, current, source, files, log)
+        files = {m: f for m, f in files.items() if m in {member_name(r) for r in members}}
+    docs = {}
     for run in members:
-        doc = db.get(run)
+        doc = current[run]
         expected[member_name(run)] = expected_member(doc)
-        files[member_name(run)] = Path(doc["compressed"]["path"])
         attempts = int((doc.get("archive") or {}).get("attempts", 0)) + 1
         docs[run] = db.transition(run, states.RAW, "archiving", expect=("compressed", "archiving"), doc=doc,
                                   fields={"archive.batch": batch, "archive.error": None,
@@ -174,13 +230,10 @@ def archive_batch(db: RunsDB, config: dict, batch: str, members: list[str], comp
         }
     marker = {"batch": batch, "location": location, "backend": be.name, "runs": runs, "verified": verified_at}
     markers.write(marker_path, marker)
-    try:
-        sync.apply_batch(db, marker, note="archived and verified")
-    except Exception as exc:  # the marker stands; the next tick's sync replays it
-        log.write(f"runs DB update failed ({exc}); the next tick will repair it from the marker\n")
+    sync.record(db, marker, None, "archived and verified", log)  # on failure the next tick replays the marker
     # The marker records the verified tarball, so the compressed copies may go now.
     if config["archive"]["purge_compressed"]:
-        purged = purge_compressed(db, config, members, files, source, log)
+        purged = purge_compressed(db, config, members, files, source, log, docs=[current[r] for r in members])
         log.write(f"batch {batch} verified at {be.url(location)}; purged {len(purged)} compressed copies\n")
     return marker
 
@@ -204,7 +257,6 @@ def _store(be, batch: str, expected: dict[str, Member], earlier: list[dict], sou
     elif earlier:
         raise ArchiveError(f"{be.url(location)} is missing, but runs "
                            f"{', '.join(d['name'] for d in earlier)} were archived in it")
-    check_sources(source, files, expected, log)
     upload = be.upload(batch, list(files.values()), log, source=source)
     try:
         facts = verify(be, upload, expected, log)
@@ -218,14 +270,15 @@ def _store(be, batch: str, expected: dict[str, Member], earlier: list[dict], sou
 
 
 def purge_compressed(db: RunsDB, config: dict, members: list[str], files: dict[str, Path], source: hosts.Host,
-                     log) -> list[str]:
+                     log, docs: list[dict] | None = None) -> list[str]:
     """Delete the archived runs' compressed copies on scratch; the runs whose copy went.
 
     Only <scratch>/compressed/<run>.tar.zst of the copies' cluster, each a
     regular file there and not a link (hosts.remove_files); a copy recorded
     anywhere else, or a link, is kept and the log says why.
     """
-    cluster = source_cluster(config, [db.get(run) for run in members])
+    # `docs`: the documents read before archiving (the runs DB may be gone by now)
+    cluster = source_cluster(config, docs or [db.get(run) for run in members])
     root = str(Path(config["clusters"][cluster]["scratch"]) / "compressed")  # as compress.paths makes it
     runs = [run for run in members if str(files[member_name(run)]) == f"{root}/{member_name(run)}"]
     for run in set(members) - set(runs):
@@ -278,18 +331,35 @@ def restore(db: RunsDB, config: dict, run: str, dest: Path, log=None) -> Path:
         raise ArchiveError(f"run {run}: {exc}") from None
     recorded = a.get("hash") or (doc.get("compressed") or {}).get("hash")
     if file_hash(member) != recorded:
-        raise ArchiveError(f"run {run}: {a['member']} fetched from {be.url(a['tarball'])} differs from its "
-                           f"recorded sha256; left in {work}")
+        raise _copy_failed(db, doc, f"{a['member']} fetched from {be.url(a['tarball'])} differs from its recorded "
+                                    f"sha256; left in {work}")
     proc = subprocess.run(["tar", "-C", str(work), "-I", "zstd", "-xf", str(member)], capture_output=True,
                           text=True)
     if proc.returncode != 0:
-        raise ArchiveError(f"run {run}: cannot unpack {member}: {proc.stderr.strip()}")
+        raise _copy_failed(db, doc, f"cannot unpack {member} from {be.url(a['tarball'])}: "
+                                    f"{(proc.stderr.strip().splitlines() or [''])[-1]}")
     member.unlink()
     t = doc.get("transfer") or {}
     actual = hosts.manifest(hosts.Host(), str(work / run), t.get("checksum_algorithm", "sha256"))
     problems = hosts.compare_manifests(t.get("checksums") or [], actual)
     if problems:
-        raise ArchiveError(f"run {run}: restored copy does not verify ({problems[0]}); left in {work}")
+        raise _copy_failed(db, doc, f"the copy restored from {be.url(a['tarball'])} does not verify "
+                                    f"({problems[0]}); left in {work}")
     os.replace(work / run, final)
     shutil.rmtree(work)
+    if a.get("copy_ok") in (False,):  # (nx-27017 gives a false it stored back as 0)
+        db.update(run, {"archive.copy_ok": True, "archive.copy_error": None, "archive.copy_checked": states.now()})
     return final
+
+
+def _copy_failed(db: RunsDB, doc: dict, what: str) -> ArchiveError:
+    """Record that the run's archived copy failed verification (status lists it as LOST-COPY); the error."""
+    run = doc["name"]
+    daq = (doc.get("transfer") or {}).get("daq_copy") or "unknown"
+    line = (f"its archived copy failed verification on restore: {what}; the DAQ copy is {daq}"
+            + ("" if daq == "kept" else ": no other verified copy is recorded"))
+    try:
+        db.update(run, {"archive.copy_ok": False, "archive.copy_error": line, "archive.copy_checked": states.now()})
+    except Exception as exc:  # noqa: BLE001 - the error line below still says what happened
+        logger.warning("run %s: could not record the failed verification (%s)", run, exc)
+    return ArchiveError(f"run {run}: {line}")

@@ -1,0 +1,144 @@
+"""`fulliautomatix audit`: the archive's fixity check, and what no run document accounts for.
+
+* **Fixity.** Archived runs are read back from the archive (one read-back per
+  tarball, through the run's own backend: local, rsync or hpss), oldest
+  audits first, and each member's sha256 is compared with the one recorded
+  when it was archived.  Every run checked records ``archive.audited``
+  (``{at, ok, error}``); a member that no longer verifies also sets
+  ``archive.copy_ok`` false with the reason, so ``status`` lists it as
+  ``LOST-COPY`` until an audit or a restore verifies it again.
+* **Strays.** Entries in the DAQ directory, in ``<scratch>/raw``,
+  ``<scratch>/compressed`` and ``<scratch>/processed``, and tarballs in the
+  archive's location that no run document claims; and run documents whose
+  recorded copy is missing (a kept DAQ copy, a copy on scratch, a compressed
+  copy, an archived tarball).  They are listed, never deleted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import archive, hosts, states, transfer
+from . import config as fa_config
+from .runsdb import RunsDB
+
+# Lists the entries of "$1" NUL-separated (nothing when it does not exist).
+LIST = 'cd -- "$1" 2>/dev/null || exit 0; find . -mindepth 1 -maxdepth 1 -printf "%P\\0"'
+
+
+@dataclass
+class Findings:
+    checked: int = 0  # runs whose archived member was read back
+    bad: list[str] = field(default_factory=list)  # one line per run whose archived copy no longer verifies
+    strays: list[str] = field(default_factory=list)  # entries no run document claims
+    missing: list[str] = field(default_factory=list)  # run documents whose recorded copy is missing
+
+    def lines(self) -> list[str]:
+        return ([f"LOST-COPY {ln}" for ln in self.bad] + [f"STRAY {ln}" for ln in self.strays]
+                + [f"MISSING {ln}" for ln in self.missing]
+                + [f"audited {self.checked} archived runs: {len(self.bad)} do not verify; {len(self.strays)} "
+                   f"strays; {len(self.missing)} recorded copies missing"])
+
+
+def _entries(host: hosts.Host, directory: str) -> list[str]:
+    return [e for e in host.run(["bash", "-c", LIST, "fa-list", directory]).stdout.split("\0") if e]
+
+
+def _audit_tarball(db: RunsDB, config: dict, docs: list[dict], found: Findings, log) -> None:
+    """Read one tarball back and record each of its runs' audit."""
+    a = docs[0]["archive"]
+    be = archive.make(config, name=a.get("backend"), host=a.get("host"))
+    try:
+        members, _ = be.read_back(a["tarball"], log)
+        error = None
+    except archive.ArchiveError as exc:
+        members, error = {}, f"cannot be read back: {exc}"
+    for doc in docs:
+        rec = doc["archive"]
+        got = members.get(rec.get("member"))
+        why = error or ("its member is missing" if got is None else
+                        None if got.sha256 in (None, rec.get("hash")) and got.size == rec.get("bytes") else
+                        "its member differs from the recorded size and sha256")
+        fields = {"archive.audited": {"at": states.now(), "ok": why is None, "error": why}}
+        if why:
+            line = f"run {doc['name']}: the archived copy {be.url(rec['tarball'])}#{rec.get('member')} {why}"
+            fields.update({"archive.copy_ok": False, "archive.copy_error": f"audit: {line}"})
+            found.bad.append(line)
+        elif rec.get("copy_ok") in (False,):  # (nx-27017 gives a false it stored back as 0)
+            fields.update({"archive.copy_ok": True, "archive.copy_error": None})
+        db.update(doc["name"], fields, doc=doc)
+        found.checked += 1
+
+
+def fixity(db: RunsDB, config: dict, limit: int, found: Findings, log, runs: list[str] = ()) -> None:
+    """Read back up to `limit` archived runs (`runs`, else the ones audited longest ago first)."""
+    docs = db.by_status(states.RAW, ["archived"], {"history": 0})
+    if runs:
+        docs = [d for d in docs if d["name"] in set(runs)]
+    docs = sorted(docs, key=lambda d: str(((d.get("archive") or {}).get("audited") or {}).get("at") or ""))[:limit]
+    by_tarball: dict[tuple, list[dict]] = {}
+    for d in docs:
+        a = d.get("archive") or {}
+        if a.get("tarball"):
+            by_tarball.setdefault((a.get("backend"), a.get("host"), a["tarball"]), []).append(d)
+    for group in by_tarball.values():
+        _audit_tarball(db, config, group, found, log)
+
+
+def strays(db: RunsDB, config: dict, found: Findings) -> None:
+    """What is on the DAQ, scratch and archive that no run document claims, and recorded copies that are gone."""
+    docs = {d["name"]: d for d in db.copies() if isinstance(d.get("name"), str)}
+    daq, cluster = transfer.daq_host(config), transfer.cluster_host(config)
+    scratch = fa_config.cluster(config)["scratch"].rstrip("/")
+    places = [(daq, config["daq"]["raw_dir"], lambda e: e), (cluster, f"{scratch}/raw", lambda e: e),
+              (cluster, f"{scratch}/processed", lambda e: e),
+              (cluster, f"{scratch}/compressed", lambda e: e[:-len(".tar.zst")] if e.endswith(".tar.zst") else e)]
+    for host, directory, run_of in places:
+        for entry in _entries(host, directory):
+            if entry.startswith("."):
+                continue  # work in progress (.incoming, .<run>.writing, partial files)
+            if run_of(entry) not in docs:
+                found.strays.append(f"{host.path(directory.rstrip('/') + '/' + entry)}: no run document claims it")
+    _archive_strays(config, docs, found)
+    _missing_copies(config, docs, daq, cluster, found)
+
+
+def _archive_strays(config: dict, docs: dict[str, dict], found: Findings) -> None:
+    if config["archive"]["backend"] == "hpss":
+        return  # HPSS is listed with hsi; not audited for strays here
+    be = archive.make(config)
+    recorded = {(d.get("archive") or {}).get("tarball") for d in docs.values()}
+    for entry in _entries(be.host, be.root):
+        if entry.endswith(".tar") and f"{be.root}/{entry}" not in recorded and not entry.startswith("."):
+            found.strays.append(f"{be.url(be.root + '/' + entry)}: no run document records this tarball")
+
+
+def _missing_copies(config: dict, docs: dict[str, dict], daq: hosts.Host, cluster: hosts.Host,
+                    found: Findings) -> None:
+    checks = []  # (host, path, line)
+    for name, d in sorted(docs.items()):
+        raw = d.get(states.RAW)
+        t, c, a = d.get("transfer") or {}, d.get("compressed") or {}, d.get("archive") or {}
+        if t.get("daq_copy") == "kept":
+            checks.append((daq, transfer.locations(config, name)["source"], f"run {name}: its DAQ copy"))
+        if raw == "ondeck" and t.get("destination"):
+            checks.append((cluster, t["destination"], f"run {name}: its copy on scratch"))
+        if raw in ("compressed", "archiving") and c.get("path"):
+            checks.append((cluster, c["path"], f"run {name}: its compressed copy"))
+        if raw == "archived" and a.get("tarball") and a.get("backend") in ("local", None):
+            checks.append((hosts.Host(), a["tarball"], f"run {name}: its archived tarball"))
+    script = 'for p; do [ -e "$p" ] || printf "%s\\0" "$p"; done'
+    for host in {h for h, _, _ in checks}:
+        paths = [(p, line) for h, p, line in checks if h == host]
+        for i in range(0, len(paths), 500):  # within any command line's length
+            chunk = paths[i:i + 500]
+            gone = set(host.run(["bash", "-c", script, "fa-exists", *[p for p, _ in chunk]]).stdout.split("\0"))
+            found.missing += [f"{line} {host.path(p)} is missing" for p, line in chunk if p in gone]
+
+
+def audit(db: RunsDB, config: dict, limit: int, log, runs: list[str] = ()) -> Findings:
+    found = Findings()
+    fixity(db, config, limit, found, log, runs)
+    if not runs:
+        strays(db, config, found)
+    return found

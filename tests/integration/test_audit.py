@@ -1,0 +1,45 @@
+"""`fulliautomatix audit` (issue 10): a corrupted archived tarball, a stray directory and a missing copy are found."""
+
+import shutil
+import tarfile
+from pathlib import Path
+
+
+def simulate(fa, config_path, n):
+    r = fa(config_path, "simulate-daq", "--runs", str(n), "--events", "200")
+    assert r.returncode == 0, r.stderr
+    return r.stderr.strip().rsplit(": ", 1)[1].split(", ")
+
+
+def test_audit_finds_a_corrupted_tarball_strays_and_missing_copies(fa, config_path, db, tmp_path):
+    names = simulate(fa, config_path, 2)
+    for _ in range(4):
+        assert fa(config_path).returncode == 0
+    assert [db.get(n)["raw_status"] for n in names] == ["archived"] * 2
+
+    r = fa(config_path, "audit")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.splitlines() == ["audited 2 archived runs: 0 do not verify; 0 strays; "
+                                     "0 recorded copies missing"]
+    assert db.get(names[0])["archive"]["audited"]["ok"] is True
+
+    tarball = Path(db.get(names[0])["archive"]["tarball"])
+    with tarfile.open(tarball) as tar:
+        member = tar.getmember(f"{names[0]}.tar.zst")
+    data = bytearray(tarball.read_bytes())
+    data[member.offset_data + member.size // 2] ^= 0xFF  # bit rot in the archive
+    tarball.write_bytes(bytes(data))
+    (tmp_path / "daq" / "261130_0042").mkdir()  # a directory no run document claims
+    shutil.rmtree(tmp_path / "daq" / names[1])  # a DAQ copy recorded as kept, gone
+
+    r = fa(config_path, "audit")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    out = r.stdout.splitlines()
+    lost = [ln for ln in out if ln.startswith("LOST-COPY")]
+    assert len(lost) == 1 and names[0] in lost[0] and "differs" in lost[0], out
+    assert [ln for ln in out if ln.startswith("STRAY") and "261130_0042" in ln], out
+    assert [ln for ln in out if ln.startswith("MISSING") and names[1] in ln and "DAQ copy" in ln], out
+    doc = db.get(names[0])
+    assert not doc["archive"]["audited"]["ok"] and doc["archive"]["copy_ok"] in (False,)
+    st = fa(config_path, "status").stdout
+    assert [ln for ln in st.splitlines() if "LOST-COPY" in ln and f"run {names[0]}:" in ln], st
