@@ -381,7 +381,8 @@ def control_dir(config: dict) -> Path | None:
 
 
 def close_masters(directory: Path | None, timeout: float = 10) -> list[str]:
-    """End every master connection whose socket is in `directory` (`ssh -O exit`); the sockets closed."""
+    """End every master connection whose socket is in `directory` (`ssh -O exit`), then remove the
+    directory if it is empty; the names of the sockets closed."""
     closed = []
     try:
         entries = list(os.scandir(directory)) if directory else []
@@ -403,6 +404,11 @@ def close_masters(directory: Path | None, timeout: float = 10) -> list[str]:
         except OSError:
             continue
         closed.append(entry.name)
+    if directory:
+        try:
+            os.rmdir(directory)  # the next tick makes it again; a temp-dir fallback leaves nothing behind
+        except OSError:
+            pass
     return closed
 
 

@@ -45,7 +45,7 @@ def test_a_tick_shares_one_connection_per_host_under_work_dir_and_ends_them(bed)
         ports = sorted(ln.split("]:")[1].split(")")[0] for ln in authenticated)
         assert ports == sorted([bed.env["FA_TESTBED_DAQ_PORT"], bed.env["FA_TESTBED_CLUSTER_PORT"]]), authenticated
         # and the tick ended them: no socket left, no master running
-        assert not [p for p in controls.iterdir() if p.is_socket()]
+        assert not controls.exists() or not [p for p in controls.iterdir() if p.is_socket()]
         assert masters_in(controls) == []
 
 

@@ -37,7 +37,8 @@ def test_a_work_dir_too_long_for_a_socket_uses_a_private_temp_directory(tmp_path
     assert oct(d.stat().st_mode & 0o777) == "0o700"
     assert d == hosts.control_dir({"work_dir": str(work)}), "the same work dir, the same directory"
     assert d != hosts.control_dir({"work_dir": str(tmp_path / ("v" * 80))})
-    d.rmdir()
+    hosts.close_masters(d)
+    assert not d.exists()
 
 
 def test_no_multiplexing_when_turned_off_or_when_the_directory_is_not_private(tmp_path):
@@ -61,4 +62,7 @@ def test_closing_removes_every_socket_even_one_whose_master_died():
         (d / "notes.txt").write_text("not a socket")
         assert hosts.close_masters(d) == ["0123456789abcdef"]
         assert sorted(p.name for p in d.iterdir()) == ["notes.txt"]
+        (d / "notes.txt").unlink()
+        hosts.close_masters(d)
+        assert not d.exists(), "an empty directory goes too"
         assert hosts.close_masters(None) == []
