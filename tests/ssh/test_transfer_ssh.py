@@ -109,7 +109,8 @@ def test_a_live_check_that_cannot_run_stops_transfers_too(bed):
     bed.add_run(RUN)
     r = bed.tick(cfg)
     assert r.returncode == 0, r.stderr
-    assert len(lines_with(r.stderr, "failed (exit 127): no transfers this tick")) == 1, r.stderr
+    line = lines_with(r.stderr, "(exit 127): fix daq.live_check; no transfers this tick")
+    assert len(line) == 1 and "`no-such-daq-check` was not found on" in line[0], r.stderr
     assert bed.db.get(RUN)["raw_status"] == "acquired"
 
 
