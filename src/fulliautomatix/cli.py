@@ -437,8 +437,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides = {"tick": {"cluster": args.cluster}} if getattr(args, "cluster", None) else {}
         config = fa_config.load(args.config, overrides)
         setup_logging(level, config["log_dir"])
-        if args.command:
-            return HANDLERS[args.command](args, config)
+        if args.command:  # the tick's ssh connections are the tick's: a command makes its own
+            return HANDLERS[args.command](args, {**config, "ssh_multiplex": False})
         return tick(args, config)
     except (Failure, fa_config.ConfigError, runsdb.RunsDBError, embedded.EmbeddedError,
             states.TransitionRefused) as exc:

@@ -28,7 +28,8 @@ def load(tmp_path):
         p = tmp_path / "c.yaml"
         p.write_text(yaml.safe_dump({"work_dir": str(tmp_path / "work"), **data}))
         return fa_config.load(p)
-    return load
+    yield load
+    hosts.close_masters(hosts.control_dir({"work_dir": str(tmp_path / "work")}))
 
 
 def three_machines(**extra) -> dict:
