@@ -22,3 +22,16 @@ def skip_or_fail(reason: str):
     if REQUIRE_TESTBEDS:
         pytest.fail(f"test bed required in CI: {reason}")
     pytest.skip(reason)
+
+
+class JobLog:
+    """What a stage function writes to its job's log, kept in memory (a real file object's interface)."""
+
+    def __init__(self):
+        self.text = ""
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass

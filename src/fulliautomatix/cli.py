@@ -242,8 +242,6 @@ def run_snakemake(config: dict, stages: list[str], runs: list[str], uri: str, st
     env = dict(os.environ)
     env[fa_config.DB_ENV] = uri
     env[tickguard.LOCK_ENV] = f"{tickguard.lock_path(state)}:{os.getpid()}"
-    # The profiles' submit/status/cancel commands are `python -m fulliautomatix.scheduler`.
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     if cluster.get("submit_host", "local") == "local":
         env.update(cluster.get("scheduler_env") or {})  # the Slurm executor runs sbatch/squeue itself
     log.info("tick %s: stages %s%s", tick_id, ", ".join(stages), f"; runs {', '.join(runs)}" if runs else "")

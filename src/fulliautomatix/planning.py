@@ -194,9 +194,10 @@ def plan_tick(db: runsdb.RunsDB, config: dict, tick: str, out_path: str) -> Tick
     every = [d for d in db.pending() if d.get("name") not in jobs.exclude]
     valid = [d for d in every if selection.check_doc(d, config["run_name_pattern"]) is None]
     repaired = sync.reconcile(db, fa_config.state_dir(config), valid)
-    if repaired:
+    if repaired:  # read again only the runs the replay changed
         plan.messages.append(f"runs DB repaired from markers: {', '.join(repaired)}")
-        every = [d for d in db.pending() if d.get("name") not in jobs.exclude]
+        fresh = {name: db.get(name) for name in repaired}
+        every = [fresh.get(d.get("name"), d) for d in every]
     docs = _ask_daq(db, config, plan, every)
     targets = process.limit_targets(db, config, docs, choose(config, plan, docs), jobs)
     plan.held += jobs.warnings

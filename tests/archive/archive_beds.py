@@ -22,6 +22,7 @@ from pathlib import Path
 
 from fulliautomatix import compress, markers, process, runsdb, simulate, transfer
 from fulliautomatix import config as fa_config
+from fa_testlib import JobLog as Log  # noqa: F401 - the archive tests' job log
 
 TESTS = Path(__file__).resolve().parents[1]
 STANDINS = TESTS / "standins"
@@ -97,17 +98,6 @@ def make_bed(backend: str, tmp_path: Path, testbed: dict | None = None) -> Archi
     raise ValueError(backend)
 
 
-class Log:
-    """A stand-in for a job's log file that keeps what was written."""
-
-    def __init__(self):
-        self.text = ""
-
-    def write(self, s):
-        self.text += s
-
-    def flush(self):
-        pass
 
 
 def compress_runs(db: runsdb.RunsDB, config: dict, n: int, events: int = 200) -> list[str]:

@@ -9,17 +9,9 @@ import pytest
 
 from fulliautomatix import compress, markers, process, simulate, transfer
 from fulliautomatix import config as fa_config
+from fa_testlib import JobLog as Log
 
 
-class Log:
-    def __init__(self):
-        self.text = ""
-
-    def write(self, s):
-        self.text += s
-
-    def flush(self):
-        pass
 
 
 def processed_run(db, config) -> str:

@@ -19,17 +19,9 @@ import pytest
 
 from fulliautomatix import config as fa_config
 from fulliautomatix import hosts, purge
+from fa_testlib import JobLog as Log
 
 
-class Log:
-    def __init__(self):
-        self.text = ""
-
-    def write(self, text):
-        self.text += text
-
-    def flush(self):
-        pass
 
 
 def digests(root: Path) -> dict[str, str]:
