@@ -117,14 +117,9 @@ def _finish(plan: TickPlan, targets: list[tuple[str, str]], extra: list[str] = (
     return plan
 
 
-def tick_stages(config: dict) -> list[str]:
-    """The stages this tick runs: none but reprocessing when only --reprocess was asked for."""
-    return list(config["tick"]["stages"])
-
-
 def read_plan(config: dict) -> TickPlan:
     """The parse-time view of this tick; reads the runs DB and the markers, writes nothing."""
-    plan = TickPlan(tick=tick_id(config), stages=tick_stages(config))
+    plan = TickPlan(tick=tick_id(config), stages=list(config["tick"]["stages"]))
     try:
         with runsdb.reading(config, os.environ.get(fa_config.DB_ENV), missing_ok=True) as db:
             docs = db.pending() if db is not None else []
@@ -184,7 +179,7 @@ def _ask_daq(db: runsdb.RunsDB, config: dict, plan: TickPlan, every: list[dict])
 
 def plan_tick(db: runsdb.RunsDB, config: dict, tick: str, out_path: str) -> TickPlan:
     """The sync_runs_db checkpoint: sync the runs DB, ask the DAQ, choose and record the plan."""
-    plan = TickPlan(tick=tick, stages=tick_stages(config))
+    plan = TickPlan(tick=tick, stages=list(config["tick"]["stages"]))
     untouchable, plan.bad = _bad_documents(db, config, db.ensure_indexes())
     # Jobs of earlier ticks first: what they did changes the documents.
     jobs = process.plan_jobs(db, config)

@@ -198,7 +198,7 @@ def test_dry_run_beside_a_running_tick(fa, make_config, tmp_path):
     _, err = tick.communicate(timeout=120)
     assert tick.returncode == 0, err
     status = fa(config_path, "status", *names)
-    assert status.stdout.count("processed") >= 2, status.stdout
+    assert status.stdout.count('"processed_status": "processed"') == len(names), status.stdout
 
 
 # -- 3. targeted rebuilds -----------------------------------------------------------------
