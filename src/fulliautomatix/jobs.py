@@ -137,7 +137,6 @@ def _run(snakemake, stage_function, connect: bool, local: bool, on_busy) -> int:
                     log.write(f"{exc}\n")
                     print(f"fulliautomatix info: {exc}", file=sys.__stderr__)
                     return 0
-            if local:
                 _claim(snakemake)
             if not connect:
                 stage_function(None, config, snakemake, log)
