@@ -41,7 +41,7 @@ case $1 in
   list) [ -d "$dir" ] || exit 0
         ls -A -- "$dir" ;;
   claim) mkdir -p -- "$dir" || exit 3
-         err=$(mkdir -- "$tmp" 2>&1) || { [ -e "$tmp" ] && exit 17; echo "$err" >&2; exit 3; }
+         err=$(mkdir -- "$tmp" 2>&1) || { [ -e "$tmp" ] || [ -e "$run" ] && exit 17; echo "$err" >&2; exit 3; }
          [ ! -e "$run" ] || { rmdir -- "$tmp"; exit 17; } ;;
   place) [ ! -e "$run" ] || exit 17
          mv -T -- "$tmp" "$run" ;;
