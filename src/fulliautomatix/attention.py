@@ -35,7 +35,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import config as fa_config
-from . import dates, markers, selection, states, walltime
+from . import dates, markers, selection, states
+from .batch import walltime
 
 KINDS = ("BAD", "HELD", "STUCK", "RETRY")  # counted always (metrics, check's performance data)
 MORE_KINDS = ("LOST", "LOST-COPY", "ONE-COPY")  # counted when present

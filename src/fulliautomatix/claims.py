@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import config as fa_config
@@ -27,6 +29,33 @@ _held: dict[str, object] = {}  # name -> this process's open, locked claim file
 
 class Busy(Exception):
     """Another process holds the claim; the message names it."""
+
+
+@contextmanager
+def locked(path: str | Path, timeout: float | None = None, poll: float = 0.05):
+    """Hold an exclusive flock on path (created, with its folder) for the with-block.
+
+    The package's one lock helper for short critical sections (the submit
+    lock, purging, the notification state): waits for the lock, or raises
+    TimeoutError naming the file after timeout seconds.  Per-run claims
+    (:func:`claim`) outlive a with-block, so they keep their own files.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | (fcntl.LOCK_NB if timeout is not None else 0))
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{path} stayed locked for {timeout:.0f} s") from None
+                time.sleep(poll)
+        try:
+            yield fh
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def directory(config: dict) -> Path:

@@ -32,9 +32,10 @@ from pathlib import Path
 
 import yaml
 
-from . import (archive, embedded, finish, hosts, migrate, notify, planning, progress, report, runsdb, scheduler,
-               simulate, states, status, tickguard)
+from . import (archive, embedded, finish, hosts, migrate, notify, planning, progress, report, runsdb, simulate,
+               states, status, tickguard, tickrun)
 from . import config as fa_config
+from .batch.collect import collect
 
 log = logging.getLogger("fulliautomatix")
 
@@ -217,8 +218,8 @@ def _tick_locked(args, config: dict, stages: list[str], state: Path) -> int:
         db.ensure_indexes()
         runs, reprocess, errors = _resolve_tick_runs(db, args, config["run_name_pattern"])
         rc, ended = run_snakemake(config, stages, runs, db.uri, state, reprocess)
-        if scheduler.profile_submits_jobs(fa_config.cluster(config)["profile"]):
-            scheduler.collect(db, config)  # record at once what this tick's jobs did
+        if tickrun.profile_submits_jobs(fa_config.cluster(config)["profile"]):
+            collect(db, config)  # record at once what this tick's jobs did
         for level, line in finish.after_snakemake(db, config, **ended):
             log.log(level, "%s", line)
     return rc or (1 if errors else 0)
@@ -248,10 +249,10 @@ def run_snakemake(config: dict, stages: list[str], runs: list[str], uri: str, st
     log.debug("$ %s", shlex.join(argv))
     log_file = Path(config["log_dir"]) / "snakemake" / f"{tick_id}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    batch = scheduler.profile_submits_jobs(cluster["profile"])
+    batch = tickrun.profile_submits_jobs(cluster["profile"])
     live = progress.LiveProgress(log_file, config["work_dir"]) if progress.LiveProgress.wanted() else None
     try:
-        returncode, detached = scheduler.run_bounded(
+        returncode, detached = tickrun.run_bounded(
             argv, cwd=config["work_dir"], env=env, log_file=log_file, work_dir=config["work_dir"],
             wait_seconds=config["processing"]["tick_wait_seconds"] if batch else None,
             pass_fds=tickguard.wrapper_fds(), on_poll=live)
@@ -259,7 +260,7 @@ def run_snakemake(config: dict, stages: list[str], runs: list[str], uri: str, st
         if live:
             live.close()
     if batch:
-        scheduler.tidy(config["work_dir"], tick_file.parent)  # jobs still to start read their tick's file
+        tickrun.tidy(config["work_dir"], tick_file.parent)  # jobs still to start read their tick's file
     else:
         tick_file.unlink(missing_ok=True)
     errors = _relay(log_file)

@@ -21,7 +21,8 @@ import shutil
 import time
 from pathlib import Path
 
-from . import attention, dates, markers, metrics, notify, planning, report, runsdb, scheduler
+from . import attention, dates, markers, metrics, notify, planning, report, runsdb
+from .batch.records import all_records
 from . import config as fa_config
 
 LAST_TICK = "last_tick.json"
@@ -69,7 +70,7 @@ def tick_facts(config: dict, plan: dict, batches: dict, start: float) -> dict:
             done["batches"] += 1
             done["archived"] += len(members)
             moved["archive"] += int(((members or [{}])[0].get("archive") or {}).get("tarball_bytes") or 0)
-    records = scheduler.all_records(config["work_dir"])
+    records = all_records(config["work_dir"])
     started = _dt.datetime.fromtimestamp(start, _dt.timezone.utc)
     done["submitted"] = sum(1 for r in records if (dates.as_utc(r.get("submitted")) or started) > started)
     jobs = sum(1 for r in records if r.get("job_id") and not r.get("collected"))

@@ -33,7 +33,7 @@ EXPECTED_BY_MODULE = {
     "fulliautomatix.archive.backend": ("ArchiveError",),
     "fulliautomatix.compress": ("CompressionError",),
     "fulliautomatix.process": ("ProcessingFailed", "ReprocessRefused"),
-    "fulliautomatix.scheduler": ("SchedulerError",),
+    "fulliautomatix.batch": ("SchedulerError",),
     "fulliautomatix.transfer": ("TransferError",),
 }
 EXPECTED = (

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from . import config as fa_config
 from . import attention, claims, markers, process, runsdb, selection, states, sync, transfer
+from .batch import plan as batch_plan
 
 log = logging.getLogger("fulliautomatix")
 
@@ -182,7 +183,7 @@ def plan_tick(db: runsdb.RunsDB, config: dict, tick: str, out_path: str) -> Tick
     plan = TickPlan(tick=tick, stages=list(config["tick"]["stages"]))
     untouchable, plan.bad = _bad_documents(db, config, db.ensure_indexes())
     # Jobs of earlier ticks first: what they did changes the documents.
-    jobs = process.plan_jobs(db, config)
+    jobs = batch_plan.plan_jobs(db, config)
     claimed = claims.busy(config)  # runs a job of an earlier, killed tick still works on
     jobs.exclude |= untouchable | set(claimed)
     plan.messages += [claimed[name] for name in sorted(claimed)]
@@ -194,7 +195,7 @@ def plan_tick(db: runsdb.RunsDB, config: dict, tick: str, out_path: str) -> Tick
         fresh = {name: db.get(name) for name in repaired}
         every = [fresh.get(d.get("name"), d) for d in every]
     docs = _ask_daq(db, config, plan, every)
-    targets = process.limit_targets(db, config, docs, choose(config, plan, docs), jobs)
+    targets = batch_plan.limit_targets(db, config, docs, choose(config, plan, docs), jobs)
     plan.held += jobs.warnings
     plan.messages += jobs.messages
     reprocessing = "process" in plan.stages or bool(config["tick"]["reprocess"])
@@ -253,7 +254,7 @@ def describe(db: runsdb.RunsDB, config: dict, stages: list[str], runs: list[str]
             if stage == "transfer":
                 argv = transfer.daq_host(config).argv(transfer.rsync_argv(config, run))
             elif stage == "process":
-                lines += [f"    {line}" for line in process.submission_preview(config, doc)]
+                lines += [f"    {line}" for line in batch_plan.submission_preview(config, doc)]
                 argv = process.command(config, run, doc["source"])
             else:
                 argv = compress.cluster_host(config).argv(compress.command(config, run))

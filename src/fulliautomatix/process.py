@@ -26,7 +26,9 @@ import time
 from pathlib import Path
 
 from . import config as fa_config
-from . import hosts, markers, scheduler, states, sync, walltime
+from . import hosts, markers, states, sync
+from .batch import adapters, records
+from .batch.requests import make_request, on_cluster, paths, read_request
 from .runsdb import RunsDB
 
 
@@ -41,12 +43,6 @@ class ReprocessRefused(Exception):
 def pax_config(config: dict, source: str) -> str:
     configs = config["processing"]["pax_configs"]
     return configs.get(source, configs.get("default", "ASTERIX"))
-
-
-def paths(config: dict, run: str, tag: str | None = None) -> dict[str, str]:
-    scratch = fa_config.cluster(config)["scratch"]
-    version = config["processing"]["version"]
-    return {"raw": f"{scratch}/raw/{run}", "output": f"{scratch}/processed/{run}/{tag or version}"}
 
 
 def command(config: dict, run: str, source: str, raw: str | None = None, output: str | None = None) -> list[str]:
@@ -67,42 +63,9 @@ def tail(path, lines: int = 20) -> str:
         return ""
 
 
-def on_cluster(config: dict) -> bool:
-    return fa_config.cluster(config)["scheduler"] != "local"
-
-
 def needs_db(config: dict) -> bool:
     """Whether a processing job opens the runs DB (not where nodes cannot reach it)."""
     return not on_cluster(config) or config["processing"]["job_db_access"] == "direct"
-
-
-# -- requests (the tick's sync_runs_db job) ------------------------------------------------
-
-def make_request(config: dict, doc: dict, tag: str | None = None) -> dict:
-    """The processing request of one run; raises WalltimeTooLong (message names the run)."""
-    run = doc["name"]
-    p = doc.get("processing") or {}
-    same = tag is None or p.get("tag") == tag
-    timeouts = int(p.get("timeouts", 0)) if same else 0
-    attempts = int(p.get("attempts", 0)) if (same and doc.get("processed_status") != "processed") else 0
-    cl = fa_config.cluster(config)
-    req = {"run": run, "source": doc["source"], "events": doc["events"], "version": config["processing"]["version"],
-           "tag": tag, "output": paths(config, run, tag)["output"], "attempts": attempts, "timeouts": timeouts,
-           "previous_outputs": list(doc.get("processed_outputs") or []),
-           "raw": f"{cl['scratch']}/reprocess/{run}/{run}" if tag else paths(config, run)["raw"]}
-    if cl["scheduler"] != "local":
-        req.update(walltime.plan(run, doc["events"], doc["source"], config["processing"]["walltime"], cl, timeouts))
-    else:
-        req.update(walltime="", seconds=0, queue="local")
-    return req
-
-
-def write_request(config: dict, req: dict) -> None:
-    markers.write(scheduler.request_path(config["work_dir"], req["run"]), req)
-
-
-def read_request(config: dict, run: str) -> dict:
-    return scheduler.read_request(config["work_dir"], run)
 
 
 # -- the job ---------------------------------------------------------------------------
@@ -110,14 +73,12 @@ def read_request(config: dict, run: str) -> dict:
 def _record_start(db: RunsDB | None, config: dict, run: str, req: dict, job: dict, doc: dict | None) -> dict | None:
     started = {"run": run, "job_id": job.get("job_id"), "node": job.get("node"), "started": states.now()}
     if db is None:
-        markers.write(scheduler.started_path(config["work_dir"], run), started)
+        markers.write(records.started_path(config["work_dir"], run), started)
         return None
     if doc["processed_status"] != "queued":
         # Not recorded at submission (a scheduler plugin without our submit command, or a lost write).
-        info = {"job_id": job.get("job_id"), "queue": job.get("queue") or req.get("queue"),
-                "walltime": req.get("walltime"), "attempts": int(req.get("attempts", 0)) + 1, "exit_code": None,
-                "processor_version": req["version"], "output": req["output"], "tag": req.get("tag"),
-                "timeouts": req.get("timeouts", 0), "timed_out": None, "log_tail": None, "error": None}
+        info = records.processing_doc(req, attempts=int(req.get("attempts", 0)) + 1, job_id=job.get("job_id"),
+                                      queue=job.get("queue") or req.get("queue"), walltime=req.get("walltime"))
         doc = db.transition(run, states.PROCESSED, "queued", doc=doc, fields={"processing": info},
                             note="recorded when the job started")
     return db.transition(run, states.PROCESSED, "processing", doc=doc, note=f"job {job.get('job_id')} started",
@@ -131,9 +92,7 @@ def _start_here(db: RunsDB, config: dict, run: str, req: dict, doc: dict, argv: 
     if attempts > limit:
         raise ProcessingFailed(f"run {run}: {attempts - 1} processing attempts made already "
                                f"(processing.max_attempts {limit}); see its log, then `fulliautomatix retry {run}`")
-    info = {"attempts": attempts, "queue": "local", "job_id": None, "walltime": None, "timeouts": 0,
-            "processor_version": config["processing"]["version"], "output": req["output"], "command": argv,
-            "exit_code": None, "tag": tag}
+    info = records.processing_doc(req, attempts=attempts, queue="local", timeouts=0, command=argv)
     if doc["processed_status"] != "queued":
         doc = db.transition(run, states.PROCESSED, "queued", fields={"processing": info}, doc=doc)
     return db.transition(run, states.PROCESSED, "processing", fields={"processing.started": states.now()}, doc=doc)
@@ -168,7 +127,7 @@ def process_run(db: RunsDB | None, config: dict, run: str, input_marker: str, ma
             sync.apply(db, markers.read(input_marker), doc=doc)
             doc = db.get(run)
     if cluster:
-        req = read_request(config, run)
+        req = read_request(config["work_dir"], run)
     else:
         req = make_request(config, doc, tag)
     prev = (doc or {}).get("processing") or {}
@@ -181,7 +140,7 @@ def process_run(db: RunsDB | None, config: dict, run: str, input_marker: str, ma
     argv = command(config, run, req["source"], raw=raw, output=req["output"])
     attempts = int(req.get("attempts", 0)) + 1
     if cluster:
-        doc = _record_start(db, config, run, req, scheduler.job_context() or {}, doc)
+        doc = _record_start(db, config, run, req, adapters.job_context() or {}, doc)
     else:
         doc = _start_here(db, config, run, req, doc, argv, attempts, tag)
     log.write(f"$ {shlex.join(argv)}\n")
@@ -298,163 +257,3 @@ def request_reprocess(db: RunsDB, config: dict, run: str) -> str:
     db.update(run, {"reprocess": {"tag": tag, "version": config["processing"]["version"],
                                   "requested": states.now()}, "processed_outputs": outputs}, doc=doc)
     return tag
-
-
-# -- planning a tick's processing (the tick's sync_runs_db job) -------------------------
-
-class JobPlan:
-    """What a tick may do about processing, after collecting the jobs of earlier ticks.
-
-    ``held``: runs whose job is still queued or running (never submitted
-    again); ``reprocess``: this tick's reprocessing targets; ``exclude``: runs
-    the ordinary stage chain must leave alone (held, or being reprocessed).
-    """
-
-    def __init__(self):
-        self.held: dict[str, str | None] = {}
-        self.reprocess: list[str] = []
-        self.exclude: set[str] = set()
-        self.messages: list[str] = []  # information
-        self.warnings: list[str] = []  # a human should look
-        self.finished: list[str] = []
-        self.failed: list[str] = []
-
-
-def reprocess_marker(run: str, tag: str) -> str:
-    return f"state/reprocessed/{run}/{tag}.json"
-
-
-def plan_jobs(db: RunsDB, config: dict) -> JobPlan:
-    """Collect finished jobs, then choose this tick's reprocessing targets."""
-    plan = JobPlan()
-    if on_cluster(config):
-        scheduler.write_settings(config)
-    collected = scheduler.collect(db, config)
-    plan.held = dict(collected.held)
-    plan.finished, plan.failed = collected.finished, collected.failed
-    if plan.finished:
-        plan.messages.append(f"jobs finished since the last tick: {', '.join(plan.finished)}")
-    if plan.held:
-        plan.messages.append(f"jobs still queued or running (left alone): "
-                             f"{', '.join(f'{r} ({j})' for r, j in sorted(plan.held.items()))}")
-    plan.exclude |= set(plan.held)
-    for run in config["tick"]["reprocess"]:
-        try:
-            request_reprocess(db, config, run)
-        except (ReprocessRefused, Exception) as exc:  # noqa: BLE001 - one line per run, the others go on
-            plan.warnings.append(str(exc) if isinstance(exc, ReprocessRefused) else f"run {run}: {exc}")
-    wanted = set(config["tick"]["runs"]) | set(config["tick"]["reprocess"])
-    limit = config["processing"]["max_attempts"]
-    for doc in db.reprocess_pending():
-        run = doc["name"]
-        plan.exclude.add(run)
-        if run in plan.held or (wanted and run not in wanted):
-            continue
-        tag = doc["reprocess"]["tag"]
-        p = doc.get("processing") or {}
-        if doc["processed_status"] == "failed" and p.get("tag") == tag and p.get("attempts", 0) >= limit:
-            plan.warnings.append(f"run {run}: reprocessing failed {p['attempts']} times (exit {p.get('exit_code')}); "
-                                 f"see its log, then `fulliautomatix retry {run}`")
-            continue
-        if doc["raw_status"] in ("compressing", "archiving", "transferring"):
-            continue  # the raw data is on its way; a later tick
-        try:
-            write_request(config, make_request(config, doc, tag))
-        except walltime.WalltimeTooLong as exc:
-            plan.warnings.append(str(exc))
-            continue
-        plan.reprocess.append(reprocess_marker(run, tag))
-    return plan
-
-
-def limit_targets(db: RunsDB, config: dict, docs: list[dict], targets: list[tuple[str, str]],
-                  jobs: JobPlan) -> list[tuple[str, str]]:
-    """Write the requests of runs whose chain includes processing, within processing.max_jobs.
-
-    A run over the limit, or whose walltime no queue allows, keeps the stages
-    before processing (its transfer still happens) and waits for a later tick.
-    """
-    from . import selection
-
-    if not on_cluster(config):
-        return targets
-    by_name = {d["name"]: d for d in docs}
-    limits = selection.limits(config)
-    free = config["processing"]["max_jobs"] - len(jobs.held) - len(jobs.reprocess)
-    out, waiting = [], []
-    for last, run in targets:
-        doc = by_name[run]
-        first, _ = selection.start_stage(doc, limits)
-        chain = selection.CHAIN[selection.CHAIN.index(first): selection.CHAIN.index(last) + 1]
-        if "process" not in chain or doc["processed_status"] == "processed":
-            out.append((last, run))
-            continue
-        problem = None
-        if free <= 0:
-            waiting.append(run)
-            problem = "wait"
-        else:
-            try:
-                write_request(config, make_request(config, doc))
-                free -= 1
-            except walltime.WalltimeTooLong as exc:
-                jobs.warnings.append(str(exc))
-                problem = "walltime"
-                try:
-                    db.update(run, {"processing.error": str(exc)}, doc=doc)
-                except Exception:  # noqa: BLE001 - the warning line stands
-                    pass
-        if problem is None:
-            out.append((last, run))
-        elif chain[0] == "transfer":
-            out.append(("transfer", run))
-    if waiting:
-        jobs.messages.append(f"{len(waiting)} runs wait for a free job slot (processing.max_jobs="
-                             f"{config['processing']['max_jobs']}): {', '.join(waiting[:10])}"
-                             f"{' ...' if len(waiting) > 10 else ''}")
-    return out
-
-
-def job_resources(config: dict, run: str, attempt: int = 1, docs: dict | None = None) -> dict:
-    """Queue, walltime (HH:MM:SS) and minutes of a run's next job, for Snakemake's resources.
-
-    Read from the run's request (written by the tick's sync_runs_db job), so
-    the same answer comes in the main process and in the job; before that job
-    (a dry run) computed from the run's document in `docs`, writing nothing.
-    Snakemake's own restarts (attempt > 1) grow the walltime like a walltime
-    kill would.
-    """
-    if not on_cluster(config):
-        return {"queue": "local", "walltime": "", "minutes": 0}
-    try:
-        req = read_request(config, run)
-    except scheduler.SchedulerError:
-        doc = (docs or {}).get(run)
-        try:
-            req = make_request(config, doc) if doc else None
-        except walltime.WalltimeTooLong:
-            req = None
-        if req is None:
-            # Not planned by this tick (its output exists, or it is held); never submitted then.
-            first = walltime.queues(fa_config.cluster(config))[0]
-            return {"queue": first.name, "walltime": walltime.format(60), "minutes": 1}
-    if attempt > 1:
-        req = {**req, **walltime.plan(run, req["events"], req["source"], config["processing"]["walltime"],
-                                      fa_config.cluster(config), int(req.get("timeouts", 0)) + attempt - 1)}
-    return {"queue": req["queue"], "walltime": req["walltime"], "minutes": walltime.parse(req["walltime"]) // 60}
-
-
-def submission_preview(config: dict, doc: dict) -> list[str]:
-    """What a cluster tick would submit for a run (for --dry_run); nothing on the local profile."""
-    if not on_cluster(config):
-        return []
-    try:
-        req = make_request(config, doc)
-    except walltime.WalltimeTooLong as exc:
-        return [f"NOT SUBMITTED: {exc}"]
-    s = scheduler.settings_for(config)
-    cmds = scheduler.Commands(s)
-    job_dir = f"{config['work_dir']}/jobs/{doc['name']}/<attempt>"
-    argv = cmds._argv(cmds.submit_argv(req["queue"], req["walltime"], f"{s['job_name_prefix']}-{doc['name']}",
-                                       job_dir))
-    return [f"$ {shlex.join(argv)}   # the job runs:"]

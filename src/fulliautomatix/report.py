@@ -202,7 +202,7 @@ class Aggregator:
 
 
 def _walltime_seconds(value) -> int | None:
-    from . import walltime
+    from .batch import walltime
 
     try:
         return walltime.parse(value) if value else None

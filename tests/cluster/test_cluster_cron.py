@@ -16,7 +16,7 @@ import psutil
 
 from slurmbed import FA, descendants, job_info, jobs_named, simulate, steps, wait_for
 
-from fulliautomatix import scheduler
+from fulliautomatix.batch import records
 
 SLOW_FIRST_ATTEMPT = ('if [ "$1" = "$SLOW_RUN" ] && [ ! -e "$2.tried" ]; then mkdir -p "$(dirname "$2")"; '
                       'touch "$2.tried"; sleep 600; fi; shift 2; exec "$@"')
@@ -49,7 +49,7 @@ def kill_tick_after_submission(cfg, work, run: str, slurm) -> str:
     once the job has finished."""
     tick = subprocess.Popen([FA, "--config", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             stdin=subprocess.DEVNULL)
-    wait_for(lambda: (scheduler.read_record(work, run) or {}).get("job_id"), 60, "the run's submission",
+    wait_for(lambda: (records.read_record(work, run) or {}).get("job_id"), 60, "the run's submission",
              step=0.1)
     victims = [psutil.Process(tick.pid)] + descendants(tick.pid)
     for p in victims:
@@ -58,7 +58,7 @@ def kill_tick_after_submission(cfg, work, run: str, slurm) -> str:
         except psutil.NoSuchProcess:
             pass
     tick.wait()
-    job = scheduler.read_record(work, run)["job_id"]
+    job = records.read_record(work, run)["job_id"]
     wait_for(lambda: job_info(slurm, job)["state"] == "COMPLETED", 60, "the run's job to finish")
     return job
 

@@ -10,7 +10,9 @@ from pathlib import Path
 from slurmbed import ROOT, job_info, jobs_named, simulate, steps
 
 from fulliautomatix import config as fa_config
-from fulliautomatix import scheduler
+from fulliautomatix.batch import records
+from fulliautomatix.batch import settings as batch_settings
+from fulliautomatix.batch import status as batch_status
 
 
 def test_queue_by_walltime_and_the_lifecycle_in_the_db(fa, cluster_config, db, slurm, prefix, tmp_path):
@@ -83,7 +85,7 @@ def test_failed_job_records_exit_code_and_log_tail_then_is_retried(fa, cluster_c
 
 def test_status_command_prints_one_word_and_exits_0(cluster_config, slurm, prefix, tmp_path):
     cfg = fa_config.load(cluster_config())
-    scheduler.write_settings(cfg)
+    batch_settings.write_settings(cfg)
     work = Path(cfg["work_dir"])
     env = {**os.environ, "SLURM_CONF": slurm["SLURM_CONF"]}
 
@@ -97,13 +99,13 @@ def test_status_command_prints_one_word_and_exits_0(cluster_config, slurm, prefi
     job_dir = tmp_path / "job"
     job_dir.mkdir()
     (job_dir / "exit_code").write_text("3\n")
-    scheduler.record_path(work, "170101_0001").parent.mkdir(parents=True, exist_ok=True)
-    scheduler.record_path(work, "170101_0001").write_text(json.dumps(
+    records.record_path(work, "170101_0001").parent.mkdir(parents=True, exist_ok=True)
+    records.record_path(work, "170101_0001").write_text(json.dumps(
         {"run": "170101_0001", "job_id": "999999", "dir": str(job_dir), "name": f"{prefix}-170101_0001"}))
-    scheduler.id_index_path(work, "999999").parent.mkdir(parents=True, exist_ok=True)
-    scheduler.id_index_path(work, "999999").write_text("170101_0001\n")
+    records.id_index_path(work, "999999").parent.mkdir(parents=True, exist_ok=True)
+    records.id_index_path(work, "999999").write_text("170101_0001\n")
     assert status("999999") == "failed\n"
-    assert not (work / scheduler.CACHE).exists()
+    assert not (work / batch_status.CACHE).exists()
 
     # real jobs: one listing serves a poll round
     script = tmp_path / "sleep.sh"
@@ -111,17 +113,17 @@ def test_status_command_prints_one_word_and_exits_0(cluster_config, slurm, prefi
     ids = [subprocess.run(["qsub", "-N", f"{prefix}-x", "-o", "/dev/null", "-e", "/dev/null", str(script)],
                           capture_output=True, text=True, env=env, cwd=tmp_path).stdout.strip() for _ in range(2)]
     assert status(ids[0]) == "running\n"
-    listed_at = json.loads((work / scheduler.CACHE).read_text())["at"]
+    listed_at = json.loads((work / batch_status.CACHE).read_text())["at"]
     assert status(ids[1]) == "running\n"
-    assert json.loads((work / scheduler.CACHE).read_text())["at"] == listed_at, "second answer from the same listing"
+    assert json.loads((work / batch_status.CACHE).read_text())["at"] == listed_at, "second answer from the same listing"
     subprocess.run(["qdel", *ids], env=env, capture_output=True)
 
     # the scheduler unreachable: still one word, exit 0; Snakemake asks again next round
-    (work / scheduler.CACHE).unlink()
-    settings = json.loads((work / scheduler.SETTINGS).read_text())
-    (work / scheduler.SETTINGS).write_text(json.dumps({**settings, "env": {"PATH": "/nowhere"}}))
+    (work / batch_status.CACHE).unlink()
+    settings = json.loads((work / batch_settings.SETTINGS).read_text())
+    (work / batch_settings.SETTINGS).write_text(json.dumps({**settings, "env": {"PATH": "/nowhere"}}))
     assert status("424242") == "running\n"
-    (work / scheduler.SETTINGS).write_text(json.dumps(settings))
+    (work / batch_settings.SETTINGS).write_text(json.dumps(settings))
     # a job the scheduler never knew: it ended without writing an exit code
     assert status("424242") == "failed\n"
 

@@ -16,7 +16,8 @@ import sys
 
 from slurmbed import job_info, jobs_named, simulate, steps, wait_for
 
-from fulliautomatix import qstatquery, scheduler
+from fulliautomatix.batch import adapters, qstatquery
+from fulliautomatix.batch import settings as batch_settings
 
 SLOW = 'sleep 30; exec "$@"'  # the job runs ~40 s: long enough for a whole tick while it runs
 
@@ -64,9 +65,9 @@ def test_a_tick_while_the_job_runs_holds_the_run_then_collects_it(fa, cluster_co
 
 def every_listing_finds_the_job(work_dir, slurm, job: str, name: str) -> None:
     """qstat -f, qstat -u and squeue of the same running job: the same id, state and name."""
-    settings = scheduler.load_settings(work_dir)
+    settings = batch_settings.load_settings(work_dir)
     assert settings["env"]["SLURM_CONF"] == slurm["SLURM_CONF"]
-    listed = {query: scheduler.Commands({**settings, "status_query": query}).listing()
+    listed = {query: adapters.adapter({**settings, "status_query": query}).listing()
               for query in ("qstat", "qstat-u", "squeue")}
     full, table, squeue = listed["qstat"][job], listed["qstat-u"][job], listed["squeue"][job]
     assert (full.name, full.state, full.partial, full.owner) == (name, "R", False, settings["username"])

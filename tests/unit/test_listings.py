@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from fulliautomatix import listings, scheduler
-from fulliautomatix.listings import Job
+from fulliautomatix.batch import SchedulerError, adapters, collect, listings
+from fulliautomatix.batch.listings import Job
 
 DATA = Path(__file__).parent / "qstat"
 
@@ -64,8 +64,8 @@ def test_cut_names_fit_only_the_names_they_are_part_of():
     assert not listings.name_fits(head, "fb-261201_0001")
     assert listings.name_fits(tail, "asterix-processing-261201_0006") and not listings.name_fits(tail, "x-0007")
     assert listings.name_fits(Job("3", "fa-1", "R"), "fa-1") and not listings.name_fits(Job("3", "fa-1", "R"), "fa-12")
-    assert scheduler.job_run(Job("4", "fa-261201_0001", "R"), "fa") == "261201_0001"
-    assert scheduler.job_run(Job("4", "fa-261201_0001", "R", partial=True), "fa") is None
+    assert collect.job_run(Job("4", "fa-261201_0001", "R"), "fa") == "261201_0001"
+    assert collect.job_run(Job("4", "fa-261201_0001", "R", partial=True), "fa") is None
 
 
 def test_server_blocks_and_node_lines():
@@ -93,7 +93,7 @@ def test_jobs_are_matched_to_runs_by_the_ids_recorded_at_submission():
     jobs = listings.parse_qstat((DATA / "openpbs-u.txt").read_text())
     recs = records(("261201_0001", "4807"), ("261201_0002", "4808"), ("261201_0004", "4812"),
                    ("261201_0003", "4790"), ("261201_0005", None))
-    active, adopted = scheduler.active_runs(jobs, recs, "fa")
+    active, adopted = collect.active_runs(jobs, recs, "fa")
     # 0003's job is no longer listed: it ended; 0005's id was lost: the one unclaimed job its name fits
     assert {run: job.id for run, job in active.items()} == {
         "261201_0001": "4807", "261201_0002": "4808", "261201_0004": "4812", "261201_0005": "1000123"}
@@ -102,7 +102,7 @@ def test_jobs_are_matched_to_runs_by_the_ids_recorded_at_submission():
 
 def test_a_lost_id_with_several_fitting_jobs_holds_the_run(caplog):
     jobs = listings.parse_qstat((DATA / "openpbs-u.txt").read_text())
-    active, adopted = scheduler.active_runs(jobs, records(("261201_0001", "4807"), ("261201_0009", None)), "fa")
+    active, adopted = collect.active_runs(jobs, records(("261201_0001", "4807"), ("261201_0009", None)), "fa")
     assert active["261201_0009"] is None and adopted == []
     assert "run 261201_0009: its job id was never recorded and jobs 4808, 4812, 1000123 could be its job" \
         in caplog.text
@@ -111,23 +111,23 @@ def test_a_lost_id_with_several_fitting_jobs_holds_the_run(caplog):
 def test_the_test_bed_s_listing_finds_our_running_jobs():
     """The bug of issue 13: the second column of `qstat -u` is the user, so no job was ours."""
     jobs = listings.parse_qstat((DATA / "slurm-wlm-torque-u.txt").read_text())
-    active, _ = scheduler.active_runs(jobs, records(("261201_0009", "5"), ("261201_0010", "6")), "fa")
+    active, _ = collect.active_runs(jobs, records(("261201_0009", "5"), ("261201_0010", "6")), "fa")
     assert {run: job.id for run, job in active.items()} == {"261201_0010": "6", "261201_0012": "8"}
 
 
 def test_the_listing_command_of_each_setting(tmp_path):
     base = {"submit_host": "local", "env": {}, "username": "asterix", "work_dir": str(tmp_path)}
-    assert scheduler.Commands({**base, "scheduler": "pbs", "status_query": "qstat-u"}).list_argv() == \
+    assert adapters.adapter({**base, "scheduler": "pbs", "status_query": "qstat-u"}).list_argv() == \
         ["qstat", "-u", "asterix"]
     # qstat: the full format, JSON first (tests/unit/test_qstatquery.py: what a server answers is learned)
-    assert scheduler.Commands({**base, "scheduler": "pbs", "status_query": "qstat"}).list_argv() == \
+    assert adapters.adapter({**base, "scheduler": "pbs", "status_query": "qstat"}).list_argv() == \
         ["qstat", "-f", "-F", "json"]
-    assert scheduler.Commands({**base, "scheduler": "pbs", "status_query": "squeue"}).list_argv()[0] == "squeue"
+    assert adapters.adapter({**base, "scheduler": "pbs", "status_query": "squeue"}).list_argv()[0] == "squeue"
     # a qstat printing something else is one line naming the command, not "no jobs"
     fake = tmp_path / "qstat"
     fake.write_text("#!/bin/sh\necho '17.pbs01  fa-1  asterix  00:00:00 R standby'\n")
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
-    cmds = scheduler.Commands({**base, "scheduler": "pbs", "status_query": "qstat-u",
-                               "env": {"PATH": f"{tmp_path}:{os.environ['PATH']}"}})
-    with pytest.raises(scheduler.SchedulerError, match=r"^qstat -u asterix: qstat printed a job line before any"):
+    cmds = adapters.adapter({**base, "scheduler": "pbs", "status_query": "qstat-u",
+                             "env": {"PATH": f"{tmp_path}:{os.environ['PATH']}"}})
+    with pytest.raises(SchedulerError, match=r"^qstat -u asterix: qstat printed a job line before any"):
         cmds.listing()

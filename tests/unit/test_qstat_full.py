@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fulliautomatix import listings, scheduler
-from fulliautomatix.listings import Job
+from fulliautomatix.batch import collect, listings, requests, status
+from fulliautomatix.batch.listings import Job
 
 DATA = Path(__file__).parent / "qstat"
 
@@ -156,7 +156,7 @@ class FakeDB:
     (None, Job("4809", "fa-261201_0003", "C", exit_status=-11, timed_out=True)),  # Torque's listing, no stderr line
 ])
 def test_a_pbs_walltime_kill_gives_the_next_attempt_more_walltime(tmp_path, stderr, listed):
-    from fulliautomatix import config as fa_config, process
+    from fulliautomatix import config as fa_config
 
     config = fa_config.finalize({"cluster": "conte", "work_dir": str(tmp_path / "work"),
                                  "clusters": {"conte": {"scratch": str(tmp_path / "s"), "scheduler": "pbs"}}}, tmp_path)
@@ -167,13 +167,13 @@ def test_a_pbs_walltime_kill_gives_the_next_attempt_more_walltime(tmp_path, stde
               "dir": str(job_dir), "job_id": "4809", "queue": "standby", "walltime": "03:36:00"}
     doc = {"name": "261201_0003", "source": "physics", "events": 3_000_000, "processed_status": "processing",
            "processing": {"job_id": "4809", "attempts": 1, "timeouts": 0, "walltime": "03:36:00"}}
-    first = process.make_request(config, doc)
-    db, out = FakeDB(doc), scheduler.Collected(held={}, finished=[], failed=[])
-    scheduler._finish(db, config, record, listed, out)  # no exit-code file: the kill came first
+    first = requests.make_request(config, doc)
+    db, out = FakeDB(doc), collect.Collected(held={}, finished=[], failed=[])
+    collect._finish(db, config, record, listed, out)  # no exit-code file: the kill came first
     p = db.doc["processing"]
     assert db.doc["processed_status"] == "failed" and out.failed == ["261201_0003"]
     assert (p["timed_out"], p["timeouts"], p["error"]) == (True, 1, "job 4809 killed at its walltime")
-    again = process.make_request(config, db.doc)
+    again = requests.make_request(config, db.doc)
     assert (first["walltime"], first["queue"]) == ("03:36:00", "standby")
     assert (again["walltime"], again["queue"], again["timeouts"]) == ("07:12:00", "physics", 1)  # timeout_growth 2
 
@@ -185,6 +185,6 @@ def test_the_status_of_a_job_without_a_record_follows_its_listed_exit_status(tmp
 
     listed = [Job("17", "x", "C", exit_status=3), Job("18", "y", "C", exit_status=0), Job("19", "z", "C"),
               Job("20", "w", "E", exit_status=-29)]
-    markers.write(tmp_path / scheduler.CACHE, {"at": time.time(), "jobs": {j.id: vars(j) for j in listed}})
+    markers.write(tmp_path / status.CACHE, {"at": time.time(), "jobs": {j.id: vars(j) for j in listed}})
     s = {"work_dir": str(tmp_path), "cache_seconds": 60}
-    assert [scheduler.status(s, j) for j in ("17", "18", "19", "20")] == ["failed", "success", "success", "running"]
+    assert [status.status(s, j) for j in ("17", "18", "19", "20")] == ["failed", "success", "success", "running"]

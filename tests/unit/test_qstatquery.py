@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from fulliautomatix import markers, qstatquery, scheduler
+from fulliautomatix import markers
+from fulliautomatix.batch import SchedulerError, adapters, qstatquery
 
 DATA = Path(__file__).parent / "qstat"
 TORQUE_REFUSES_F = "qstat: invalid option -- 'F'\nusage: \n    qstat [-f [-1]] [-W site_specific] [-x] ...\n"
@@ -51,11 +52,11 @@ def fake_qstat(tmp_path: Path, answers: dict) -> Path:
     return bin_dir
 
 
-def commands(tmp_path: Path, answers: dict, user: str = "root") -> scheduler.Commands:
+def commands(tmp_path: Path, answers: dict, user: str = "root") -> adapters.Scheduler:
     bin_dir = fake_qstat(tmp_path, answers)
     s = {"submit_host": "local", "scheduler": "pbs", "status_query": "qstat", "username": user,
          "job_name_prefix": "fa", "work_dir": str(tmp_path), "env": {"PATH": f"{bin_dir}:{os.environ['PATH']}"}}
-    return scheduler.Commands(s)
+    return adapters.adapter(s)
 
 
 def calls(tmp_path: Path) -> list[str]:
@@ -131,15 +132,15 @@ def test_what_was_learned_is_tried_again_after_a_day(tmp_path):
 def test_a_server_that_does_not_answer_is_an_error_naming_the_command_not_no_jobs(tmp_path):
     down = {"-f -F json": (1, None, "Connection refused\nqstat: cannot connect to server pbs01 (errno=111)\n")}
     cmds = commands(tmp_path, down)
-    with pytest.raises(scheduler.SchedulerError, match=r"^qstat -f -F json exited with 1: Connection refused"):
+    with pytest.raises(SchedulerError, match=r"^qstat -f -F json exited with 1: Connection refused"):
         cmds.listing()
     assert calls(tmp_path) == ["-f -F json"] and not (tmp_path / qstatquery.LEARNED).exists()
     refused_then_down = {**FLAVOURS["torque"], "-f -u root": (1, None, "pbs_iff: cannot connect to host\n")}
-    with pytest.raises(scheduler.SchedulerError, match=r"^qstat -f -u root exited with 1: pbs_iff: cannot connect "
+    with pytest.raises(SchedulerError, match=r"^qstat -f -u root exited with 1: pbs_iff: cannot connect "
                                                        r"to host \(passed over: qstat -f -F json exited with 2: "):
         commands(tmp_path, refused_then_down).listing()
     garbled = {**FLAVOURS["torque"], "-f -u root": (0, "slurm-wlm-torque-F-json.stderr", None)}
-    with pytest.raises(scheduler.SchedulerError, match=r"^qstat -f -u root: qstat printed a job line before any"):
+    with pytest.raises(SchedulerError, match=r"^qstat -f -u root: qstat printed a job line before any"):
         commands(tmp_path, garbled).listing()
 
 
@@ -152,7 +153,7 @@ def test_no_job_at_all_on_the_slurm_wrapper_is_exit_153_and_nothing_printed(tmp_
     markers.write(tmp_path / qstatquery.LEARNED, {"query": "full", "at": time.time()})
     assert cmds.listing() == {} and calls(tmp_path)[-1] == "-f"
     loud = {**empty, "-f": (153, None, "qstat: Unknown Job Id 17.pbs01\n")}
-    with pytest.raises(scheduler.SchedulerError, match="exited with 153: qstat: Unknown Job Id"):
+    with pytest.raises(SchedulerError, match="exited with 153: qstat: Unknown Job Id"):
         commands(tmp_path, loud).listing()
 
 

@@ -20,7 +20,7 @@ if (Path(workflow.basedir).parent / "src" / "fulliautomatix").is_dir():
 
 from fulliautomatix import config as fa_config
 from fulliautomatix import planning
-from fulliautomatix import process
+from fulliautomatix.batch import plan as batch_plan
 from fulliautomatix import tickguard
 
 
@@ -117,14 +117,14 @@ def get_batch_members(wildcards):
 
 def get_queue(wildcards):
     """Queue of a run's processing job (first queue whose limit holds its walltime)."""
-    return process.job_resources(config, wildcards.run, docs=TICK.docs)["queue"]
+    return batch_plan.job_resources(config, wildcards.run, docs=TICK.docs)["queue"]
 
 
 def get_walltime(wildcards, attempt):
     """Walltime (HH:MM:SS) of a run's processing job: events, source, earlier walltime kills."""
-    return process.job_resources(config, wildcards.run, attempt, docs=TICK.docs)["walltime"]
+    return batch_plan.job_resources(config, wildcards.run, attempt, docs=TICK.docs)["walltime"]
 
 
 def get_runtime_minutes(wildcards, attempt):
     """The same walltime in minutes, as the Slurm executor wants it."""
-    return process.job_resources(config, wildcards.run, attempt, docs=TICK.docs)["minutes"]
+    return batch_plan.job_resources(config, wildcards.run, attempt, docs=TICK.docs)["minutes"]

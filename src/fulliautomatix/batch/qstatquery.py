@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import markers
+from .. import markers
 from .listings import Job, ListingError, parse_listing
 
 LEARNED = Path("state") / "qstat-query.json"

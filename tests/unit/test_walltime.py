@@ -2,7 +2,8 @@
 
 import pytest
 
-from fulliautomatix import scheduler, sync, walltime
+from fulliautomatix import sync
+from fulliautomatix.batch import collect, listings, walltime
 from fulliautomatix import config as fa_config
 
 SETTINGS = {"events_per_hour": {"default": 1_000_000, "LED": 3_600_000}, "safety_factor": 1.2,
@@ -66,14 +67,14 @@ def test_the_config_defaults_are_the_original_tool_s_numbers():
 
 def test_listings_of_squeue_and_qstat():
     sq = "12|fa-170101_0001|RUNNING|(null)\n13|0b1c|PENDING|rule_process_run_wildcards_170101_0002\n14|x|TIMEOUT|\n"
-    jobs = scheduler.parse_listing(sq, "squeue")
-    assert {j: (v.state, scheduler.job_run(v, "fa")) for j, v in jobs.items()} == {
+    jobs = listings.parse_listing(sq, "squeue")
+    assert {j: (v.state, collect.job_run(v, "fa")) for j, v in jobs.items()} == {
         "12": ("RUNNING", "170101_0001"), "13": ("PENDING", "170101_0002"), "14": ("TIMEOUT", None)}
     qstat = ("Job id              Name             Username        Time Use S Queue\n"
              "------------------- ---------------- --------------- -------- - ---------------\n"
              "7.login01           fa-170101_0003   asterix         00:00:00 C standby\n"
              "8                   fa-170101_0004   asterix         00:01:10 R physics\n")
-    jobs = scheduler.parse_listing(qstat, "qstat")
+    jobs = listings.parse_listing(qstat, "qstat")
     assert {j: v.state for j, v in jobs.items()} == {"7": "C", "8": "R"}
 
 
@@ -93,6 +94,6 @@ def test_stale_incomplete_records_of_finished_jobs_are_dropped(tmp_path):
     (tmp_path / "state" / "processed").mkdir(parents=True)
     (tmp_path / "state" / "processed" / "170101_0001.json").write_text("{}")  # its job finished
     (tmp_path / "state" / "processed" / "170101_0003.json").write_text("{}")  # written, but a job still runs
-    scheduler._clear_finished_incomplete(tmp_path, {"170101_0003"})
+    collect._clear_finished_incomplete(tmp_path, {"170101_0003"})
     left = sorted(base64.urlsafe_b64decode(p.name).decode() for p in inc.iterdir())
     assert left == ["state/processed/170101_0002.json", "state/processed/170101_0003.json"]
