@@ -17,7 +17,6 @@ and ``DAQ`` (unreachable for ``notify.after_failed_ticks`` ticks in a row).
 from __future__ import annotations
 
 import datetime as _dt
-import fcntl
 import hashlib
 import json
 import logging
@@ -29,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from . import attention, dates, markers
+from . import attention, claims, dates, markers
 from . import config as fa_config
 
 RUN_KINDS = ("BAD", "LOST", "LOST-COPY", "HELD", "STUCK")  # and RETRY of the archive stage: a failed verification
@@ -129,16 +128,7 @@ def locked_state(config: dict, wait: float = 60):
     """The notification state, loaded under the lock; saved by calling the yielded save()."""
     path = state_path(config)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name("notify.lock"), "a+") as lock:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{path.with_name('notify.lock')} stayed locked for {wait:.0f} s") from None
-                time.sleep(0.2)
+    with claims.locked(path.with_name("notify.lock"), timeout=wait, poll=0.2):
         try:
             state = json.loads(path.read_text()) if path.exists() else {}
         except (OSError, json.JSONDecodeError):

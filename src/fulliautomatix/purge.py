@@ -27,11 +27,10 @@ and the copy is kept; ``transfer.daq_copy`` says ``kept``, ``purged`` or
 from __future__ import annotations
 
 import datetime as _dt
-import fcntl
 from contextlib import contextmanager
 
 from . import config as fa_config
-from . import dates, hosts, markers, states
+from . import claims, dates, hosts, markers, states
 from .runsdb import RunsDB
 from .transfer import cluster_host, daq_host, locations
 
@@ -48,10 +47,7 @@ def purging(config: dict):
     run at the same time; each takes this lock per run (both run on this
     machine), so one run is never purged by both.
     """
-    path = fa_config.state_dir(config) / "purge.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    with claims.locked(fa_config.state_dir(config) / "purge.lock"):
         yield
 
 
