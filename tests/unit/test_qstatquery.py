@@ -1,8 +1,10 @@
 """status_query: qstat learns which `qstat -f` the server answers, one query per round once learned.
 
-A fake qstat answers each query as a flavour does (tests/unit/qstat/ holds
+The qstat here is a scripted stand-in, not a PBS server: a shell script the
+test writes, answering each query as a flavour does (tests/unit/qstat/ holds
 the outputs: the test bed's captured, Torque's and OpenPBS's written from
-their qstat.c; see its README).
+their qstat.c; see its README).  tests/cluster/test_cluster_qstat.py asks
+the test bed's real qstat.
 """
 
 import os
