@@ -1,6 +1,4 @@
-"""``fulliautomatix-scheduler`` and ``fulliautomatix-cancel``: the cluster profiles' submit, status and cancel commands.
-
-::
+"""``fulliautomatix-scheduler``, ``fulliautomatix-cancel``: the cluster profiles' submit, status and cancel commands::
 
     fulliautomatix-scheduler submit --rule process_run --run 170101_0001 \\
         --queue standby --walltime 00:05:00 JOBSCRIPT     # prints the job id
