@@ -8,7 +8,7 @@ writes to ``<version>-r<k>`` next to the outputs that already exist.
 
 On a cluster (a profile with a scheduler) the tick's main process writes one
 *request* per run, ``state/requests/<run>.json`` (source, events, output,
-walltime, queue), so neither the job nor Snakemake's resource functions need
+walltime, queue: :mod:`.batch.requests`), so neither the job nor Snakemake's resource functions need
 the runs DB.  The job records ``processing`` when it starts, either in the runs
 DB itself or, where compute nodes cannot reach it
 (``processing.job_db_access: markers``), in ``state/started/<run>.json`` for
