@@ -36,7 +36,8 @@ def locked(path: str | Path, timeout: float | None = None, poll: float = 0.05):
     """Hold an exclusive flock on path (created, with its folder) for the with-block.
 
     The package's one lock helper for short critical sections (the submit
-    lock, purging, the notification state): waits for the lock, or raises
+    lock, purging, the notification state, starting and stopping the embedded
+    runs DB): waits for the lock, or raises
     TimeoutError naming the file after timeout seconds.  Per-run claims
     (:func:`claim`) outlive a with-block, so they keep their own files.
     """

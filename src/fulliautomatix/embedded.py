@@ -29,6 +29,8 @@ from pathlib import Path
 import pymongo
 import pymongo.errors
 
+from . import claims
+
 
 class EmbeddedError(Exception):
     pass
@@ -50,17 +52,6 @@ def _alive(uri: str, timeout: float = 1.0) -> bool:
         return True
     except pymongo.errors.PyMongoError:
         return False
-
-
-@contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def paths(state_dir: Path) -> dict[str, Path]:
@@ -182,7 +173,7 @@ def ensure(state_dir: Path, timeout: float = 15.0, owner: int | None = None) -> 
     and no process uses it (a killed owner cannot stop it itself).
     """
     p = paths(state_dir)
-    with _locked(p["lock"]):
+    with claims.locked(p["lock"]):
         uri = running_uri(state_dir)
         if uri:
             return uri, None
@@ -228,7 +219,7 @@ def stop(state_dir: Path, proc: subprocess.Popen | None) -> None:
     if proc is None:
         return
     p = paths(state_dir)
-    with _locked(p["lock"]):
+    with claims.locked(p["lock"]):
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -246,7 +237,7 @@ def stop_pid(state_dir: Path, pid: int) -> None:
     import psutil
 
     p = paths(state_dir)
-    with _locked(p["lock"]):
+    with claims.locked(p["lock"]):
         try:
             server = psutil.Process(pid)
             server.terminate()
@@ -304,7 +295,7 @@ def serve(state_dir: Path, port: int) -> int:
     """Run the embedded server in the foreground (``fulliautomatix db serve``)."""
     p = paths(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
-    with _locked(p["lock"]):
+    with claims.locked(p["lock"]):
         uri = running_uri(state_dir)
         if uri:
             raise EmbeddedError(f"an embedded runs DB already serves this work dir at {uri}")
