@@ -43,3 +43,38 @@ def test_audit_finds_a_corrupted_tarball_strays_and_missing_copies(fa, config_pa
     assert not doc["archive"]["audited"]["ok"] and doc["archive"]["copy_ok"] in (False,)
     st = fa(config_path, "status").stdout
     assert [ln for ln in st.splitlines() if "LOST-COPY" in ln and f"run {names[0]}:" in ln], st
+
+
+def corrupt_member(tarball: Path, member_name: str) -> None:
+    with tarfile.open(tarball) as tar:
+        member = tar.getmember(member_name)
+    data = bytearray(tarball.read_bytes())
+    data[member.offset_data + member.size // 2] ^= 0xFF
+    tarball.write_bytes(bytes(data))
+
+
+def test_each_tick_audits_per_tick_runs_longest_unaudited_first(fa, make_config, db):
+    """audit.per_tick (rule audit_archive): each archiving tick reads back that many archived runs, round-robin,
+    and records archive.audited; a tarball corrupted since shows in `status` as LOST-COPY after a tick."""
+    config_path = make_config(audit={"per_tick": 2}, archive={"batch_runs": 1})
+    names = simulate(fa, config_path, 3)
+    for _ in range(4):
+        assert fa(config_path).returncode == 0
+    assert [db.get(n)["raw_status"] for n in names] == ["archived"] * 3
+    audited = {n: (db.get(n)["archive"].get("audited") or {}).get("at") for n in names}
+    assert all(audited.values()), audited  # three runs, two a tick: all read back by now
+
+    corrupt_member(Path(db.get(names[0])["archive"]["tarball"]), f"{names[0]}.tar.zst")
+    seen = set()
+    for _ in range(2):  # two ticks of two: the round-robin reaches every run, the corrupted one included
+        r = fa(config_path)
+        assert "Traceback" not in r.stderr, r.stderr
+        seen |= {n for n in names if db.get(n)["archive"]["audited"]["at"] != audited[n]}
+        audited = {n: db.get(n)["archive"]["audited"]["at"] for n in names}
+    assert seen == set(names)
+    doc = db.get(names[0])
+    assert doc["archive"]["audited"]["ok"] is False and doc["archive"]["copy_ok"] in (False,)
+    assert "LOST-COPY" in r.stderr or "LOST-COPY" in fa(config_path).stderr
+    st = fa(config_path, "status").stdout
+    assert [ln for ln in st.splitlines() if "LOST-COPY" in ln and f"run {names[0]}:" in ln], st
+
