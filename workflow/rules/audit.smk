@@ -6,14 +6,6 @@
 # missing copies are `fulliautomatix audit`'s (they read every directory).
 
 
-def get_audit_target(wildcards):
-    """The audit record of this tick, when it archives and audit.per_tick is not 0."""
-    plan = tick_plan_or_view()
-    if "archive" not in plan["stages"] or not config["audit"]["per_tick"] or config["tick"]["runs"]:
-        return []
-    return expand("state/ticks/{tick}/audit.json", tick=TICK.tick)
-
-
 rule audit_archive:
     input:
         plan="state/ticks/{tick}/plan.json",
