@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import archive, hosts, markers, states, transfer
+from .archive import hpss
 from . import config as fa_config
 from .runsdb import RunsDB
 
@@ -114,14 +115,37 @@ def strays(db: RunsDB, config: dict, found: Findings) -> None:
     _missing_copies(config, docs, daq, cluster, found)
 
 
+def _archive_listing(be) -> set[str]:
+    """The file names in the archive's location: ``hsi ls -l`` for hpss, else ``find`` on its host."""
+    if be.name != "hpss":
+        return set(_entries(be.host, be.root))
+    proc = be.hsi(["ls", "-l", be.root], archive.stage._DebugLog())
+    if proc.returncode != 0 and "HPSS_ENOENT" in proc.stderr:
+        return set()  # nothing archived yet
+    if proc.returncode != 0:
+        raise archive.ArchiveError(f"hsi cannot list {be.root} (exit {proc.returncode}): "
+                                   f"{(proc.stderr.strip().splitlines() or ['no message'])[0]}")
+    return set(hpss.parse_ls(proc.stderr + proc.stdout))
+
+
 def _archive_strays(config: dict, docs: dict[str, dict], found: Findings) -> None:
-    if config["archive"]["backend"] == "hpss":
-        return  # HPSS is listed with hsi; not audited for strays here
+    """Tarballs in archive.location that no run records, and recorded tarballs there that are gone
+    (every backend: local and rsync through find on the archive host, hpss through hsi)."""
     be = archive.make(config)
-    recorded = {(d.get("archive") or {}).get("tarball") for d in docs.values()}
-    for entry in _entries(be.host, be.root):
-        if entry.endswith(".tar") and f"{be.root}/{entry}" not in recorded and not entry.startswith("."):
+    listed = _archive_listing(be)
+    recorded = {}
+    for name, d in docs.items():
+        a = d.get("archive") or {}
+        if a.get("tarball") and (a.get("backend") or "local") == be.name and \
+                a["tarball"].rsplit("/", 1)[0] == be.root:
+            recorded.setdefault(a["tarball"].rsplit("/", 1)[1], []).append((name, d))
+    for entry in sorted(listed):
+        if entry.endswith(".tar") and entry not in recorded and not entry.startswith("."):
             found.strays.append(f"{be.url(be.root + '/' + entry)}: no run document records this tarball")
+    for entry, runs in sorted(recorded.items()):
+        for name, d in runs:
+            if entry not in listed and d.get(states.RAW) == "archived":
+                found.missing.append(f"run {name}: its archived tarball {be.url(be.root + '/' + entry)} is missing")
 
 
 def _missing_copies(config: dict, docs: dict[str, dict], daq: hosts.Host, cluster: hosts.Host,
@@ -129,15 +153,13 @@ def _missing_copies(config: dict, docs: dict[str, dict], daq: hosts.Host, cluste
     checks = []  # (host, path, line)
     for name, d in sorted(docs.items()):
         raw = d.get(states.RAW)
-        t, c, a = d.get("transfer") or {}, d.get("compressed") or {}, d.get("archive") or {}
+        t, c = d.get("transfer") or {}, d.get("compressed") or {}
         if t.get("daq_copy") == "kept":
             checks.append((daq, transfer.locations(config, name)["source"], f"run {name}: its DAQ copy"))
         if raw == "ondeck" and t.get("destination"):
             checks.append((cluster, t["destination"], f"run {name}: its copy on scratch"))
         if raw in ("compressed", "archiving") and c.get("path"):
             checks.append((cluster, c["path"], f"run {name}: its compressed copy"))
-        if raw == "archived" and a.get("tarball") and a.get("backend") in ("local", None):
-            checks.append((hosts.Host(), a["tarball"], f"run {name}: its archived tarball"))
     script = 'for p; do [ -e "$p" ] || printf "%s\\0" "$p"; done'
     for host in {h for h, _, _ in checks}:
         paths = [(p, line) for h, p, line in checks if h == host]
