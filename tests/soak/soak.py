@@ -188,7 +188,8 @@ class Soak:
         good = sum(digests(to / n) == self.inv.originals[n] for n in names)
         for n in names:
             if digests(to / n) != self.inv.originals[n]:
-                self.inv.breach(f"S1 at the end: run {n}: restored copy differs from the DAQ's ({r.stderr.strip()[-200:]})")
+                self.inv.breach(f"S1 at the end: run {n}: restored copy differs from the DAQ's "
+                                f"({r.stderr.strip()[-200:]})")
         self.inv.counts["S1"] = (good, len(names))
         return good
 
