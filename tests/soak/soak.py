@@ -15,8 +15,8 @@ time injects faults).
 
 Faults: kill -9 of the tick's process group, or of the wrapper alone, at a
 random moment; the runs DB server killed (the next tick starts it again);
-the tick's rsync killed mid-copy; a copy on scratch corrupted after its
-transfer verified; the processor exiting 1 (processor_wrapper.py); three
+the tick's rsync killed mid-copy (rsync runs at 2 MB/s here); a copy on
+scratch corrupted after its transfer verified, before compression; the processor exiting 1 (processor_wrapper.py); three
 ticks at once.  The choices and moments come from `--seed` (what the faults
 then hit depends on timing).
 """
@@ -44,8 +44,8 @@ from .invariants import Invariants, digests
 
 FA = str(Path(sys.executable).with_name("fulliautomatix"))
 HERE = Path(__file__).resolve().parent
-DURING = ("kill-group", "kill-wrapper", "kill-db", "kill-rsync")
-BEFORE = ("corrupt-scratch", "processor-fails")
+DURING = ("kill-group", "kill-wrapper", "kill-db", "kill-rsync", "corrupt-scratch")
+BEFORE = ("processor-fails",)
 FAULTS = DURING + BEFORE + ("ticks-at-once",)
 
 
@@ -77,7 +77,9 @@ class Soak:
                "archive": {"location": str(d["archive"]), "batch_runs": 4, "max_wait_days": 0},
                # A fault nearly every tick is far above a real rate: room for several hits on one run.
                "processing": {"command": command, "max_attempts": 10},
-               "transfer": {"max_attempts": 10}, "compression": {"max_attempts": 10},
+               # rsync at 2 MB/s: a run's copy lasts long enough to be killed mid-copy
+               "transfer": {"max_attempts": 10, "rsync": ["rsync", "-a", "--partial", "--bwlimit=2000"]},
+               "compression": {"max_attempts": 10},
                "report": {"every_tick": False}, "audit": {"per_tick": 2}}
         self.config_path.write_text(yaml.safe_dump(cfg))
         self.config = fa_config.load(self.config_path)
@@ -115,10 +117,7 @@ class Soak:
             procs += [self.start_tick(t) for t in "bc"]
             hit = True
         if fault in DURING:
-            deadline = time.monotonic() + self.rng.uniform(0.3, 8.0)
-            while time.monotonic() < deadline and procs[0].poll() is None:
-                time.sleep(0.05)
-            hit = procs[0].poll() is None and self.during_tick(fault, procs[0])
+            hit = self.during_tick(fault, procs[0], time.monotonic() + self.rng.uniform(0.3, 6.0))
         for p in procs:
             try:
                 p.wait(timeout=900)
@@ -128,46 +127,60 @@ class Soak:
         return hit
 
     def before_tick(self, fault: str) -> bool:
-        docs = self.docs()
-        if fault == "processor-fails":
-            runs = [d["name"] for d in docs if d.get("processed_status") in ("none", "failed")]
-            if runs:
-                (self.soak_dir / "fail" / self.rng.choice(sorted(runs))).touch()
-            return bool(runs)
-        copies = [f for d in sorted(docs, key=lambda d: d["name"]) if d.get("raw_status") == "ondeck"
+        """processor-fails: the next processor start of a run not yet processed exits 1."""
+        runs = [d["name"] for d in self.docs() if d.get("processed_status") in ("none", "failed")]
+        if runs:
+            (self.soak_dir / "fail" / self.rng.choice(sorted(runs))).touch()
+        return bool(runs)
+
+    def corrupt_scratch(self) -> bool:
+        """A byte flipped in the copy on scratch of a run whose transfer verified (a bad disk)."""
+        copies = [f for d in sorted(self.docs(), key=lambda d: d["name"]) if d.get("raw_status") == "ondeck"
                   for f in sorted((self.dirs["cluster"] / "raw" / d["name"]).rglob("*")) if f.is_file()]
         if not copies:
             return False
         victim = self.rng.choice(copies)
         data = bytearray(victim.read_bytes())
-        if not data:
-            return False
-        data[len(data) // 2] ^= 0xFF  # a bad disk on scratch, after the transfer verified
+        data[len(data) // 2] ^= 0xFF
         victim.write_bytes(bytes(data))
         return True
 
-    def during_tick(self, fault: str, proc: subprocess.Popen) -> bool:
-        if fault == "kill-group":
-            os.killpg(proc.pid, signal.SIGKILL)
-            return True
-        if fault == "kill-wrapper":
-            proc.kill()
-            return True
-        if fault == "kill-db":
-            try:
-                pid = int((fa_config.state_dir(self.config) / "runsdb.addr").read_text().split()[1])
-                psutil.Process(pid).kill()
+    def rsyncs(self) -> list[psutil.Process]:
+        return [p for p in psutil.process_iter(["name", "cmdline"])
+                if p.info["name"] == "rsync" and str(self.dirs["daq"]) in " ".join(p.info["cmdline"] or [])]
+
+    def during_tick(self, fault: str, proc: subprocess.Popen, moment: float) -> bool:
+        """At `moment` (the ones that need a target: from then on, as soon as there is one), while the
+        tick runs: the fault.  Whether it hit something."""
+        while time.monotonic() < moment and proc.poll() is None:
+            time.sleep(0.05)
+        while proc.poll() is None:
+            if fault == "kill-group":
+                os.killpg(proc.pid, signal.SIGKILL)
                 return True
-            except (OSError, IndexError, ValueError, psutil.Error):
-                return False
-        rsyncs = [p for p in psutil.process_iter(["name", "cmdline"])
-                  if p.info["name"] == "rsync" and str(self.dirs["daq"]) in " ".join(p.info["cmdline"] or [])]
-        for p in rsyncs:
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
-        return bool(rsyncs)
+            if fault == "kill-wrapper":
+                proc.kill()
+                return True
+            if fault == "kill-db":
+                try:
+                    pid = int((fa_config.state_dir(self.config) / "runsdb.addr").read_text().split()[1])
+                    psutil.Process(pid).kill()
+                    return True
+                except (OSError, IndexError, ValueError, psutil.Error):
+                    pass
+            elif fault == "corrupt-scratch" and self.corrupt_scratch():
+                return True
+            elif fault == "kill-rsync":
+                found = self.rsyncs()
+                for p in found:
+                    try:
+                        p.kill()
+                    except psutil.Error:
+                        pass
+                if found:
+                    return True
+            time.sleep(0.1)
+        return False
 
     # -- the whole run -------------------------------------------------------------------------
     def check(self, when: str) -> int:
@@ -200,13 +213,13 @@ def run(seed: int, runs: int, minutes: float, root: Path, events: int = 200) -> 
     soak.setup()
     start = time.monotonic()
     chaos_end, end = start + 0.6 * minutes * 60, start + minutes * 60
-    arrivals = [math.ceil(runs / 4)] * 4
-    arrivals[-1] = runs - sum(arrivals[:-1])
+    chunks = max(6, math.ceil(runs / 3))  # about three new runs a tick, over at least six ticks
+    arrivals = [len(range(i, runs, chunks)) for i in range(chunks)]
     arrivals = [a for a in arrivals if a > 0]
     while arrivals or time.monotonic() < chaos_end:
         if arrivals:
             soak.simulate(arrivals.pop(0))
-        fault = rng.choice(FAULTS) if rng.random() < 0.8 else None
+        fault = rng.choice(FAULTS) if rng.random() < 0.9 else None
         hit = soak.tick(fault)
         new = soak.check(f"tick {soak.ticks} ({fault or 'clean'})")
         if fault and hit:
