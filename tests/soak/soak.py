@@ -15,7 +15,7 @@ time injects faults).
 
 Faults: kill -9 of the tick's process group, or of the wrapper alone, at a
 random moment; the runs DB server killed (the next tick starts it again);
-the tick's rsync killed mid-copy (rsync runs at 2 MB/s here); a copy on
+the tick's rsync killed mid-copy (rsync runs at 250 kB/s here); a copy on
 scratch corrupted after its transfer verified, before compression; the processor exiting 1 (processor_wrapper.py); three
 ticks at once.  The choices and moments come from `--seed` (what the faults
 then hit depends on timing).
@@ -77,8 +77,8 @@ class Soak:
                "archive": {"location": str(d["archive"]), "batch_runs": 4, "max_wait_days": 0},
                # A fault nearly every tick is far above a real rate: room for several hits on one run.
                "processing": {"command": command, "max_attempts": 10},
-               # rsync at 2 MB/s: a run's copy lasts long enough to be killed mid-copy
-               "transfer": {"max_attempts": 10, "rsync": ["rsync", "-a", "--partial", "--bwlimit=2000"]},
+               # rsync at 250 kB/s: a run's copy (about 100 kB) lasts long enough to be killed mid-copy
+               "transfer": {"max_attempts": 10, "rsync": ["rsync", "-a", "--partial", "--bwlimit=250"]},
                "compression": {"max_attempts": 10},
                "report": {"every_tick": False}, "audit": {"per_tick": 2}}
         self.config_path.write_text(yaml.safe_dump(cfg))
