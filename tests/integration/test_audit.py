@@ -15,6 +15,8 @@ def test_audit_finds_a_corrupted_tarball_strays_and_missing_copies(fa, config_pa
     names = simulate(fa, config_path, 2)
     for _ in range(4):
         assert fa(config_path).returncode == 0
+        if all(db.get(n)["raw_status"] == "archived" for n in names):
+            break
     assert [db.get(n)["raw_status"] for n in names] == ["archived"] * 2
 
     r = fa(config_path, "audit")
@@ -60,21 +62,20 @@ def test_each_tick_audits_per_tick_runs_longest_unaudited_first(fa, make_config,
     names = simulate(fa, config_path, 3)
     for _ in range(4):
         assert fa(config_path).returncode == 0
-    assert [db.get(n)["raw_status"] for n in names] == ["archived"] * 3
+        if all(db.get(n)["raw_status"] == "archived" for n in names):
+            break
     audited = {n: (db.get(n)["archive"].get("audited") or {}).get("at") for n in names}
-    assert all(audited.values()), audited  # three runs, two a tick: all read back by now
+    assert sum(1 for at in audited.values() if at) >= 2, audited  # the tick that archived them read two back
 
     corrupt_member(Path(db.get(names[0])["archive"]["tarball"]), f"{names[0]}.tar.zst")
-    seen = set()
-    for _ in range(2):  # two ticks of two: the round-robin reaches every run, the corrupted one included
-        r = fa(config_path)
-        assert "Traceback" not in r.stderr, r.stderr
-        seen |= {n for n in names if db.get(n)["archive"]["audited"]["at"] != audited[n]}
-        audited = {n: db.get(n)["archive"]["audited"]["at"] for n in names}
-    assert seen == set(names)
+    r = fa(config_path)  # the round-robin goes on: the run not yet audited, then round again to the first
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    if audited[names[0]] is None or db.get(names[0])["archive"]["audited"]["at"] == audited[names[0]]:
+        r = fa(config_path)  # (a slow first tick archived them in two and had read the first back already)
+    after = {n: db.get(n)["archive"]["audited"]["at"] for n in names}
+    assert all(after.values()) and after[names[0]] != audited[names[0]], (audited, after)
     doc = db.get(names[0])
     assert doc["archive"]["audited"]["ok"] is False and doc["archive"]["copy_ok"] in (False,)
-    assert "LOST-COPY" in r.stderr or "LOST-COPY" in fa(config_path).stderr
+    assert [ln for ln in r.stderr.splitlines() if "LOST-COPY" in ln and f"run {names[0]}:" in ln], r.stderr
     st = fa(config_path, "status").stdout
     assert [ln for ln in st.splitlines() if "LOST-COPY" in ln and f"run {names[0]}:" in ln], st
-
