@@ -146,8 +146,10 @@ class Soak:
         return True
 
     def rsyncs(self) -> list[psutil.Process]:
+        """The transfers' rsyncs (they run in the run's DAQ directory and name only their destination)."""
+        into = str(self.dirs["cluster"] / "raw")
         return [p for p in psutil.process_iter(["name", "cmdline"])
-                if p.info["name"] == "rsync" and str(self.dirs["daq"]) in " ".join(p.info["cmdline"] or [])]
+                if p.info["name"] == "rsync" and into in " ".join(p.info["cmdline"] or [])]
 
     def during_tick(self, fault: str, proc: subprocess.Popen, moment: float) -> bool:
         """At `moment` (the ones that need a target: from then on, as soon as there is one), while the
