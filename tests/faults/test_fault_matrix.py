@@ -169,15 +169,15 @@ def wait_for(col, names, field, state, tick: subprocess.Popen, timeout=120) -> b
 
 
 SLOW_STAGES = {  # a tick's stages made slow enough to catch a run in each state
-    "transfer": {"rsync": ["sh", "-c", 'sleep 1; exec rsync -a --partial "$@"', "slow-rsync"]},
-    "processing": {"command": "sh -c 'sleep 1; exec \"$0\" -m fulliautomatix.processor --config \"$1\" "
+    "transfer": {"rsync": ["sh", "-c", 'sleep 0.5; exec rsync -a --partial "$@"', "slow-rsync"]},
+    "processing": {"command": "sh -c 'sleep 0.5; exec \"$0\" -m fulliautomatix.processor --config \"$1\" "
                               "--input \"$2\" --output \"$3\"' {python} {pax_config} {raw} {output}"},
 }
 
 
 def test_f4_f5_the_runs_db_down_at_start_and_killed_in_each_stage(fa, make_config, tmp_path, own_db):
     cfg = make_config(runs_db={"uri": own_db.uri, "timeout_seconds": 2}, **SLOW_STAGES)
-    names = simulate(fa, cfg, 2, events=1500)
+    names = simulate(fa, cfg, 2, events=800)
     daq = {n: digests(tmp_path / "daq" / n) for n in names}
     rdb = yaml.safe_load(cfg.read_text())["runs_db"]
 
