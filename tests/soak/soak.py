@@ -59,6 +59,7 @@ class Soak:
         self.config_path = root / "config.yaml"
         self.inv = Invariants()
         self.injected: list[str] = []
+        self.missed: list[str] = []  # faults chosen that found nothing to hit (the tick ended first, no target)
         self.survived = 0
         self.ticks = 0
         self.env = {k: v for k, v in os.environ.items() if k != fa_config.DB_ENV}
@@ -227,6 +228,8 @@ def run(seed: int, runs: int, minutes: float, root: Path, events: int = 200) -> 
         if fault and hit:
             soak.injected.append(fault)
             soak.survived += new == 0
+        elif fault:
+            soak.missed.append(fault)
         if soak.all_archived() and not arrivals:
             break
     while not soak.all_archived() and time.monotonic() < end:
@@ -244,6 +247,8 @@ def run(seed: int, runs: int, minutes: float, root: Path, events: int = 200) -> 
     kinds = ", ".join(f"{k} {soak.injected.count(k)}" for k in FAULTS if k in soak.injected)
     survived = soak.survived if finished and restored == runs else 0
     print(f"faults injected: {len(soak.injected)}, survived: {survived}" + (f" ({kinds})" if kinds else ""))
+    if soak.missed:
+        print(f"faults that found nothing to hit: {len(soak.missed)} ({', '.join(sorted(set(soak.missed)))})")
     for line in soak.inv.violations:
         print(f"FAILED {line}")
     return 1 if soak.inv.violations else 0
