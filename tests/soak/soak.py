@@ -210,7 +210,7 @@ class Soak:
         return good
 
 
-def run(seed: int, runs: int, minutes: float, root: Path, events: int = 200) -> int:
+def run(seed: int, runs: int, minutes: float, root: Path, events: int = 200, faults=FAULTS) -> int:
     rng = random.Random(seed)
     soak = Soak(root, rng, events)
     soak.setup()
@@ -222,7 +222,7 @@ def run(seed: int, runs: int, minutes: float, root: Path, events: int = 200) -> 
     while arrivals or time.monotonic() < chaos_end:
         if arrivals:
             soak.simulate(arrivals.pop(0))
-        fault = rng.choice(FAULTS) if rng.random() < 0.9 else None
+        fault = rng.choice(faults) if rng.random() < 0.9 else None
         hit = soak.tick(fault)
         new = soak.check(f"tick {soak.ticks} ({fault or 'clean'})")
         if fault and hit:
@@ -261,10 +261,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--events", type=int, default=200, help="events per simulated run")
     ap.add_argument("--dir", type=Path, help="where the soak's directories go (default: a new temporary one)")
+    ap.add_argument("--faults", default=",".join(FAULTS), help=f"the faults to choose from (default: all: "
+                    f"{','.join(FAULTS)})")
     args = ap.parse_args(argv)
     root = args.dir or Path(tempfile.mkdtemp(prefix="fa-soak-"))
     root.mkdir(parents=True, exist_ok=True)
-    return run(args.seed, args.runs, args.minutes, root.resolve(), args.events)
+    faults = tuple(f for f in args.faults.split(",") if f)
+    if not faults or set(faults) - set(FAULTS):
+        ap.error(f"--faults: choose from {','.join(FAULTS)}")
+    return run(args.seed, args.runs, args.minutes, root.resolve(), args.events, faults)
 
 
 if __name__ == "__main__":
