@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 FA := $(VENV)/bin/fulliautomatix
 DEMO_RUNS ?= 8
 
-.PHONY: demo test lint bench install system-deps testbed-up testbed-down clean
+.PHONY: demo test lint bench install system-deps testbed-up testbed-down clean soak
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -41,6 +41,11 @@ lint: install
 	$(VENV)/bin/ruff format --check src tests benchmarks workflow/scripts setup.py scripts
 	$(VENV)/bin/snakefmt --check workflow
 	$(VENV)/bin/snakemake --lint --snakefile workflow/Snakefile
+
+# The chaos run (tests/soak): 50 runs, faults at random moments, invariants after every tick, at most
+# 10 minutes; e.g. `make soak SOAK_ARGS="--seed 3 --runs 20 --minutes 4"`.
+soak: install system-deps
+	$(PY) -m tests.soak.soak $(SOAK_ARGS)
 
 bench: install system-deps
 	$(PY) -m benchmarks

@@ -29,7 +29,8 @@ LAST_TICK = "last_tick.json"
 NAGIOS = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
 CRITICAL_KINDS = ("HELD", "BAD", "LOST", "LOST-COPY")
 WARNING_KINDS = ("STUCK", "RETRY")
-PER_TICK_RULES = ("sync_runs_db", "close_batches", "finish_tick", "write_report")  # their logs are one per tick
+# Their logs are one per tick.
+PER_TICK_RULES = ("sync_runs_db", "close_batches", "audit_archive", "finish_tick", "write_report")
 
 
 def tick_start(tick: str, plan_file: str | Path) -> float:

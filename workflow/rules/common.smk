@@ -102,6 +102,14 @@ def get_archive_targets(wildcards):
     return [batches_file] + [f"state/archived/{batch}.json" for batch in batches]
 
 
+def get_audit_target(wildcards):
+    """The audit record of this tick, when it archives and audit.per_tick is not 0."""
+    plan = tick_plan_or_view()
+    if "archive" not in plan["stages"] or not config["audit"]["per_tick"] or config["tick"]["runs"]:
+        return []
+    return expand("state/ticks/{tick}/audit.json", tick=TICK.tick)
+
+
 def get_compressed_this_tick(wildcards):
     """The compressed markers of this tick's compressions: batches are closed after them."""
     return expand(rules.compress_run.output.marker, run=tick_plan_or_view()["compress_runs"])

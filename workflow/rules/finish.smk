@@ -12,6 +12,7 @@ rule finish_tick:
     input:
         get_tick_targets,
         get_archive_targets,
+        get_audit_target,
     output:
         record="state/ticks/{tick}/finish.json",
     log:
