@@ -132,7 +132,7 @@ def cmd_audit(args, config: dict) -> int:
         found = audit.audit(db, config, args.limit, archive.stage._DebugLog(), names)
     for line in found.lines():
         print(line)
-    return 1 if errors or found.bad or found.strays or found.missing else 0
+    return 1 if errors or found.bad or found.strays or found.missing or found.unreachable else 0
 
 
 def cmd_paths(args) -> int:

@@ -40,3 +40,19 @@ def test_audit_lists_hpss_strays_missing_tarballs_and_rot(fa, config_path, confi
     lost = [ln for ln in out if ln.startswith("LOST-COPY")]
     assert any(f"run {names[0]}:" in ln for ln in lost), out
     # (htar stops at the member whose CRC fails: its batch-mate cannot be read back either, and says so)
+
+
+@pytest.mark.parametrize("bed", ["hpss"], indirect=True)
+def test_an_archive_outage_is_not_a_lost_copy(fa, config_path, config, db, bed):
+    """HPSS down during an audit says nothing about the copies: NOT-AUDITED, never LOST-COPY (a false alarm)."""
+    names = compress_runs(db, config, 2, events=100)
+    assert fa(config_path, "--archive").returncode == 0
+    (bed.visible.parent.parent.parent / ".fail").write_text("htar\nhsi\n")  # every htar and hsi call fails
+
+    r = fa(config_path, "audit")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    out = r.stdout.splitlines()
+    assert not [ln for ln in out if ln.startswith("LOST-COPY")], out
+    assert any(ln.startswith("NOT-AUDITED ") and "the archive did not answer" in ln for ln in out), out
+    for n in names:
+        assert db.get(n)["archive"].get("copy_ok") is not False
