@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import config as fa_config
-from . import attention, claims, markers, process, runsdb, selection, states, sync, transfer
+from . import attention, claims, daq, markers, process, runsdb, selection, states, sync, transfer
 
 log = logging.getLogger("fulliautomatix")
 
@@ -166,15 +166,15 @@ def _record_missing(db: runsdb.RunsDB, docs: list[dict], missing: dict[str, str]
 def _ask_daq(db: runsdb.RunsDB, config: dict, plan: TickPlan, every: list[dict]) -> list[dict]:
     """One call to the DAQ: live (no transfers this tick), runs still being written or without a
     directory (recorded, HELD). Sets plan.stages and plan.daq; returns the run documents left."""
-    daq = transfer.daq_check(config, plan.stages, every)
-    if "transfer" in daq.stages:
-        _record_missing(db, every, daq.missing)
-    plan.stages, plan.daq = daq.stages, daq.daq
-    plan.messages += daq.messages
-    plan.held += daq.warnings
+    check = daq.daq_check(config, plan.stages, every)
+    if "transfer" in check.stages:
+        _record_missing(db, every, check.missing)
+    plan.stages, plan.daq = check.stages, check.daq
+    plan.messages += check.messages
+    plan.held += check.warnings
     if plan.daq in ("live", "unreachable"):  # no transfers this tick: acquired runs wait, they are not stuck
-        attention.record_daq_live(config, (daq.messages + daq.warnings or [""])[0])
-    return daq.docs
+        attention.record_daq_live(config, (check.messages + check.warnings or [""])[0])
+    return check.docs
 
 
 def plan_tick(db: runsdb.RunsDB, config: dict, tick: str, out_path: str) -> TickPlan:
@@ -238,8 +238,8 @@ def describe(db: runsdb.RunsDB, config: dict, stages: list[str], runs: list[str]
     docs = db.pending()
     if runs:
         docs = [d for d in docs if d["name"] in set(runs)]
-    daq = transfer.daq_check(config, stages, docs)
-    stages, docs, daq_messages = daq.stages, daq.docs, daq.warnings + daq.messages
+    check = daq.daq_check(config, stages, docs)
+    stages, docs, daq_messages = check.stages, check.docs, check.warnings + check.messages
     plan = TickPlan(tick="", stages=stages)
     targets = choose(config, plan, docs)
     by_name = {d["name"]: d for d in docs}
