@@ -10,7 +10,8 @@ Two views of the same choice (:func:`choose`):
   changes a tick starts with: it holds the tick lock, collects batch jobs of
   earlier ticks, replays markers the runs DB missed, asks the DAQ once whether
   it is live and which runs are still being written, writes the processing
-  requests, and records the plan (``state/ticks/<tick>/plan.json``) that the
+  requests, hands each planned run's document to its jobs (:mod:`fulliautomatix.stage`),
+  and records the plan (``state/ticks/<tick>/plan.json``) that the
   rest of the tick's DAG is built from.
 """
 
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from . import config as fa_config
 from . import attention, claims, daq, markers, process, runsdb, selection, states, sync, transfer
+from .snapshots import keep_all
 
 log = logging.getLogger("fulliautomatix")
 
@@ -186,7 +188,7 @@ def plan_tick(db: runsdb.RunsDB, config: dict, tick: str, out_path: str) -> Tick
     claimed = claims.busy(config)  # runs a job of an earlier, killed tick still works on
     jobs.exclude |= untouchable | set(claimed)
     plan.messages += [claimed[name] for name in sorted(claimed)]
-    every = [d for d in db.pending() if d.get("name") not in jobs.exclude]
+    every = [d for d in db.pending(whole=True) if d.get("name") not in jobs.exclude]
     valid = [d for d in every if selection.check_doc(d, config["run_name_pattern"]) is None]
     repaired = sync.reconcile(db, fa_config.state_dir(config), valid)
     if repaired:  # read again only the runs the replay changed
@@ -199,6 +201,8 @@ def plan_tick(db: runsdb.RunsDB, config: dict, tick: str, out_path: str) -> Tick
     plan.messages += jobs.messages
     reprocessing = "process" in plan.stages or bool(config["tick"]["reprocess"])
     _finish(plan, targets, jobs.reprocess if reprocessing else [])
+    by_name = {d.get("name"): d for d in docs}
+    keep_all(config, [by_name[run] for _, run in targets if run in by_name])  # each job's document (stage.take)
     if plan.targets:
         _open_cluster_connection(config)
     markers.write(out_path, plan.as_dict())

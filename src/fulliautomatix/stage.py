@@ -28,61 +28,18 @@ one run; the archive stage uses them for a batch.
 
 from __future__ import annotations
 
-import datetime as _dt
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from bson import json_util
-
-from . import config as fa_config
-from . import dates, hosts, markers, sync
+from . import hosts, markers, sync
 from .runsdb import RunsDB
+from .snapshots import keep, keep_all, load_snapshot, snapshot_path
 
-# -- snapshots: the tick's newest copy of each run's document -------------------
+__all__ = ["Stage", "attempt_of", "claim", "give_back", "keep", "keep_all", "marker_again", "record", "replay",
+           "retry_hint", "run_stage", "take"]
 
-
-def snapshot_path(config: dict, run: str) -> Path | None:
-    """Where this tick keeps the run's document; None outside a tick (no tick id: the DB is read)."""
-    tick = (config.get("tick") or {}).get("id")
-    return fa_config.state_dir(config) / "ticks" / tick / "runs" / f"{run}.json" if tick else None
-
-
-def save_snapshot(path: str | Path, doc: dict) -> None:
-    """Write a run document to a file as it is (Extended JSON: dates, ObjectIds and all), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json_util.dumps(doc, json_options=json_util.CANONICAL_JSON_OPTIONS))
-    os.replace(tmp, path)
-
-
-def load_snapshot(path: str | Path) -> dict | None:
-    """A run document :func:`save_snapshot` wrote, with its dates as aware UTC datetimes; None if there is none.
-
-    Times a document held as ISO strings (a JSON snapshot, a document not yet
-    migrated) become dates (:func:`dates.for_db`), as every write makes them.
-    """
-    try:
-        text = Path(path).read_text()
-        return dates.for_db(json_util.loads(text, json_options=json_util.JSONOptions(
-            tz_aware=True, tzinfo=_dt.timezone.utc)))
-    except (OSError, ValueError):  # none, or a torn or foreign file: the caller reads the DB instead
-        return None
-
-
-def keep(config: dict, doc: dict | None) -> dict | None:
-    """Keep doc as the run's snapshot for the stages after this one in the tick; doc."""
-    path = snapshot_path(config, doc["name"]) if doc else None
-    if path is not None:
-        save_snapshot(path, doc)
-    return doc
-
-
-def keep_all(config: dict, docs) -> None:
-    for doc in docs:
-        keep(config, doc)
+# -- the steps ------------------------------------------------------------------
 
 
 def take(db: RunsDB, config: dict, run: str) -> dict:
@@ -90,9 +47,6 @@ def take(db: RunsDB, config: dict, run: str) -> dict:
     path = snapshot_path(config, run)
     doc = load_snapshot(path) if path is not None else None
     return doc if doc is not None and doc.get("name") == run else db.get(run)
-
-
-# -- the steps ------------------------------------------------------------------
 
 
 def replay(db: RunsDB, config: dict, input_marker: str | Path, doc: dict) -> dict:
@@ -104,36 +58,34 @@ def replay(db: RunsDB, config: dict, input_marker: str | Path, doc: dict) -> dic
     return keep(config, doc) if changed else doc
 
 
-def claim(db: RunsDB, config: dict, doc: dict, field_name: str, to: str, *, expect: tuple[str, ...],
+def claim(db: RunsDB, config: dict, doc: dict, field_name: str, to: str, *, expect: tuple[str, ...] | None = None,
           fields: dict | None = None, note: str | None = None, via: tuple[str, ...] = ()) -> dict:
     """Claim the run for the stage: one write, conditional on the snapshot's rev; the claimed document."""
     return keep(config, db.transition(doc["name"], field_name, to, expect=expect, fields=fields, note=note,
                                       doc=doc, via=via))
 
 
-def give_back(db: RunsDB, config: dict, doc: dict | None, field_name: str, to: str, fields: dict,
-              note: str) -> dict:
-    """Record a failed attempt: the run goes back to `to` with the failure's fields."""
-    return keep(config, db.transition(doc["name"] if doc else fields["name"], field_name, to, doc=doc,
-                                      note=note, fields=fields))
+def give_back(db: RunsDB, config: dict, doc: dict, field_name: str, to: str, fields: dict, note: str) -> dict:
+    """Record a failed attempt: the run goes back to `to` with the failure's fields (one conditional write)."""
+    return keep(config, db.transition(doc["name"], field_name, to, doc=doc, note=note, fields=fields))
 
 
-def record(db: RunsDB | None, config: dict, marker: dict, marker_path: str | Path, doc, note: str,
-           log) -> bool:
-    """Write the stage's marker, then record it in the runs DB with one conditional write.
+def record(db: RunsDB | None, config: dict, marker: dict, marker_path: str | Path, doc, note: str, log):
+    """Write the stage's marker, then record it in the runs DB with one conditional write (a batch's: one
+    bulk write); the run's newest document (a batch's: {run: document}).
 
-    False when the runs DB did not take it: the marker stands, the next tick
+    None when the runs DB did not take it: the marker stands, the next tick
     replays it, and sync.record has said so in one line.  `doc`: the run's
-    claimed document (a batch's: {run: document}).
+    claimed document (a batch's: {run: document}); no `db`: a batch job whose
+    node cannot reach the runs DB (the host replays the marker).
     """
     markers.write(marker_path, marker)
     if db is None:
-        return True  # a batch job whose node cannot reach the runs DB: the host replays the marker
+        return None
     newest = sync.record(db, marker, doc, note, log)
-    if newest is None:
-        return False
-    keep_all(config, newest.values() if "runs" in marker else [newest])
-    return True
+    if newest is not None:
+        keep_all(config, newest.values() if "runs" in marker else [newest])
+    return newest
 
 
 def retry_hint(run: str, left: int, fix: str = "fix it") -> str:
@@ -173,8 +125,7 @@ class Stage:
     note: str  # the history note of the record
     claim_fields: Callable[[dict, int], dict] = lambda doc, attempt: {}
     check: Callable[[dict], None] = lambda doc: None  # refuses a run before it is claimed (raises)
-    record: Callable | None = None  # record(marker, doc): instead of the plain record (purge_after_verify)
-    extra: dict = field(default_factory=dict)
+    record: Callable | None = None  # record(marker, doc): instead of the plain :func:`record` (purge_after_verify)
 
     @property
     def field(self) -> str:
@@ -208,8 +159,7 @@ def run_stage(db: RunsDB, config: dict, run: str, stage: Stage, marker_path: str
         marker = stage.work(doc, attempt)
     except stage.failures as exc:
         raise stage.failed(doc, attempt, exc) from None
-    if stage.record is not None:
-        markers.write(marker_path, marker)
+    if stage.record is not None:  # it writes the marker and records it (stage.record) its own way
         stage.record(marker, doc)
     else:
         record(db, config, marker, marker_path, doc, stage.note, log)

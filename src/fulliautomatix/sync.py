@@ -16,7 +16,7 @@ from collections import deque
 from pathlib import Path
 
 from . import config as fa_config
-from . import claims, markers, selection, states
+from . import claims, markers, selection, snapshots, states
 from .runsdb import Conflict, RunsDB
 
 log = logging.getLogger(__name__)
@@ -177,10 +177,10 @@ def close_batches(db: RunsDB, config: dict, tick: str, out_path: str | Path, log
     """The close_batches checkpoint: after this tick's compressions, decide the closed batches."""
     pattern = config["run_name_pattern"]
     wanted = set(config["tick"]["runs"])
-    every = [d for d in db.pending() if selection.check_doc(d, pattern) is None]
+    every = [d for d in db.pending(whole=True) if selection.check_doc(d, pattern) is None]
     compressed = [d for d in every if d.get(states.RAW) in ("compressing", "compressed", "archiving")]
     if reconcile(db, fa_config.state_dir(config), compressed):  # a compression whose DB write was lost
-        every = [d for d in db.pending() if selection.check_doc(d, pattern) is None]
+        every = [d for d in db.pending(whole=True) if selection.check_doc(d, pattern) is None]
     # A batch is archived whole: with --run, plan from every run and keep the
     # batches that hold a wanted run.
     batches = selection.plan_batches(every, config["archive"])
@@ -191,6 +191,8 @@ def close_batches(db: RunsDB, config: dict, tick: str, out_path: str | Path, log
         log.write(f"batch {b}: left alone: {claimed.get(b) or 'a run of it is claimed'}\n")
         del batches[b]
     plan = {"tick": tick, "batches": batches}
+    members = {run for runs in batches.values() for run in runs}
+    snapshots.keep_all(config, [d for d in every if d["name"] in members])  # each archive job's documents
     markers.write(out_path, plan)
     log.write(f"closed batches: {', '.join(batches) or 'none'}\n")
     return plan

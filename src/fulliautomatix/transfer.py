@@ -41,7 +41,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from . import config as fa_config
-from . import dates, hosts, markers, states, sync
+from . import dates, hosts, markers, stage, states
 from .runsdb import RunsDB
 
 
@@ -270,12 +270,13 @@ def _copy_and_verify(config: dict, run: str, log):
     return source, snapshot, rsync_seconds, verify_seconds
 
 
-def _failed(db: RunsDB, config: dict, run: str, doc: dict, attempts: int, exc: Exception, log) -> TransferError:
+def _failed(db: RunsDB, config: dict, doc: dict, attempts: int, exc: Exception, log) -> TransferError:
     """Record a failed transfer; the error to raise.
 
     A refused run (hosts.Unsafe) is held for a human: its staging copy is
     deleted and the next ticks leave it alone until `fulliautomatix retry`.
     """
+    run = doc["name"]
     fields: dict = {"transfer.error": str(exc)}
     if isinstance(exc, hosts.Unsafe):
         fields = {"transfer.error": refusal(config, run, exc), "transfer.refused": True}
@@ -285,17 +286,16 @@ def _failed(db: RunsDB, config: dict, run: str, doc: dict, attempts: int, exc: E
             hosts.remove_tree(cluster_host(config), staging.rsplit("/", 1)[0], run, links_ok=True, log=log)
         except (hosts.CommandFailed, OSError) as rm_exc:
             log.write(f"could not delete the staging copy {staging}: {rm_exc}\n")
-    db.transition(run, states.RAW, "acquired", fields=fields, note="transfer failed", doc=doc)
+    stage.give_back(db, config, doc, states.RAW, "acquired", fields, "transfer failed")
     if isinstance(exc, hosts.Unsafe):
         return TransferError(fields["transfer.error"])
-    left = config["transfer"]["max_attempts"] - attempts
-    hint = (f"the next tick retries ({left} attempts left)" if left > 0
-            else f"no attempts left: fix it, then `fulliautomatix retry {run}`")
+    hint = stage.retry_hint(run, config["transfer"]["max_attempts"] - attempts)
     return TransferError(f"run {run}: transfer failed: {exc}; {hint}")
 
 
-def _marker_again(config: dict, run: str, doc: dict, marker_path: str, log) -> dict:
+def _marker_again(config: dict, doc: dict, log) -> dict:
     """An ondeck run whose marker was lost: re-verify the copy against what the DB recorded."""
+    run = doc["name"]
     recorded = doc.get("transfer") or {}
     copy = hosts.scan(cluster_host(config), recorded.get("destination") or locations(config, run)["final"],
                       [recorded.get("checksum_algorithm") or "sha256"], log=log)
@@ -303,32 +303,19 @@ def _marker_again(config: dict, run: str, doc: dict, marker_path: str, log) -> d
     if problems:
         raise TransferError(f"run {run}: ondeck copy does not match its recorded checksums ({problems[0]}); "
                             f"reset it with `fulliautomatix retry {run}`")
-    marker = markers.run_marker("transfer", run, {"raw_location": doc["raw_location"]}, recorded)
-    markers.write(marker_path, marker)
-    return marker
+    return markers.run_marker("transfer", run, {"raw_location": doc["raw_location"]}, recorded)
 
 
-def transfer_run(db: RunsDB, config: dict, run: str, marker_path: str, log) -> dict:
-    """Transfer one run; write its marker; return the marker."""
-    hosts.check_run_name(run, config["run_name_pattern"])
-    doc = db.get(run)
-    cl = fa_config.cluster(config)
+def _transferable(doc: dict) -> None:
     if doc["raw_status"] not in ("acquired", "transferring", "ondeck"):
-        raise TransferError(f"run {run}: raw_status is {doc['raw_status']}, nothing to transfer")
-    if doc["raw_status"] == "ondeck":
-        return _marker_again(config, run, doc, marker_path, log)
+        raise TransferError(f"run {doc['name']}: raw_status is {doc['raw_status']}, nothing to transfer")
 
-    attempts = int((doc.get("transfer") or {}).get("attempts", 0)) + 1
-    started_at = states.now()
-    doc = db.transition(run, states.RAW, "transferring", expect=("acquired", "transferring"), doc=doc,
-                        fields={"transfer.attempts": attempts, "transfer.started": started_at,
-                                "transfer.refused": None})
+
+def _copy(config: dict, doc: dict, attempts: int, log) -> dict:
+    """The transfer's own work: copy and verify the run; its marker."""
+    run, cl = doc["name"], fa_config.cluster(config)
     t0 = time.monotonic()
-    try:
-        source, snapshot, rsync_seconds, verify_seconds = _copy_and_verify(config, run, log)
-    except (TransferError, hosts.CommandFailed) as exc:
-        raise _failed(db, config, run, doc, attempts, exc, log) from None
-
+    source, snapshot, rsync_seconds, verify_seconds = _copy_and_verify(config, run, log)
     seconds = hosts.elapsed(t0)
     nbytes = sum(f["size"] for f in source.files)
     final = locations(config, run)["final"]
@@ -337,26 +324,37 @@ def transfer_run(db: RunsDB, config: dict, run: str, marker_path: str, log) -> d
         "verify_seconds": verify_seconds, "mb_per_second": round(nbytes / 1e6 / max(rsync_seconds, 1e-3), 3),
         "checksum_algorithm": source.algorithm, "cluster": cl["name"], "destination": final, "attempts": attempts,
     }
-    info = {**measured, "checksums": source.files, "started": started_at, "finished": states.now(),
+    info = {**measured, "checksums": source.files, "started": doc["transfer"]["started"], "finished": states.now(),
             "error": None, "daq_copy": "kept", "daq_snapshot": snapshot}
-    fields = {"raw_location": f"{cl['name']}/{cl['username']}", "transfer": info}
-    marker = markers.run_marker("transfer", run, fields, measured)
-    markers.write(marker_path, marker)
     log.write(f"verified {len(source.files)} files, {nbytes} bytes ({source.algorithm}) in {final} "
               f"on {cluster_host(config).name}; {seconds:.1f} s\n")
-    if config["transfer"]["purge"] != "purge_after_verify":
-        _record(db, marker, doc, log)
-    else:
-        _purge_after_verify(db, config, run, marker, doc, info, log)
-    return marker
+    fields = {"raw_location": f"{cl['name']}/{cl['username']}", "transfer": info}
+    return markers.run_marker("transfer", run, fields, measured)
 
 
-def _purge_after_verify(db: RunsDB, config: dict, run: str, marker: dict, doc: dict, info: dict, log) -> None:
+def transfer_run(db: RunsDB, config: dict, run: str, marker_path: str, log) -> dict:
+    """Transfer one run; write its marker; return the marker (the skeleton: fulliautomatix.stage)."""
+    purge_after = config["transfer"]["purge"] == "purge_after_verify"
+    steps = stage.Stage(
+        "transfer", "transferring", ("acquired", "transferring"), note="transfer verified",
+        work=lambda doc, attempts: _copy(config, doc, attempts, log),
+        failed=lambda doc, attempts, exc: _failed(db, config, doc, attempts, exc, log),
+        again=lambda doc: _marker_again(config, doc, log),
+        failures=(TransferError, hosts.CommandFailed), check=_transferable,
+        claim_fields=lambda doc, attempts: {"transfer.attempts": attempts, "transfer.started": states.now(),
+                                            "transfer.refused": None},
+        record=(lambda marker, doc: _purge_after_verify(db, config, marker, doc, marker_path, log))
+        if purge_after else None)
+    return stage.run_stage(db, config, run, steps, marker_path, log, attempts_in="transfer")
+
+
+def _purge_after_verify(db: RunsDB, config: dict, marker: dict, doc: dict, marker_path: str, log) -> None:
     """Record the verified transfer, then purge the DAQ copy (purge_after_verify)."""
     from . import purge  # purge builds on this module
 
+    run, info = marker["run"], marker["set"]["transfer"]
     with purge.purging(config):  # the tick's purge step must not take this run meanwhile
-        if not _record(db, marker, doc, log):
+        if not stage.record(db, config, marker, marker_path, doc, "transfer verified", log):
             return
         try:
             how = purge.purge_daq_copy(config, run, info["checksums"], info["daq_snapshot"], log,
@@ -367,11 +365,6 @@ def _purge_after_verify(db: RunsDB, config: dict, run: str, marker: dict, doc: d
         except (purge.PurgeRefused, hosts.CommandFailed) as exc:
             log.write(f"DAQ copy of {run} kept: {exc}; a later tick tries again\n")
             db.update(run, {"transfer.daq_purge": {"at": states.now(), "error": str(exc)}})
-
-
-def _record(db: RunsDB, marker: dict, doc: dict, log) -> bool:
-    """Write the verified transfer to the runs DB; on failure the next tick replays the marker."""
-    return sync.record(db, marker, doc, "transfer verified", log)
 
 
 def _discard(cluster: hosts.Host, staging: str, bad: list[str], log) -> None:
