@@ -354,17 +354,19 @@ def _purge_after_verify(db: RunsDB, config: dict, marker: dict, doc: dict, marke
 
     run, info = marker["run"], marker["set"]["transfer"]
     with purge.purging(config):  # the tick's purge step must not take this run meanwhile
-        if not stage.record(db, config, marker, marker_path, doc, "transfer verified", log):
+        doc = stage.record(db, config, marker, marker_path, doc, "transfer verified", log)
+        if doc is None:
             return
         try:
             how = purge.purge_daq_copy(config, run, info["checksums"], info["daq_snapshot"], log,
                                        algorithm=info["checksum_algorithm"])
-            db.update(run, {"transfer.daq_copy": how, "transfer.daq_purge": {
+            fields = {"transfer.daq_copy": how, "transfer.daq_purge": {
                 "at": states.now(), "policy": "purge_after_verify", "verified_by": f"copy {info['destination']} "
-                f"on {cluster_host(config).name}, verified {dates.iso(info['finished'])}", "error": None}})
+                f"on {cluster_host(config).name}, verified {dates.iso(info['finished'])}", "error": None}}
         except (purge.PurgeRefused, hosts.CommandFailed) as exc:
             log.write(f"DAQ copy of {run} kept: {exc}; a later tick tries again\n")
-            db.update(run, {"transfer.daq_purge": {"at": states.now(), "error": str(exc)}})
+            fields = {"transfer.daq_purge": {"at": states.now(), "error": str(exc)}}
+        stage.keep(config, db.update(run, fields, doc=doc))
 
 
 def _discard(cluster: hosts.Host, staging: str, bad: list[str], log) -> None:
