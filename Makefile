@@ -10,7 +10,7 @@ DEMO_RUNS ?= 8
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,slurm]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -33,8 +33,13 @@ demo: install system-deps
 test: install system-deps
 	bash scripts/test.sh
 
+# ruff check includes C901 (complexity at most 15, pyproject.toml); check_shape: module and
+# function length, import cycles; then the formatters, checking only.
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks workflow/scripts setup.py
+	$(PY) scripts/check_shape.py
+	$(VENV)/bin/ruff format --check src tests benchmarks workflow/scripts setup.py scripts
+	$(VENV)/bin/snakefmt --check workflow
 	$(VENV)/bin/snakemake --lint --snakefile workflow/Snakefile
 
 bench: install system-deps

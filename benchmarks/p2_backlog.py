@@ -29,7 +29,8 @@ from pathlib import Path
 import yaml
 
 from fulliautomatix import config as fa_config
-from fulliautomatix import daq, planning, rawformat
+from fulliautomatix import daq, planning
+from fulliautomatix.standins import rawformat
 
 from .common import (FA, Context, Figure, Site, TreeMemory, clean_env, daq_doc, median, mib, paired_ratio, seed,
                      spread)

@@ -23,7 +23,7 @@ import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from fulliautomatix import rawformat
+from fulliautomatix.standins import rawformat
 
 from .common import (PROBE_DIR, Context, Figure, Site, archived_doc, clean_env, daq_doc, run_name, seed,
                      write_history_markers)

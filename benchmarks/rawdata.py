@@ -1,6 +1,6 @@
 """Large simulated runs, written fast, in the simulated ASTERIX raw format.
 
-:mod:`fulliautomatix.rawformat` draws every sample with ``random.randint``,
+:mod:`fulliautomatix.standins.rawformat` draws every sample with ``random.randint``,
 which takes minutes for a gibibyte.  Here the same layout and statistics (a
 header, then 256-sample int16 events: a per-event baseline of 8000 +- 20 ADC,
 +-4 ADC of noise, one negative photon pulse of up to 3000 ADC) are written
@@ -16,7 +16,7 @@ import random
 import struct
 from pathlib import Path
 
-from fulliautomatix import rawformat
+from fulliautomatix.standins import rawformat
 
 SAMPLES = rawformat.SAMPLES
 PULSE = (0.3, 1.0, 0.7, 0.45, 0.25, 0.12, 0.05)  # the shape rawformat uses

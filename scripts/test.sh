@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/ruff check src tests benchmarks workflow/scripts setup.py
+.venv/bin/python scripts/check_shape.py   # module and function length, import cycles
 .venv/bin/python -m pytest -q "$@"

@@ -31,11 +31,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import config as fa_config
 from . import dates, markers, selection, states, walltime
+from .runsdb import redact
 
 KINDS = ("BAD", "HELD", "STUCK", "RETRY")  # counted always (metrics, check's performance data)
 MORE_KINDS = ("LOST", "LOST-COPY", "ONE-COPY")  # counted when present
@@ -284,9 +286,18 @@ def _lost_copy(doc: dict) -> Problem:
                    f"fulliautomatix audit {name}", stage="archive")
 
 
-def _duplicate(config: dict, name: str, ids: list[str]) -> Problem:
-    from .planning import duplicate_line  # planning imports this module
+def duplicate_line(config: dict, name: str, ids: list[str]) -> str:
+    """The one line for a run name that several documents hold, with the command that fixes it."""
+    rdb = config["runs_db"]
+    uri = redact(rdb["uri"]) if rdb["uri"] != "embedded" else "mongodb://127.0.0.1:27017/"
+    serve = "`fulliautomatix db serve --port 27017`, then " if rdb["uri"] == "embedded" else ""
+    delete = f'db.getSiblingDB("{rdb["database"]}").{rdb["collection"]}.deleteOne({{_id: ObjectId("{ids[-1]}")}})'
+    return (f"run {name}: {len(ids)} documents have this name (_id {', '.join(ids)}); no tick touches it until "
+            f"one is left: keep the right one and delete the other, e.g. {serve}`mongosh {shlex.quote(uri)} "
+            f"--eval {shlex.quote(delete)}`")
 
+
+def _duplicate(config: dict, name: str, ids: list[str]) -> Problem:
     line = duplicate_line(config, name, ids)
     return Problem(name, "BAD", line, _command_in(line, f"fulliautomatix status {name}"))
 

@@ -2,7 +2,8 @@
 
 The schema in ``workflow/schemas/config.schema.yaml`` is the one source of
 truth for keys, types and defaults; both the cron wrapper and the Snakefile
-validate through :func:`validate`.  After validation, relative paths are made
+call :func:`finalize`, which validates once with ``snakemake.utils.validate``
+(filling the schema's defaults).  After validation, relative paths are made
 absolute (see :func:`relative_base`), so every process sees the same paths.
 
 The workflow, profiles, schema and default config are found by
@@ -96,31 +97,45 @@ def read(path: str | os.PathLike | None = None) -> dict:
 
 
 def validate(config: dict) -> dict:
-    """Validate in place against the schema (filling defaults) and return it."""
-    import jsonschema
+    """Validate in place against the schema, filling its defaults, and return it; else one-line ConfigError.
 
-    with open(SCHEMA) as fh:
-        schema = yaml.safe_load(fh)
-    validator_cls = _with_defaults(jsonschema.Draft202012Validator)
-    errors = sorted(validator_cls(schema).iter_errors(config), key=lambda e: list(e.path))
-    if errors:
-        err = errors[0]
-        path = [str(p) for p in err.absolute_path]
-        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
-            # Name the unknown key itself, not its parent, and what it could have been.
-            known = sorted(err.schema.get("properties", {}))
-            unknown = sorted(k for k in err.instance if k not in known)
-            if unknown and known:
-                raise ConfigError(f"config key {'.'.join(path + [str(unknown[0])])}: unknown key "
-                                  f"(known here: {', '.join(known)})")
-        key = ".".join(path) or "(top level)"
-        raise ConfigError(f"config key {key}: {err.message}")
+    Snakemake's own ``snakemake.utils.validate(set_default=True)`` does the
+    work, for the wrapper and the Snakefile alike (both call :func:`finalize`).
+    """
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate as snakemake_validate
+
+    try:
+        snakemake_validate(config, str(SCHEMA), set_default=True)
+    except (WorkflowError, AttributeError) as exc:  # AttributeError: its default filler met a non-mapping
+        raise ConfigError(first_error(config) or str(exc).strip().splitlines()[0]) from None
     try:
         re.compile(config["run_name_pattern"])
     except re.error as exc:
         raise ConfigError(f"config key run_name_pattern: not a regular expression ({exc})") from None
     check_command(config["processing"]["command"])
     return config
+
+
+def first_error(config: dict) -> str | None:
+    """The config's first schema error (by key path) as one line naming the key; None when it has none."""
+    import jsonschema
+
+    with open(SCHEMA) as fh:
+        schema = yaml.safe_load(fh)
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.path))
+    if not errors:
+        return None
+    err = errors[0]
+    path = [str(p) for p in err.absolute_path]
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        # Name the unknown key itself, not its parent, and what it could have been.
+        known = sorted(err.schema.get("properties", {}))
+        unknown = sorted(k for k in err.instance if k not in known)
+        if unknown and known:
+            return (f"config key {'.'.join(path + [str(unknown[0])])}: unknown key "
+                    f"(known here: {', '.join(known)})")
+    return f"config key {'.'.join(path) or '(top level)'}: {err.message}"
 
 
 PLACEHOLDERS = ("raw", "output", "pax_config", "run", "python")  # what processing.command may hold
@@ -147,22 +162,6 @@ def check_command(template: str) -> list[str]:
             raise ConfigError(f"{key}: bad placeholder in {word!r} ({type(exc).__name__}: {exc}); "
                               f"known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)}") from None
     return words
-
-
-def _with_defaults(validator_class):
-    """A validator that fills in schema defaults while it validates."""
-    import jsonschema
-
-    validate_props = validator_class.VALIDATORS["properties"]
-
-    def set_defaults(validator, properties, instance, schema):
-        if isinstance(instance, dict):
-            for prop, sub in properties.items():
-                if "default" in sub and prop not in instance:
-                    instance[prop] = copy.deepcopy(sub["default"])
-        yield from validate_props(validator, properties, instance, schema)
-
-    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
 def _abs(path: str, base: Path) -> str:

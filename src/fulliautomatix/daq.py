@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass, field
 
 from . import states
-from .transfer import daq_host, locations
+from .places import daq_host, locations
 
 # Runs the live check (argv "${@:1:n}") and prints "LIVE <exit status>", the
 # DAQ's clock, and for the run names read from stdin the newest modification

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from . import config as fa_config
 from . import attention, claims, daq, markers, process, runsdb, selection, states, sync, transfer
+from .attention import duplicate_line
 from .snapshots import keep_all
 
 log = logging.getLogger("fulliautomatix")
@@ -130,17 +131,6 @@ def read_plan(config: dict) -> TickPlan:
         return plan
     plan.docs = {d["name"]: d for d in docs if isinstance(d.get("name"), str)}
     return _finish(plan, choose(config, plan, docs))
-
-
-def duplicate_line(config: dict, name: str, ids: list[str]) -> str:
-    """The one line for a run name that several documents hold, with the command that fixes it."""
-    rdb = config["runs_db"]
-    uri = runsdb.redact(rdb["uri"]) if rdb["uri"] != "embedded" else "mongodb://127.0.0.1:27017/"
-    serve = "`fulliautomatix db serve --port 27017`, then " if rdb["uri"] == "embedded" else ""
-    delete = f'db.getSiblingDB("{rdb["database"]}").{rdb["collection"]}.deleteOne({{_id: ObjectId("{ids[-1]}")}})'
-    return (f"run {name}: {len(ids)} documents have this name (_id {', '.join(ids)}); no tick touches it until "
-            f"one is left: keep the right one and delete the other, e.g. {serve}`mongosh {shlex.quote(uri)} "
-            f"--eval {shlex.quote(delete)}`")
 
 
 def _bad_documents(db: runsdb.RunsDB, config: dict, duplicates: dict[str, list[str]]) -> tuple[set, list[str]]:

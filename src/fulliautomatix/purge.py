@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from . import config as fa_config
 from . import dates, hosts, markers, states
 from .runsdb import RunsDB
-from .transfer import cluster_host, daq_host, locations
+from .places import cluster_host, daq_host, locations
 
 
 class PurgeRefused(Exception):
@@ -155,7 +155,7 @@ def _cluster_copy_verifies(config: dict, doc: dict, log) -> str:
 
 def _archive_copy_verifies(config: dict, doc: dict, read_back: dict, log) -> str:
     """The archived copy, read back now, matches the recorded checksum; raises PurgeRefused."""
-    from . import archive
+    from .archive.choose import make as archive_backend  # the archive only when its copy is judged
 
     a = doc.get("archive") or {}
     tarball, member = a.get("tarball"), a.get("member")
@@ -165,7 +165,7 @@ def _archive_copy_verifies(config: dict, doc: dict, read_back: dict, log) -> str
     key = (a.get("backend"), a.get("host"), tarball)
     if key not in read_back:
         try:  # one read-back per tarball and tick, however many of its runs are due
-            be = archive.make(config, name=a.get("backend"), host=a.get("host"))
+            be = archive_backend(config, name=a.get("backend"), host=a.get("host"))
             read_back[key] = be.read_back(tarball, log)[0]
         except Exception as exc:  # any failure of the backend means: not verified now
             read_back[key] = exc

@@ -25,13 +25,10 @@ from collections import Counter
 from pathlib import Path
 
 from . import attention, states, status
+from .backlog import BACKLOG, LISTED, STAGES, label
 from .dates import as_utc, day_number, iso, now as utcnow
 
 SAMPLES = 240  # points of the backlog curve over the window
-LISTED = 200  # attention rows (and run timelines) in the page; --json and status list all
-BACKLOG = ("acquired", "transferring", "ondeck", "queued", "processing", "failed", "processed", "compressing",
-           "compressed", "archiving")
-STAGES = ("transfer", "process", "compress", "archive")
 # History entries that record a failed attempt: (field, from or None for any, to) -> stage.
 FAILED = {(states.RAW, "transferring", "acquired"): "transfer", (states.PROCESSED, None, "failed"): "process",
           (states.RAW, "compressing", "ondeck"): "compress", (states.RAW, "archiving", "compressed"): "archive"}
@@ -46,14 +43,6 @@ EDGE_LABELS = ("<10s", "10-30s", "30s-1m", "1-2m", "2-5m", "5-10m", "10-30m", "3
                "12-24h", "1-2d", "2-7d", ">7d")
 USED_EDGES = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 USED_LABELS = ("<25%", "25-50%", "50-75%", "75-100%", "100-125%", "125-150%", ">150%")
-
-
-def label(raw, proc) -> str | None:
-    """A run's place in the backlog, or None once archived (or in an unknown state)."""
-    if raw == "ondeck":
-        return {"none": "ondeck", "queued": "queued", "processing": "processing", "failed": "failed",
-                "processed": "processed"}.get(proc)
-    return raw if raw in BACKLOG else None
 
 
 class Aggregator:

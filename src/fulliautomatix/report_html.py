@@ -10,7 +10,7 @@ from __future__ import annotations
 from html import escape
 
 from . import svgplot
-from .report import BACKLOG, LISTED, STAGES, label
+from .backlog import BACKLOG, LISTED, STAGES, label
 from .dates import as_utc, duration
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"

@@ -115,15 +115,6 @@ def history_entry(t: Transition, note: str | None = None) -> dict:
     return entry
 
 
-def is_final(doc: dict) -> bool:
-    """True when nothing is left to do for this run."""
-    return doc.get(RAW) == "archived"
-
-
-def needs_processing(doc: dict) -> bool:
-    return doc.get(PROCESSED) in ("none", "queued", "processing", "failed")
-
-
 # The query that selects runs in non-final states.  It touches only indexed
 # status fields so that its cost follows the pending work, not the history.
 PENDING_QUERY = {RAW: {"$in": [s for s in RAW_STATES if s != "archived"]}}

@@ -23,10 +23,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import hosts, tarstream
+from . import hosts, tarparse, tarstream
 
 # The one-pass program, sent as `python3 -c` (it imports nothing of this package).
-STREAM_SOURCE = Path(tarstream.__file__).read_text()
+# One python3 -c program: the tar parser first, then tarstream, whose import of it then fails and is skipped.
+STREAM_SOURCE = Path(tarparse.__file__).read_text() + "\n\n" + Path(tarstream.__file__).read_text()
 NO_PYTHON = 127  # the remote shell's exit status for a command that is not installed
 
 # $1: the tarball; $2: the checksum tool for members (sha256sum, xxh128sum, b2sum);

@@ -41,7 +41,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from . import config as fa_config
-from . import dates, hosts, markers, stage, states
+from . import dates, hosts, markers, purge, stage, states
+from .places import cluster_from_daq, cluster_host, daq_host, locations  # transfer.daq_host(...) elsewhere
 from .runsdb import RunsDB
 
 
@@ -50,42 +51,6 @@ class TransferError(Exception):
 
 
 PROGRESS_EVERY = 5.0  # seconds between rsync progress lines in the job log
-
-
-# -- where things are ----------------------------------------------------------
-
-def daq_host(config: dict) -> hosts.Host:
-    return hosts.Host.from_config(config["daq"], hosts.control_dir(config))
-
-
-def cluster_host(config: dict, name: str | None = None) -> hosts.Host:
-    section = config["clusters"][name] if name else fa_config.cluster(config)
-    return hosts.Host.from_config(section, hosts.control_dir(config))
-
-
-def cluster_from_daq(config: dict) -> hosts.Host:
-    """The cluster as rsync on the DAQ machine reaches it (clusters.<name>.from_daq)."""
-    cl = fa_config.cluster(config)
-    if config["daq"].get("host", "local") == "local":
-        return cluster_host(config)  # the DAQ directory is here: use our own way there
-    route = cl.get("from_daq") or {}
-    dest = route.get("host") or cl.get("host", "local")
-    if dest == "local":
-        raise fa_config.ConfigError(
-            f"config key clusters.{cl['name']}.from_daq.host: the DAQ is remote and the cluster is this machine; "
-            "say how the DAQ machine reaches it")
-    return hosts.Host(dest, tuple(route.get("ssh") or hosts.DEFAULT_SSH), route.get("user") or cl.get("user") or "",
-                      route.get("port") or cl.get("port"))
-
-
-def locations(config: dict, run: str) -> dict[str, str]:
-    scratch = fa_config.cluster(config)["scratch"].rstrip("/") or "/"
-    return {
-        "source": f"{config['daq']['raw_dir'].rstrip('/')}/{run}",
-        "scratch": scratch,
-        "staging": f"{scratch}/raw/.incoming/{run}",
-        "final": f"{scratch}/raw/{run}",
-    }
 
 
 def algorithms(config: dict) -> list[str]:
@@ -350,8 +315,6 @@ def transfer_run(db: RunsDB, config: dict, run: str, marker_path: str, log) -> d
 
 def _purge_after_verify(db: RunsDB, config: dict, marker: dict, doc: dict, marker_path: str, log) -> None:
     """Record the verified transfer, then purge the DAQ copy (purge_after_verify)."""
-    from . import purge  # purge builds on this module
-
     run, info = marker["run"], marker["set"]["transfer"]
     with purge.purging(config):  # the tick's purge step must not take this run meanwhile
         doc = stage.record(db, config, marker, marker_path, doc, "transfer verified", log)

@@ -20,7 +20,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fulliautomatix import compress, markers, process, runsdb, simulate, transfer
+from fulliautomatix import compress, markers, process, runsdb, transfer
+from fulliautomatix.standins import simulate
 from fulliautomatix import config as fa_config
 from fa_testlib import JobLog as Log  # noqa: F401 - the archive tests' job log
 

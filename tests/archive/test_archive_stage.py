@@ -200,15 +200,18 @@ HTAR: HTAR SUCCESSFUL
 
 
 def test_read_back_output_is_parsed_and_compared():
-    from fulliautomatix.archive import Member, compare, disk
+    from fulliautomatix import tarsums
+    from fulliautomatix.archive import Member, compare
 
-    members, facts = disk.parse_read_back("B 20480\nF abc\nM 10 h1 a.tar.zst\nM 20 h2 b.tar.zst\n")
-    assert facts == {"tarball_bytes": 20480, "tarball_sha256": "abc"}
+    sums = tarsums.parse("B 20480\nF abc\nM 10 h1 a.tar.zst\nM 20 h2 b.tar.zst\n")
+    members = {name: Member(size, digest) for name, (size, digest) in sums.members.items()}
+    assert {"tarball_bytes": sums.bytes, "tarball_sha256": sums.sha256} == {"tarball_bytes": 20480,
+                                                                            "tarball_sha256": "abc"}
     assert members == {"a.tar.zst": Member(10, "h1"), "b.tar.zst": Member(20, "h2")}
     expected = {"a.tar.zst": Member(10, "h1"), "c.tar.zst": Member(5, "h3")}
     assert compare(expected, members) == ["member c.tar.zst is missing", "unexpected member b.tar.zst"]
     assert compare({"a.tar.zst": Member(10, "hX")}, {"a.tar.zst": Member(10, "h1")}) == [
         "member a.tar.zst differs from its recorded sha256"]
     assert compare({"a.tar.zst": Member(10, "h1")}, {"a.tar.zst": Member(10, None)}) == []
-    with pytest.raises(archive.ArchiveError):
-        disk.parse_read_back("M 1 h x\n")
+    with pytest.raises(tarsums.ReadBackError):
+        tarsums.parse("M 1 h x\n")

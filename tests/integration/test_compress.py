@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fulliautomatix import compress, markers, process, simulate, transfer
+from fulliautomatix import compress, markers, process, transfer
+from fulliautomatix.standins import simulate
 from fulliautomatix import config as fa_config
 from fa_testlib import JobLog as Log
 

@@ -24,8 +24,6 @@ from fa_testlib import ROOT
 from fulliautomatix import config as fa_config
 from fulliautomatix import states
 
-pytestmark = pytest.mark.integration
-
 BUILD_INPUTS = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "src", "workflow", "profiles", "config")
 SKIP = shutil.ignore_patterns("__pycache__", "*.py[co]", "*.egg-info", ".snakemake")
 ONDECK_OR_LATER = states.RAW_STATES[states.RAW_STATES.index("ondeck"):]

@@ -25,8 +25,6 @@ from fa_testlib import ROOT
 from fulliautomatix import metrics
 from receivers import HookServer, SilentServer, SmtpServer, free_port
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def smtp():

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from fa_testlib import FA
-from fulliautomatix import rawformat
+from fulliautomatix.standins import rawformat
 
 
 def today() -> str:

@@ -20,7 +20,7 @@ import shlex
 import pytest
 from sshbed import ROOT, digests
 
-from fulliautomatix import rawformat
+from fulliautomatix.standins import rawformat
 
 RUNS = ("261127_0001", "261127_0002")
 

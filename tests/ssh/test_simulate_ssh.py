@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import uuid
 
-from fulliautomatix import rawformat
+from fulliautomatix.standins import rawformat
 from sshbed import BIN
 
 

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from fulliautomatix import config as fa_config
-from fulliautomatix import process, processor, rawformat
+from fulliautomatix import process
+from fulliautomatix.standins import processor, rawformat
 
 SAMPLES = 256
 PULSE = {100: 300, 101: 1000, 102: 700, 103: 250}  # sample -> depth below baseline

@@ -96,12 +96,5 @@ def test_history_entry_keeps_a_note():
     assert entry["note"] == "exit 2"
 
 
-def test_final_and_processing_predicates():
-    assert states.is_final({RAW: "archived"})
-    assert not states.is_final({RAW: "archiving"})
-    assert [s for s in states.PROCESSED_STATES if states.needs_processing({PROCESSED: s})] == [
-        "none", "queued", "processing", "failed"]
-
-
 def test_pending_query_lists_every_state_but_archived():
     assert set(states.PENDING_QUERY[RAW]["$in"]) == set(states.RAW_STATES) - {"archived"}

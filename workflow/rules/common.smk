@@ -11,8 +11,6 @@ import os
 import sys
 from pathlib import Path
 
-from snakemake.utils import validate
-
 # In a source checkout, its own package (whatever else is installed); an installed
 # copy of the workflow has no src/ beside it and imports the installed package.
 if (Path(workflow.basedir).parent / "src" / "fulliautomatix").is_dir():
@@ -24,8 +22,9 @@ from fulliautomatix import process
 from fulliautomatix import tickguard
 
 
-validate(config, schema="../schemas/config.schema.yaml")
-# Relative paths: see fa_config.relative_base (the last --configfile's directory when installed).
+# finalize validates (snakemake.utils.validate against workflow/schemas/config.schema.yaml, filling
+# its defaults), as the wrapper does. Relative paths: see fa_config.relative_base (the last
+# --configfile's directory when installed).
 try:
     fa_config.finalize(config, fa_config.relative_base((workflow.overwrite_configfiles or [None])[-1]))
 except fa_config.ConfigError as exc:  # one line for the user, as the wrapper prints it

@@ -1,6 +1,7 @@
 """Stage 4: batches of compressed runs, tarred, archived, verified; and restore.
 
-    backend.py  the interface every backend offers; choosing one from the config
+    backend.py  the interface every backend offers
+    choose.py   choosing one from the config (make)
     disk.py     ``local`` (a directory here) and ``rsync`` (a directory on an ssh host)
     hpss.py     ``hpss`` (htar/hsi into an HPSS tape archive such as Fortress)
     stage.py    archive_batch (the rule's body) and restore, the same for every backend
@@ -10,7 +11,8 @@ the archive and every member's size and checksum matched the run documents;
 only then may the compressed copies on scratch be purged.
 """
 
-from .backend import ArchiveError, Member, compare, make, member_name
+from .backend import ArchiveError, Member, compare, member_name
+from .choose import make
 from .stage import archive_batch, restore, verify
 
 backend = make  # the name planning.describe uses

@@ -1,4 +1,4 @@
-"""The small interface every archive backend offers, and how one is chosen.
+"""The small interface every archive backend offers (:mod:`.choose` picks one from the config).
 
 A backend keeps one tarball per batch, whose members are the runs'
 compressed copies (``<run>.tar.zst``).  It offers:
@@ -70,27 +70,3 @@ def staging_dir(config: dict) -> Path:
         return Path(fa_config.cluster(config)["scratch"]) / "archive-staging"
     p = Path(staging).expanduser()
     return p if p.is_absolute() else fa_config.ROOT / p
-
-
-def make(config: dict, name: str | None = None, host: str | None = None):
-    """The backend named `name` (default: archive.backend), set up from the config.
-
-    `host` overrides archive.rsync.host; restore passes the host a run was
-    archived to, so a later change of the config cannot lose it.
-    """
-    from .. import hosts
-    from . import disk, hpss  # the backends import this module
-
-    a = config["archive"]
-    name = name or a["backend"]
-    staging = staging_dir(config)
-    if name == "local":
-        return disk.DiskBackend.local(a["location"], a["rsync"]["command"], staging, a["upload_timeout_seconds"])
-    if name == "rsync":
-        section = {**a["rsync"], "host": host or a["rsync"]["host"]}
-        return disk.DiskBackend.remote(section, a["location"], a["rsync"]["command"], staging,
-                                       a["upload_timeout_seconds"], hosts.control_dir(config))
-    if name == "hpss":
-        h = a["hpss"]
-        return hpss.HpssBackend(a["location"], h["htar"], h["hsi"], h["verify"], h["read_back"], staging)
-    raise ArchiveError(f"archive backend {name!r} is not known (local, rsync, hpss)")

@@ -35,15 +35,6 @@ from pathlib import Path
 from .. import hosts, tarsums
 from .backend import ArchiveError, Member
 
-def parse_read_back(text: str) -> tuple[dict[str, Member], dict]:
-    """({member: Member}, {tarball_bytes, tarball_sha256}) from a read-back's output (tarsums.parse)."""
-    try:
-        sums = tarsums.parse(text)
-    except tarsums.ReadBackError as exc:
-        raise ArchiveError(str(exc)) from None
-    members = {name: Member(size, digest) for name, (size, digest) in sums.members.items()}
-    return members, {"tarball_bytes": sums.bytes, "tarball_sha256": sums.sha256}
-
 
 class DiskBackend:
     """Tarballs in a directory, on this machine (`local`) or on an ssh host (`rsync`)."""

@@ -35,7 +35,8 @@ from pathlib import Path
 
 from .. import hosts, recovery, stage, states
 from ..runsdb import RunsDB
-from .backend import ArchiveError, Member, compare, make, member_name, staging_dir
+from .backend import ArchiveError, Member, compare, member_name, staging_dir
+from .choose import make
 from ..checksums import file_hash
 
 logger = logging.getLogger("fulliautomatix")

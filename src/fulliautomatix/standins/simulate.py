@@ -1,4 +1,4 @@
-"""simulate-daq: write simulated runs and insert their documents, as the DAQ does.
+"""simulate-daq: write simulated runs and insert their documents, as the DAQ does (a STAND-IN for the DAQ).
 
 Run numbers continue after the highest one in the runs DB *and* on the DAQ
 (a runs DB reset over a DAQ directory that still holds runs), and a name
@@ -25,8 +25,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from . import dates, hosts, rawformat
-from .runsdb import RunsDB, RunsDBError
+from .. import dates, hosts
+from ..runsdb import RunsDB, RunsDBError
+from . import rawformat
 
 log = logging.getLogger(__name__)
 
