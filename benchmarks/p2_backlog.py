@@ -29,7 +29,7 @@ from pathlib import Path
 import yaml
 
 from fulliautomatix import config as fa_config
-from fulliautomatix import planning, transfer
+from fulliautomatix import daq, planning
 from fulliautomatix.standins import rawformat
 
 from .common import (FA, Context, Figure, Site, TreeMemory, clean_env, daq_doc, median, mib, paired_ratio, seed,
@@ -106,7 +106,7 @@ def planning_parts(site: Site) -> tuple[float, float, float]:
         planning.plan_tick(site.db, config, "p2", f"{tmp}/plan.json")
         plan = time.perf_counter() - t0
     t0 = time.perf_counter()
-    transfer.survey_daq(site.config, names)
+    daq.survey_daq(site.config, names)
     survey = time.perf_counter() - t0
     return read, plan, survey
 

@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 
 from . import config as fa_config
-from . import hosts, markers, recovery, states, sync, tarsums
+from . import hosts, markers, recovery, stage, states, tarsums
 from .runsdb import RunsDB
 
 
@@ -110,23 +110,10 @@ def _remove_raw(cluster: hosts.Host, raw: Path, log) -> None:
         log.write(f"could not remove {cluster.path(str(raw))}: {exc}\n")
 
 
-def compress_run(db: RunsDB, config: dict, run: str, processed_marker: str, marker_path: str, log) -> dict:
-    hosts.check_run_name(run, config["run_name_pattern"])
-    doc = db.get(run)
-    sync.apply(db, markers.read(processed_marker), doc=doc)
-    doc = db.get(run)
-    p = paths(config, run)
-    cluster = cluster_host(config)
-    recorded = (doc.get("transfer") or {}).get("checksums") or []
-    algo = (doc.get("transfer") or {}).get("checksum_algorithm") or config["transfer"]["checksum"]
-    if not recorded:
-        raise CompressionError(f"run {run}: no transfer checksums in the runs DB to verify against; "
-                               f"re-transfer it with `fulliautomatix retry {run}`")
-    if doc["raw_status"] == "compressed":
-        return _marker_again(db, config, cluster, doc, str(p["archive"]), marker_path, log)
-    attempts = int((doc.get("compressed") or {}).get("attempts") or 0) + 1
-    doc = db.transition(run, states.RAW, "compressing", expect=("ondeck", "compressing"), doc=doc,
-                        fields={"compressed.attempts": attempts})
+def _compress_verified(config: dict, cluster: hosts.Host, doc: dict, log) -> dict:
+    """The compression's own work: the compressed copy, verified, in place, the plain copy gone; its marker."""
+    run, p = doc["name"], paths(config, doc["name"])
+    recorded, algo = _recorded(config, doc)
     t0 = time.monotonic()
     tmp = str(p["archive"].with_name(f".{p['archive'].name}.partial"))
     try:
@@ -136,18 +123,38 @@ def compress_run(db: RunsDB, config: dict, run: str, processed_marker: str, mark
                 "cluster": fa_config.cluster(config)["name"], "bytes": sums.bytes, "hash": sums.sha256,
                 "algorithm": "sha256", "members_verified": len(recorded), "at": states.now(),
                 "seconds": round(time.monotonic() - t0, 3), "error": None}
-        marker = markers.run_marker("compress", run, {"compressed": info}, info)
         if tmp != final:
             cluster.run(["bash", "-c", 'sync -- "$1" && mv -f -T -- "$1" "$2"', "fa-promote", tmp, final], log=log)
-    except (hosts.CommandFailed, tarsums.ReadBackError, OSError, CompressionError) as exc:
+    except FAILURES:
         if tmp != str(p["archive"]):
             cluster.run(["rm", "-f", "--", tmp], check=False)
-        raise _failed(db, config, cluster, doc, exc, attempts, log) from None
-    markers.write(marker_path, marker)
+        raise
     _remove_raw(cluster, p["raw"], log)
     log.write(f"verified {len(recorded)} files in {cluster.path(final)}\n")
-    _record(db, marker, doc, log)
-    return marker
+    return markers.run_marker("compress", run, {"compressed": info}, info)
+
+
+def _recorded(config: dict, doc: dict) -> tuple[list[dict], str]:
+    """(the checksums its transfer recorded, their algorithm); CompressionError when there are none."""
+    t = doc.get("transfer") or {}
+    if not t.get("checksums"):
+        raise CompressionError(f"run {doc['name']}: no transfer checksums in the runs DB to verify against; "
+                               f"re-transfer it with `fulliautomatix retry {doc['name']}`")
+    return t["checksums"], t.get("checksum_algorithm") or config["transfer"]["checksum"]
+
+
+def compress_run(db: RunsDB, config: dict, run: str, processed_marker: str, marker_path: str, log) -> dict:
+    """Compress one run; write its marker; return the marker (the skeleton: fulliautomatix.stage)."""
+    cluster = cluster_host(config)
+    steps = stage.Stage(
+        "compress", "compressing", ("ondeck", "compressing"), note="compressed and verified",
+        work=lambda doc, attempts: _compress_verified(config, cluster, doc, log),
+        failed=lambda doc, attempts, exc: _failed(db, config, cluster, doc, exc, attempts, log),
+        again=lambda doc: _marker_again(db, config, cluster, doc, str(paths(config, run)["archive"]), log),
+        failures=FAILURES, check=lambda doc: _recorded(config, doc),
+        claim_fields=lambda doc, attempts: {"compressed.attempts": attempts})
+    return stage.run_stage(db, config, run, steps, marker_path, log, input_marker=processed_marker,
+                           attempts_in="compressed")
 
 
 class CopyWentBad(CompressionError):
@@ -156,6 +163,9 @@ class CopyWentBad(CompressionError):
     def __init__(self, message: str, plain: bool):
         super().__init__(message)
         self.plain = plain
+
+
+FAILURES = (hosts.CommandFailed, tarsums.ReadBackError, OSError, CompressionError)
 
 
 def _compress(config: dict, cluster: hosts.Host, run: str, p: dict, tmp: str, recorded: list[dict], algo: str,
@@ -219,28 +229,19 @@ def _failed(db: RunsDB, config: dict, cluster: hosts.Host, doc: dict, exc: Excep
             db.transition(run, states.RAW, "ondeck", note="compression failed: no verified copy left",
                           fields=fields)
             return CompressionError(line)
-    db.transition(run, states.RAW, "ondeck", doc=doc, note="compression failed", fields=fields)
+    stage.give_back(db, config, doc, states.RAW, "ondeck", fields, "compression failed")
     scratch = ("its copy on scratch is kept" if not isinstance(exc, CopyWentBad)
                else "what is left on scratch is kept")
-    left = config["compression"]["max_attempts"] - attempts
-    hint = (f"the next tick retries ({left} attempts left)" if left > 0
-            else f"no attempts left: fix it, then `fulliautomatix retry {run}`")
+    hint = stage.retry_hint(run, config["compression"]["max_attempts"] - attempts)
     return CompressionError(f"run {run}: {exc}; {recovery.copies(config, doc, scratch)}; {hint}")
 
 
-def _marker_again(db: RunsDB, config: dict, cluster: hosts.Host, doc: dict, final: str, marker_path: str,
-                  log) -> dict:
+def _marker_again(db: RunsDB, config: dict, cluster: hosts.Host, doc: dict, final: str, log) -> dict:
     """A compressed run whose marker was lost: its compressed copy must still match the runs DB."""
     run = doc["name"]
     prev = doc.get("compressed") or {}
     if prev.get("hash") and _sha256(cluster, prev.get("path") or final, log) == prev["hash"]:
-        marker = markers.run_marker("compress", run, {"compressed": prev}, prev)
-        markers.write(marker_path, marker)
-        return marker
+        return markers.run_marker("compress", run, {"compressed": prev}, prev)
     why = f"its compressed copy {cluster.path(prev.get('path') or final)} is gone or differs from the runs DB"
     line = recovery.recover(db, config, doc, why, log, reprocess=False)
     raise CompressionError(line or f"run {run}: {why}; the next tick checks again")
-
-
-def _record(db: RunsDB, marker: dict, doc: dict, log) -> None:
-    sync.record(db, marker, doc, "compressed and verified", log)  # on failure the next tick replays the marker

@@ -4,7 +4,8 @@ Each ``workflow/scripts/*.py`` file calls :func:`run` with one stage function.
 It gives the job a log file of its own attempt (the rule's ``log:`` path is a
 link to it, so a rerun never truncates an earlier attempt's log), makes sure
 the tick holds its lock and runs DB (:mod:`fulliautomatix.tickguard`),
-refuses a forced rebuild of work already done, connects to the runs DB, and
+refuses a forced rebuild of work already done, connects to the runs DB (no
+``ping`` first, no ``endSessions`` at the end: :func:`runsdb.connect`), and
 turns an expected failure into one line naming the run and what to do (exit
 status 1), never a traceback.
 """
@@ -17,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 from typing import NoReturn
+
+import pymongo.errors
 
 from . import claims, hosts, runsdb, states, tickguard
 from . import config as fa_config
@@ -141,8 +144,11 @@ def _run(snakemake, stage_function, connect: bool, local: bool, on_busy) -> int:
             if not connect:
                 stage_function(None, config, snakemake, log)
                 return 0
-            with runsdb.connect(config, start_embedded=False) as db:
-                stage_function(db, config, snakemake, log)
+            with runsdb.connect(config, start_embedded=False, job=True) as db:
+                try:
+                    stage_function(db, config, snakemake, log)
+                except pymongo.errors.ConnectionFailure as exc:  # no ping first: the first command tells
+                    raise db.unreachable(exc) from None
             return 0
         except expected() as exc:
             line = runsdb.redact(str(exc))

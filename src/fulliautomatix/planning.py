@@ -10,7 +10,8 @@ Two views of the same choice (:func:`choose`):
   changes a tick starts with: it holds the tick lock, collects batch jobs of
   earlier ticks, replays markers the runs DB missed, asks the DAQ once whether
   it is live and which runs are still being written, writes the processing
-  requests, and records the plan (``state/ticks/<tick>/plan.json``) that the
+  requests, hands each planned run's document to its jobs (:mod:`fulliautomatix.stage`),
+  and records the plan (``state/ticks/<tick>/plan.json``) that the
   rest of the tick's DAG is built from.
 """
 
@@ -26,9 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import config as fa_config
-from . import attention, claims, markers, process, runsdb, selection, states, sync, transfer
+from . import attention, claims, daq, markers, process, runsdb, selection, states, sync, transfer
 from .attention import duplicate_line
 from .batch import plan as batch_plan
+from .snapshots import keep_all
 
 log = logging.getLogger("fulliautomatix")
 
@@ -157,15 +159,15 @@ def _record_missing(db: runsdb.RunsDB, docs: list[dict], missing: dict[str, str]
 def _ask_daq(db: runsdb.RunsDB, config: dict, plan: TickPlan, every: list[dict]) -> list[dict]:
     """One call to the DAQ: live (no transfers this tick), runs still being written or without a
     directory (recorded, HELD). Sets plan.stages and plan.daq; returns the run documents left."""
-    daq = transfer.daq_check(config, plan.stages, every)
-    if "transfer" in daq.stages:
-        _record_missing(db, every, daq.missing)
-    plan.stages, plan.daq = daq.stages, daq.daq
-    plan.messages += daq.messages
-    plan.held += daq.warnings
+    check = daq.daq_check(config, plan.stages, every)
+    if "transfer" in check.stages:
+        _record_missing(db, every, check.missing)
+    plan.stages, plan.daq = check.stages, check.daq
+    plan.messages += check.messages
+    plan.held += check.warnings
     if plan.daq in ("live", "unreachable"):  # no transfers this tick: acquired runs wait, they are not stuck
-        attention.record_daq_live(config, (daq.messages + daq.warnings or [""])[0])
-    return daq.docs
+        attention.record_daq_live(config, (check.messages + check.warnings or [""])[0])
+    return check.docs
 
 
 def plan_tick(db: runsdb.RunsDB, config: dict, tick: str, out_path: str) -> TickPlan:
@@ -177,7 +179,7 @@ def plan_tick(db: runsdb.RunsDB, config: dict, tick: str, out_path: str) -> Tick
     claimed = claims.busy(config)  # runs a job of an earlier, killed tick still works on
     jobs.exclude |= untouchable | set(claimed)
     plan.messages += [claimed[name] for name in sorted(claimed)]
-    every = [d for d in db.pending() if d.get("name") not in jobs.exclude]
+    every = [d for d in db.pending(whole=True) if d.get("name") not in jobs.exclude]
     valid = [d for d in every if selection.check_doc(d, config["run_name_pattern"]) is None]
     repaired = sync.reconcile(db, fa_config.state_dir(config), valid)
     if repaired:  # read again only the runs the replay changed
@@ -190,6 +192,8 @@ def plan_tick(db: runsdb.RunsDB, config: dict, tick: str, out_path: str) -> Tick
     plan.messages += jobs.messages
     reprocessing = "process" in plan.stages or bool(config["tick"]["reprocess"])
     _finish(plan, targets, jobs.reprocess if reprocessing else [])
+    by_name = {d.get("name"): d for d in docs}
+    keep_all(config, [by_name[run] for _, run in targets if run in by_name])  # each job's document (stage.take)
     if plan.targets:
         _open_cluster_connection(config)
     markers.write(out_path, plan.as_dict())
@@ -229,8 +233,8 @@ def describe(db: runsdb.RunsDB, config: dict, stages: list[str], runs: list[str]
     docs = db.pending()
     if runs:
         docs = [d for d in docs if d["name"] in set(runs)]
-    daq = transfer.daq_check(config, stages, docs)
-    stages, docs, daq_messages = daq.stages, daq.docs, daq.warnings + daq.messages
+    check = daq.daq_check(config, stages, docs)
+    stages, docs, daq_messages = check.stages, check.docs, check.warnings + check.messages
     plan = TickPlan(tick="", stages=stages)
     targets = choose(config, plan, docs)
     by_name = {d["name"]: d for d in docs}

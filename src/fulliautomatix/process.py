@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from . import config as fa_config
-from . import hosts, markers, states, sync
+from . import hosts, markers, stage, states
 from .batch import adapters, records
 from .batch.requests import make_request, on_cluster, paths, read_request
 from .runsdb import RunsDB
@@ -75,27 +75,29 @@ def _record_start(db: RunsDB | None, config: dict, run: str, req: dict, job: dic
     if db is None:
         markers.write(records.started_path(config["work_dir"], run), started)
         return None
+    fields = {"processing.started": started["started"], "processing.node": started["node"]}
     if doc["processed_status"] != "queued":
         # Not recorded at submission (a scheduler plugin without our submit command, or a lost write).
         info = records.processing_doc(req, attempts=int(req.get("attempts", 0)) + 1, job_id=job.get("job_id"),
                                       queue=job.get("queue") or req.get("queue"), walltime=req.get("walltime"))
-        doc = db.transition(run, states.PROCESSED, "queued", doc=doc, fields={"processing": info},
-                            note="recorded when the job started")
-    return db.transition(run, states.PROCESSED, "processing", doc=doc, note=f"job {job.get('job_id')} started",
-                         fields={"processing.started": started["started"], "processing.node": started["node"]})
+        fields = {"processing": {**info, "started": started["started"], "node": started["node"]}}
+    return stage.claim(db, config, doc, states.PROCESSED, "processing", via=("queued",), fields=fields,
+                       note=f"job {job.get('job_id')} started")
 
 
 def _start_here(db: RunsDB, config: dict, run: str, req: dict, doc: dict, argv: list[str], attempts: int,
                 tag: str | None) -> dict:
-    """Record a processing attempt on this machine (local profile); never beyond processing.max_attempts."""
+    """Record a processing attempt on this machine (local profile), ``queued`` and ``processing`` in one
+    write; never beyond processing.max_attempts."""
     limit = config["processing"]["max_attempts"]
     if attempts > limit:
         raise ProcessingFailed(f"run {run}: {attempts - 1} processing attempts made already "
                                f"(processing.max_attempts {limit}); see its log, then `fulliautomatix retry {run}`")
-    info = records.processing_doc(req, attempts=attempts, queue="local", timeouts=0, command=argv)
+    fields = {"processing.started": states.now()}
     if doc["processed_status"] != "queued":
-        doc = db.transition(run, states.PROCESSED, "queued", fields={"processing": info}, doc=doc)
-    return db.transition(run, states.PROCESSED, "processing", fields={"processing.started": states.now()}, doc=doc)
+        info = records.processing_doc(req, attempts=attempts, queue="local", timeouts=0, command=argv)
+        fields = {"processing": {**info, "started": fields["processing.started"]}}
+    return stage.claim(db, config, doc, states.PROCESSED, "processing", via=("queued",), fields=fields)
 
 
 def _run_processor(argv: list[str], log) -> int:
@@ -115,31 +117,29 @@ def _run_processor(argv: list[str], log) -> int:
 
 def process_run(db: RunsDB | None, config: dict, run: str, input_marker: str, marker_path: str, log,
                 log_path: str, tag: str | None = None) -> dict:
-    """Process one run here (local profile) or as a batch job; write its marker; return it."""
+    """Process one run here (local profile) or as a batch job; write its marker; return it.
+
+    The skeleton of every stage (fulliautomatix.stage): the run's snapshot,
+    its input marker replayed, one write for its start, the processor, the
+    marker, one write for its result.
+    """
     hosts.check_run_name(run, config["run_name_pattern"])
     log_path = os.path.abspath(log_path)
-    version = config["processing"]["version"]
-    cluster = on_cluster(config)
     doc = None
     if db is not None:
-        doc = db.get(run)
+        # A batch job's run was written at its submission, after the tick's snapshot: read it.
+        doc = db.get(run) if on_cluster(config) else stage.take(db, config, run)
         if tag is None:
-            sync.apply(db, markers.read(input_marker), doc=doc)
-            doc = db.get(run)
-    if cluster:
-        req = read_request(config["work_dir"], run)
-    else:
-        req = make_request(config, doc, tag)
+            doc = stage.replay(db, config, input_marker, doc)
+    req = read_request(config["work_dir"], run) if on_cluster(config) else make_request(config, doc, tag)
     prev = (doc or {}).get("processing") or {}
     if (tag is None and doc is not None and doc["processed_status"] == "processed"
-            and prev.get("processor_version") == version):
-        marker = markers.run_marker("process", run, {"processing": prev}, prev)
-        markers.write(marker_path, marker)
-        return marker
+            and prev.get("processor_version") == config["processing"]["version"]):
+        return stage.marker_again(marker_path, markers.run_marker("process", run, {"processing": prev}, prev), log)
     raw = markers.read(input_marker).get("raw", req["raw"]) if tag else req["raw"]
     argv = command(config, run, req["source"], raw=raw, output=req["output"])
     attempts = int(req.get("attempts", 0)) + 1
-    if cluster:
+    if on_cluster(config):
         doc = _record_start(db, config, run, req, adapters.job_context() or {}, doc)
     else:
         doc = _start_here(db, config, run, req, doc, argv, attempts, tag)
@@ -151,7 +151,17 @@ def process_run(db: RunsDB | None, config: dict, run: str, input_marker: str, ma
     if rc != 0:
         log.flush()
         raise _failed(db, config, run, doc, rc, attempts, seconds, log_path)
-    finished = states.now()
+    marker = _processed_marker(config, run, req, seconds, tag)
+    stage.record(db, config, marker, marker_path, doc, "processed", log)
+    if tag and Path(raw).resolve().is_relative_to(Path(req["raw"]).parent.resolve()):
+        shutil.rmtree(Path(raw).parent, ignore_errors=True)  # the staged copy; the archived one remains
+        Path(input_marker).unlink(missing_ok=True)
+    return marker
+
+
+def _processed_marker(config: dict, run: str, req: dict, seconds: float, tag: str | None) -> dict:
+    """The marker of a run the processor finished (exit 0)."""
+    version, finished = config["processing"]["version"], states.now()
     outputs = list(req.get("previous_outputs") or [])
     outputs.append({"version": version, "output": req["output"], "tag": tag, "finished": finished})
     fields = {"processing.exit_code": 0, "processing.seconds": seconds, "processing.finished": finished,
@@ -162,12 +172,6 @@ def process_run(db: RunsDB | None, config: dict, run: str, input_marker: str, ma
         fields["reprocess"] = None
     marker = markers.run_marker("process", run, fields, {"seconds": seconds, "output": req["output"], "tag": tag})
     marker["via"] = ["processing"]  # a replay shows the job's start, as it happened
-    markers.write(marker_path, marker)
-    if tag and Path(raw).resolve().is_relative_to(Path(req["raw"]).parent.resolve()):
-        shutil.rmtree(Path(raw).parent, ignore_errors=True)  # the staged copy; the archived one remains
-        Path(input_marker).unlink(missing_ok=True)
-    if db is not None:
-        sync.record(db, marker, doc, "processed", log)
     return marker
 
 
@@ -175,13 +179,11 @@ def _failed(db: RunsDB | None, config: dict, run: str, doc: dict | None, rc: int
             log_path: str) -> ProcessingFailed:
     """Record a failed processing attempt; the error to raise (its line says what comes next)."""
     if db is not None:
-        db.transition(run, states.PROCESSED, "failed", doc=doc, note=f"exit {rc}",
-                      fields={"processing.exit_code": rc, "processing.log_tail": tail(log_path),
-                              "processing.seconds": seconds, "processing.timed_out": False,
-                              "processing.finished": states.now()})
-    left = config["processing"]["max_attempts"] - attempts
-    hint = (f"the next tick retries ({left} attempts left)" if left > 0
-            else f"no attempts left: see {log_path}, then `fulliautomatix retry {run}`")
+        stage.give_back(db, config, doc, states.PROCESSED, "failed", note=f"exit {rc}",
+                        fields={"processing.exit_code": rc, "processing.log_tail": tail(log_path),
+                                "processing.seconds": seconds, "processing.timed_out": False,
+                                "processing.finished": states.now()})
+    hint = stage.retry_hint(run, config["processing"]["max_attempts"] - attempts, fix=f"see {log_path}")
     return ProcessingFailed(f"run {run}: processor exited with {rc}; {hint}")
 
 

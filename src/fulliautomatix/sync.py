@@ -16,7 +16,7 @@ from collections import deque
 from pathlib import Path
 
 from . import config as fa_config
-from . import claims, markers, selection, states
+from . import claims, markers, selection, snapshots, states
 from .runsdb import Conflict, RunsDB
 
 log = logging.getLogger(__name__)
@@ -66,10 +66,17 @@ def _behind(field: str, current: str, goal: str) -> bool:
 
 
 def apply(db: RunsDB, marker: dict, doc: dict | None = None, note: str = "repaired from marker") -> bool:
-    """Make the run's DB document agree with a run marker.  True if changed.
+    """Make the run's DB document agree with a run marker.  True if changed."""
+    return bring_up(db, marker, doc, note)[0]
+
+
+def bring_up(db: RunsDB, marker: dict, doc: dict | None = None,
+             note: str = "repaired from marker") -> tuple[bool, dict | None]:
+    """:func:`apply`, with the run's newest document: (changed, document).
 
     Safe to call while another process applies the same marker: when the
     run changes under it, it re-reads the run and stops if nothing is left.
+    With a `doc` that already shows the marker's state nothing is read.
     """
     run, field, goal = marker["run"], marker["field"], marker["to"]
     for attempt in range(3):
@@ -77,7 +84,7 @@ def apply(db: RunsDB, marker: dict, doc: dict | None = None, note: str = "repair
             doc = db.get(run)
         current = doc.get(field)
         if current == goal or not _behind(field, current, goal):
-            return False
+            return False, doc
         try:
             steps = _steps(field, current, goal, marker.get("via") or ())
             for i, step in enumerate(steps):
@@ -89,12 +96,13 @@ def apply(db: RunsDB, marker: dict, doc: dict | None = None, note: str = "repair
             continue
         if note.startswith("repaired"):
             log.warning("run %s: runs DB was behind its %s marker; set %s to %s", run, marker["stage"], field, goal)
-        return True
-    return False
+        return True, doc
+    return False, doc
 
 
-def record(db: RunsDB, marker: dict, doc: dict | None, note: str, log) -> bool:
-    """Apply a stage's fresh marker to the runs DB; False (and one error line) when the DB cannot take it.
+def record(db: RunsDB, marker: dict, doc, note: str, log):
+    """Apply a stage's fresh marker to the runs DB; the newest document (a batch's: {run: document}), or
+    None (and one error line) when the DB cannot take it.
 
     The marker stands and the next tick replays it, but the tick must not
     look done: the line goes to the job's log and, prefixed for the
@@ -106,10 +114,8 @@ def record(db: RunsDB, marker: dict, doc: dict | None, note: str, log) -> bool:
 
     try:
         if "runs" in marker:
-            apply_batch(db, marker, note=note)
-        else:
-            apply(db, marker, doc=doc, note=note)
-        return True
+            return record_batch(db, marker, doc or {}, note)
+        return bring_up(db, marker, doc=doc, note=note)[1]
     except Exception as exc:  # noqa: BLE001 - any failure: the marker stands, the next tick's sync replays it
         what = f"run {marker['run']}" if "run" in marker else f"batch {marker.get('batch')}"
         line = (f"{what}: the runs DB did not record it as {marker.get('to', 'archived')} "
@@ -117,7 +123,20 @@ def record(db: RunsDB, marker: dict, doc: dict | None, note: str, log) -> bool:
                 "repairs the runs DB from it")
         log.write(f"runs DB update failed: {line}\n")
         print(f"fulliautomatix: {line}", file=sys.__stderr__)
-        return False
+        return None
+
+
+def record_batch(db: RunsDB, batch_marker: dict, docs: dict[str, dict], note: str) -> dict[str, dict]:
+    """An archived batch's marker in the runs DB: one bulk write when every member is still `archiving` in
+    `docs` (the snapshots its job claimed); otherwise run by run.  {run: newest document}."""
+    runs = batch_marker["runs"]
+    if set(docs) == set(runs) and all(d.get(states.RAW) == "archiving" for d in docs.values()):
+        return db.transition_many(docs, states.RAW, "archived", runs, expect=("archiving",), note=note)
+    out = {}
+    for run, fields in runs.items():
+        marker = {"run": run, "stage": "archive", "field": states.RAW, "to": "archived", "set": fields}
+        out[run] = bring_up(db, marker, docs.get(run), note=note)[1]
+    return out
 
 
 def apply_batch(db: RunsDB, batch_marker: dict, note: str = "repaired from batch marker") -> list[str]:
@@ -158,10 +177,10 @@ def close_batches(db: RunsDB, config: dict, tick: str, out_path: str | Path, log
     """The close_batches checkpoint: after this tick's compressions, decide the closed batches."""
     pattern = config["run_name_pattern"]
     wanted = set(config["tick"]["runs"])
-    every = [d for d in db.pending() if selection.check_doc(d, pattern) is None]
+    every = [d for d in db.pending(whole=True) if selection.check_doc(d, pattern) is None]
     compressed = [d for d in every if d.get(states.RAW) in ("compressing", "compressed", "archiving")]
     if reconcile(db, fa_config.state_dir(config), compressed):  # a compression whose DB write was lost
-        every = [d for d in db.pending() if selection.check_doc(d, pattern) is None]
+        every = [d for d in db.pending(whole=True) if selection.check_doc(d, pattern) is None]
     # A batch is archived whole: with --run, plan from every run and keep the
     # batches that hold a wanted run.
     batches = selection.plan_batches(every, config["archive"])
@@ -172,6 +191,8 @@ def close_batches(db: RunsDB, config: dict, tick: str, out_path: str | Path, log
         log.write(f"batch {b}: left alone: {claimed.get(b) or 'a run of it is claimed'}\n")
         del batches[b]
     plan = {"tick": tick, "batches": batches}
+    members = {run for runs in batches.values() for run in runs}
+    snapshots.keep_all(config, [d for d in every if d["name"] in members])  # each archive job's documents
     markers.write(out_path, plan)
     log.write(f"closed batches: {', '.join(batches) or 'none'}\n")
     return plan

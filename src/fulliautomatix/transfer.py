@@ -37,14 +37,11 @@ since.
 from __future__ import annotations
 
 import re
-import shlex
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 from . import config as fa_config
-from . import dates, hosts, markers, purge, states, sync
+from . import dates, hosts, markers, purge, stage, states
 from .places import cluster_from_daq, cluster_host, daq_host, locations  # transfer.daq_host(...) elsewhere
 from .runsdb import RunsDB
 
@@ -111,150 +108,6 @@ def prepare_argv(config: dict, run: str) -> list[str]:
     loc = locations(config, run)
     return ["bash", "-c", PREPARE, "fa-prepare", umask_for(t["dir_mode"], t["file_mode"]), t["group"],
             t["dir_mode"], loc["scratch"], loc["final"], loc["staging"]]
-
-
-# -- is the DAQ busy? ----------------------------------------------------------
-
-# Runs the live check (argv "${@:1:n}") and prints "LIVE <exit status>", the
-# DAQ's clock, and for the run names read from stdin the newest modification
-# time of anything in each one's directory ("RUN <time> <run>"; "RUN missing
-# <run>" for a name with no directory).  One find over all the runs' directories
-# (%H: the run it was found under) and one awk keeping each run's newest time,
-# however many runs wait: no process per run.
-SURVEY = r"""
-raw=$1; n=$2; shift 2
-if [ "$n" -gt 0 ]; then "${@:1:$n}" >/dev/null 2>&1 </dev/null; echo "LIVE $?"; else echo "LIVE none"; fi
-echo "NOW $(date +%s.%N)"
-cd -- "$raw" 2>/dev/null || raw=
-runs=()
-while IFS= read -r run; do
-  if [ -n "$raw" ] && [ -d "./$run" ]; then runs+=("./$run"); else echo "RUN missing $run"; fi
-done
-[ "${#runs[@]}" -gt 0 ] || exit 0
-find "${runs[@]}" -printf '%T@ %H\n' 2>/dev/null |
-  awk '{ r = substr($0, length($1) + 4); if (!(r in m) || $1 + 0 > m[r]) { m[r] = $1 + 0; s[r] = $1 } }
-       END { for (r in m) print "RUN " s[r] " " r }'
-exit 0
-"""
-
-
-@dataclass
-class DaqSurvey:
-    live: bool | None  # None: could not tell (the check failed, the DAQ is unreachable)
-    reason: str = ""  # why nothing may be transferred, for the tick's one log line
-    ages: dict[str, float | None] = field(default_factory=dict)  # seconds since last write; None: no directory
-
-    @property
-    def may_transfer(self) -> bool:
-        return self.live is False
-
-    def still_writing(self, settle: float) -> dict[str, float]:
-        return {run: age for run, age in self.ages.items() if age is not None and age < settle}
-
-    def missing(self) -> list[str]:
-        """Runs the DAQ has no directory for."""
-        return sorted(run for run, age in self.ages.items() if age is None)
-
-
-def survey_argv(config: dict) -> list[str]:
-    check = list(config["daq"]["live_check"])
-    return ["bash", "-c", SURVEY, "fa-survey", config["daq"]["raw_dir"], str(len(check)), *check]
-
-
-def _check_failed(check: str, host: str, status: str) -> str:
-    """The one line for a live check that could not tell (exit status other than 0 and 1)."""
-    if status == "127":
-        return (f"DAQ live check command `{check}` was not found on {host} (exit 127): fix daq.live_check; "
-                "no transfers this tick")
-    if status == "126":
-        return (f"DAQ live check command `{check}` cannot be run on {host} (exit 126, not executable): fix "
-                "daq.live_check; no transfers this tick")
-    return f"DAQ live check `{check}` on {host} failed (exit {status}): no transfers this tick"
-
-
-def survey_daq(config: dict, runs: list[str], timeout: float = 120) -> DaqSurvey:
-    """One call to the DAQ: is it live, and when was each run last written to?"""
-    pattern = config["run_name_pattern"]
-    runs = [r for r in runs if isinstance(r, str) and re.fullmatch(pattern, r)]
-    daq = daq_host(config)
-    check = shlex.join(config["daq"]["live_check"]) or "none"
-    try:
-        proc = daq.run(survey_argv(config), check=False, timeout=timeout, input="".join(f"{r}\n" for r in runs))
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return DaqSurvey(None, f"DAQ {daq.name} did not answer ({exc}): no transfers this tick")
-    lines = proc.stdout.splitlines()
-    if proc.returncode != 0 or not lines or not lines[0].startswith("LIVE "):
-        err = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
-        return DaqSurvey(None, f"DAQ {daq.name} could not be asked ({err}): no transfers this tick")
-    status = lines[0].split()[1]
-    if status == "0":
-        return DaqSurvey(True, f"DAQ is live (`{check}` on {daq.name} exited 0): no transfers this tick")
-    if status not in ("1", "none"):
-        return DaqSurvey(None, _check_failed(check, daq.name, status))
-    now = None
-    ages: dict[str, float | None] = {}
-    for line in lines[1:]:
-        if line.startswith("NOW "):
-            now = float(line.split()[1])
-        elif line.startswith("RUN "):
-            _, when, run = line.split(" ", 2)
-            if when == "missing":
-                ages[run] = None
-            elif when and now is not None:
-                ages[run] = max(0.0, now - float(when))
-    return DaqSurvey(False, "", ages)
-
-
-@dataclass
-class DaqCheck:
-    """What the tick's DAQ check decided: the stages and runs left, and its lines."""
-
-    stages: list[str]
-    docs: list[dict]
-    messages: list[str] = field(default_factory=list)  # information
-    warnings: list[str] = field(default_factory=list)  # a human should look (a broken check, a missing run)
-    missing: dict[str, str] = field(default_factory=dict)  # run -> why: the DAQ has no directory for it
-    daq: str = ""  # what the DAQ said: "live", "idle" or "unreachable"; "" when it was not asked
-
-
-def no_directory(config: dict, run: str) -> str:
-    """The one line for a run the DAQ has no directory for."""
-    source = locations(config, run)["source"]
-    return (f"run {run}: the DAQ has no directory {source} on {daq_host(config).name}: nothing to transfer; "
-            f"it stays acquired until that directory exists (check the DAQ, then `fulliautomatix retry {run}`)")
-
-
-def daq_check(config: dict, stages: list[str], docs: list[dict]) -> DaqCheck:
-    """The tick's DAQ check.
-
-    When the DAQ is live the transfer stage is dropped for this tick (one
-    information line); when its live check cannot tell (a missing command,
-    an unreachable DAQ) too, with a warning.  Runs the DAQ wrote to within
-    daq.settle_seconds, and runs it has no directory for (a warning each),
-    are left out of it.  A tick with no run to transfer and nothing to purge
-    does not ask the DAQ at all.  Its `daq` says what the DAQ answered (the
-    metrics, the notifications and the STUCK check of acquired runs).
-    """
-    if "transfer" not in stages:
-        return DaqCheck(stages, docs)
-    waiting = [d["name"] for d in docs if d.get(states.RAW) in ("acquired", "transferring")]
-    if not waiting and config["transfer"]["purge"] == "keep":
-        return DaqCheck(stages, docs)  # nothing would touch the DAQ this tick: do not ask it
-    survey = survey_daq(config, waiting)
-    daq = {True: "live", False: "idle", None: "unreachable"}[survey.live]
-    if not survey.may_transfer:
-        out = DaqCheck([s for s in stages if s != "transfer"], docs, daq=daq)
-        (out.messages if survey.live else out.warnings).append(survey.reason)
-        return out
-    settle = float(config["daq"]["settle_seconds"])
-    busy = survey.still_writing(settle)
-    out = DaqCheck(stages, [d for d in docs if d.get("name") not in busy], daq=daq)
-    out.messages = [f"run {run}: the DAQ wrote to it {age:.0f} s ago (settle time {settle:g} s); "
-                    "not transferred this tick" for run, age in sorted(busy.items())]
-    out.missing = {run: no_directory(config, run) for run in survey.missing()}
-    out.warnings = list(out.missing.values())
-    out.docs = [d for d in out.docs if d.get("name") not in out.missing]
-    return out
 
 
 # -- one run -------------------------------------------------------------------
@@ -382,12 +235,13 @@ def _copy_and_verify(config: dict, run: str, log):
     return source, snapshot, rsync_seconds, verify_seconds
 
 
-def _failed(db: RunsDB, config: dict, run: str, doc: dict, attempts: int, exc: Exception, log) -> TransferError:
+def _failed(db: RunsDB, config: dict, doc: dict, attempts: int, exc: Exception, log) -> TransferError:
     """Record a failed transfer; the error to raise.
 
     A refused run (hosts.Unsafe) is held for a human: its staging copy is
     deleted and the next ticks leave it alone until `fulliautomatix retry`.
     """
+    run = doc["name"]
     fields: dict = {"transfer.error": str(exc)}
     if isinstance(exc, hosts.Unsafe):
         fields = {"transfer.error": refusal(config, run, exc), "transfer.refused": True}
@@ -397,17 +251,16 @@ def _failed(db: RunsDB, config: dict, run: str, doc: dict, attempts: int, exc: E
             hosts.remove_tree(cluster_host(config), staging.rsplit("/", 1)[0], run, links_ok=True, log=log)
         except (hosts.CommandFailed, OSError) as rm_exc:
             log.write(f"could not delete the staging copy {staging}: {rm_exc}\n")
-    db.transition(run, states.RAW, "acquired", fields=fields, note="transfer failed", doc=doc)
+    stage.give_back(db, config, doc, states.RAW, "acquired", fields, "transfer failed")
     if isinstance(exc, hosts.Unsafe):
         return TransferError(fields["transfer.error"])
-    left = config["transfer"]["max_attempts"] - attempts
-    hint = (f"the next tick retries ({left} attempts left)" if left > 0
-            else f"no attempts left: fix it, then `fulliautomatix retry {run}`")
+    hint = stage.retry_hint(run, config["transfer"]["max_attempts"] - attempts)
     return TransferError(f"run {run}: transfer failed: {exc}; {hint}")
 
 
-def _marker_again(config: dict, run: str, doc: dict, marker_path: str, log) -> dict:
+def _marker_again(config: dict, doc: dict, log) -> dict:
     """An ondeck run whose marker was lost: re-verify the copy against what the DB recorded."""
+    run = doc["name"]
     recorded = doc.get("transfer") or {}
     copy = hosts.scan(cluster_host(config), recorded.get("destination") or locations(config, run)["final"],
                       [recorded.get("checksum_algorithm") or "sha256"], log=log)
@@ -415,32 +268,19 @@ def _marker_again(config: dict, run: str, doc: dict, marker_path: str, log) -> d
     if problems:
         raise TransferError(f"run {run}: ondeck copy does not match its recorded checksums ({problems[0]}); "
                             f"reset it with `fulliautomatix retry {run}`")
-    marker = markers.run_marker("transfer", run, {"raw_location": doc["raw_location"]}, recorded)
-    markers.write(marker_path, marker)
-    return marker
+    return markers.run_marker("transfer", run, {"raw_location": doc["raw_location"]}, recorded)
 
 
-def transfer_run(db: RunsDB, config: dict, run: str, marker_path: str, log) -> dict:
-    """Transfer one run; write its marker; return the marker."""
-    hosts.check_run_name(run, config["run_name_pattern"])
-    doc = db.get(run)
-    cl = fa_config.cluster(config)
+def _transferable(doc: dict) -> None:
     if doc["raw_status"] not in ("acquired", "transferring", "ondeck"):
-        raise TransferError(f"run {run}: raw_status is {doc['raw_status']}, nothing to transfer")
-    if doc["raw_status"] == "ondeck":
-        return _marker_again(config, run, doc, marker_path, log)
+        raise TransferError(f"run {doc['name']}: raw_status is {doc['raw_status']}, nothing to transfer")
 
-    attempts = int((doc.get("transfer") or {}).get("attempts", 0)) + 1
-    started_at = states.now()
-    doc = db.transition(run, states.RAW, "transferring", expect=("acquired", "transferring"), doc=doc,
-                        fields={"transfer.attempts": attempts, "transfer.started": started_at,
-                                "transfer.refused": None})
+
+def _copy(config: dict, doc: dict, attempts: int, log) -> dict:
+    """The transfer's own work: copy and verify the run; its marker."""
+    run, cl = doc["name"], fa_config.cluster(config)
     t0 = time.monotonic()
-    try:
-        source, snapshot, rsync_seconds, verify_seconds = _copy_and_verify(config, run, log)
-    except (TransferError, hosts.CommandFailed) as exc:
-        raise _failed(db, config, run, doc, attempts, exc, log) from None
-
+    source, snapshot, rsync_seconds, verify_seconds = _copy_and_verify(config, run, log)
     seconds = hosts.elapsed(t0)
     nbytes = sum(f["size"] for f in source.files)
     final = locations(config, run)["final"]
@@ -449,40 +289,47 @@ def transfer_run(db: RunsDB, config: dict, run: str, marker_path: str, log) -> d
         "verify_seconds": verify_seconds, "mb_per_second": round(nbytes / 1e6 / max(rsync_seconds, 1e-3), 3),
         "checksum_algorithm": source.algorithm, "cluster": cl["name"], "destination": final, "attempts": attempts,
     }
-    info = {**measured, "checksums": source.files, "started": started_at, "finished": states.now(),
+    info = {**measured, "checksums": source.files, "started": doc["transfer"]["started"], "finished": states.now(),
             "error": None, "daq_copy": "kept", "daq_snapshot": snapshot}
-    fields = {"raw_location": f"{cl['name']}/{cl['username']}", "transfer": info}
-    marker = markers.run_marker("transfer", run, fields, measured)
-    markers.write(marker_path, marker)
     log.write(f"verified {len(source.files)} files, {nbytes} bytes ({source.algorithm}) in {final} "
               f"on {cluster_host(config).name}; {seconds:.1f} s\n")
-    if config["transfer"]["purge"] != "purge_after_verify":
-        _record(db, marker, doc, log)
-    else:
-        _purge_after_verify(db, config, run, marker, doc, info, log)
-    return marker
+    fields = {"raw_location": f"{cl['name']}/{cl['username']}", "transfer": info}
+    return markers.run_marker("transfer", run, fields, measured)
 
 
-def _purge_after_verify(db: RunsDB, config: dict, run: str, marker: dict, doc: dict, info: dict, log) -> None:
+def transfer_run(db: RunsDB, config: dict, run: str, marker_path: str, log) -> dict:
+    """Transfer one run; write its marker; return the marker (the skeleton: fulliautomatix.stage)."""
+    purge_after = config["transfer"]["purge"] == "purge_after_verify"
+    steps = stage.Stage(
+        "transfer", "transferring", ("acquired", "transferring"), note="transfer verified",
+        work=lambda doc, attempts: _copy(config, doc, attempts, log),
+        failed=lambda doc, attempts, exc: _failed(db, config, doc, attempts, exc, log),
+        again=lambda doc: _marker_again(config, doc, log),
+        failures=(TransferError, hosts.CommandFailed), check=_transferable,
+        claim_fields=lambda doc, attempts: {"transfer.attempts": attempts, "transfer.started": states.now(),
+                                            "transfer.refused": None},
+        record=(lambda marker, doc: _purge_after_verify(db, config, marker, doc, marker_path, log))
+        if purge_after else None)
+    return stage.run_stage(db, config, run, steps, marker_path, log, attempts_in="transfer")
+
+
+def _purge_after_verify(db: RunsDB, config: dict, marker: dict, doc: dict, marker_path: str, log) -> None:
     """Record the verified transfer, then purge the DAQ copy (purge_after_verify)."""
-
+    run, info = marker["run"], marker["set"]["transfer"]
     with purge.purging(config):  # the tick's purge step must not take this run meanwhile
-        if not _record(db, marker, doc, log):
+        doc = stage.record(db, config, marker, marker_path, doc, "transfer verified", log)
+        if doc is None:
             return
         try:
             how = purge.purge_daq_copy(config, run, info["checksums"], info["daq_snapshot"], log,
                                        algorithm=info["checksum_algorithm"])
-            db.update(run, {"transfer.daq_copy": how, "transfer.daq_purge": {
+            fields = {"transfer.daq_copy": how, "transfer.daq_purge": {
                 "at": states.now(), "policy": "purge_after_verify", "verified_by": f"copy {info['destination']} "
-                f"on {cluster_host(config).name}, verified {dates.iso(info['finished'])}", "error": None}})
+                f"on {cluster_host(config).name}, verified {dates.iso(info['finished'])}", "error": None}}
         except (purge.PurgeRefused, hosts.CommandFailed) as exc:
             log.write(f"DAQ copy of {run} kept: {exc}; a later tick tries again\n")
-            db.update(run, {"transfer.daq_purge": {"at": states.now(), "error": str(exc)}})
-
-
-def _record(db: RunsDB, marker: dict, doc: dict, log) -> bool:
-    """Write the verified transfer to the runs DB; on failure the next tick replays the marker."""
-    return sync.record(db, marker, doc, "transfer verified", log)
+            fields = {"transfer.daq_purge": {"at": states.now(), "error": str(exc)}}
+        stage.keep(config, db.update(run, fields, doc=doc))
 
 
 def _discard(cluster: hosts.Host, staging: str, bad: list[str], log) -> None:

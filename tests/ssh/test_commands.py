@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from fulliautomatix import config as fa_config
-from fulliautomatix import hosts, purge, transfer
+from fulliautomatix import daq, hosts, purge, transfer
 from fulliautomatix.hosts import Host
 
 RUN = "261127_0001"
@@ -131,19 +131,19 @@ def test_the_daq_survey_here(load, tmp_path):
     os.utime(raw / RUN / "f", (old, old))
     os.utime(raw / RUN, (old, old))
     base = {"daq": {"raw_dir": str(raw)}}
-    s = transfer.survey_daq(load(base), [RUN, "261127_0002", "bad name; x"])
+    s = daq.survey_daq(load(base), [RUN, "261127_0002", "bad name; x"])
     assert s.may_transfer and set(s.ages) == {RUN, "261127_0002"}
     assert 990 < s.ages[RUN] < 1100 and s.ages["261127_0002"] is None
     assert s.still_writing(2000) == {RUN: s.ages[RUN]} and s.still_writing(60) == {}
-    live = transfer.survey_daq(load({"daq": {"raw_dir": str(raw), "live_check": ["true"]}}), [RUN])
+    live = daq.survey_daq(load({"daq": {"raw_dir": str(raw), "live_check": ["true"]}}), [RUN])
     assert live.live is True and "DAQ is live (`true` on local exited 0)" in live.reason
-    broken = transfer.survey_daq(load({"daq": {"raw_dir": str(raw), "live_check": ["sh", "-c", "exit 3"]}}), [])
+    broken = daq.survey_daq(load({"daq": {"raw_dir": str(raw), "live_check": ["sh", "-c", "exit 3"]}}), [])
     assert broken.live is None and "failed (exit 3)" in broken.reason and not broken.may_transfer
 
 
 def _check_daq(config, stages, docs):
-    """transfer.daq_check as (stages, run documents, every line)."""
-    c = transfer.daq_check(config, stages, docs)
+    """daq.daq_check as (stages, run documents, every line)."""
+    c = daq.daq_check(config, stages, docs)
     return c.stages, c.docs, c.warnings + c.messages
 
 

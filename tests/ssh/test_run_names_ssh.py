@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fulliautomatix import config as fa_config
-from fulliautomatix import hosts, purge, transfer
+from fulliautomatix import daq, hosts, purge, transfer
 from sshbed import BIN
 
 GOOD = "261127_0001"
@@ -58,7 +58,7 @@ def test_the_stage_functions_refuse_it_before_running_anything(bed, tmp_path, db
     with pytest.raises(hosts.BadRunName):
         purge.purge_daq_copy(config, bad, [{"path": "a", "size": 1, "hash": "x"}], 1.0, log, algorithm="sha256")
     # the DAQ survey takes names on stdin, and even so drops any that do not match
-    survey = transfer.survey_daq(config, [bad, GOOD])
+    survey = daq.survey_daq(config, [bad, GOOD])
     assert survey.live is False and set(survey.ages) == {GOOD}
     assert "261127_0002" not in calls.read_text() and log.getvalue() == ""
     assert not list(tmp_path.glob("pwned-*"))

@@ -33,7 +33,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .. import hosts, markers, recovery, states, sync
+from .. import hosts, recovery, stage, states
 from ..runsdb import RunsDB
 from .backend import ArchiveError, Member, compare, member_name, staging_dir
 from .choose import make
@@ -177,15 +177,28 @@ def _drop_bad_copies(db: RunsDB, config: dict, docs: dict[str, dict], bad: dict[
     return lines
 
 
-def archive_batch(db: RunsDB, config: dict, batch: str, members: list[str], compressed_markers: list[str],
-                  marker_path: str, log) -> dict:
-    """Archive one batch; write its marker; return the marker.  See the module docstring."""
+def _members_now(db: RunsDB, config: dict, members: list[str], compressed_markers: list[str]) -> dict[str, dict]:
+    """{run: its newest document}: the tick's snapshots, brought up to their compressed markers (a lost write)."""
     for run in members:
         hosts.check_run_name(run, config["run_name_pattern"])
+    current = {run: stage.take(db, config, run) for run in members}
     for m in compressed_markers:
-        sync.apply(db, markers.read(m))
-    be = make(config)
+        run = Path(m).stem
+        if run in current:
+            current[run] = stage.replay(db, config, m, current[run])
+    return current
 
+
+def archive_batch(db: RunsDB, config: dict, batch: str, members: list[str], compressed_markers: list[str],
+                  marker_path: str, log) -> dict:
+    """Archive one batch; write its marker; return the marker.  See the module docstring.
+
+    The skeleton of every stage (fulliautomatix.stage), for a batch: the
+    runs' snapshots, one bulk write claiming them, the upload verified, the
+    marker, one bulk write recording them.
+    """
+    current = _members_now(db, config, members, compressed_markers)
+    be = make(config)
     # Runs archived in this batch by an earlier attempt (a tick that died half way)
     # are part of its tarball too; a run assigned to it but missing here is an error.
     earlier = [d for d in db.in_batch(batch) if d["name"] not in members]
@@ -194,32 +207,41 @@ def archive_batch(db: RunsDB, config: dict, batch: str, members: list[str], comp
         raise ArchiveError(f"batch {batch}: runs {', '.join(stray)} belong to it but are not in this tick's "
                            "plan; run a tick without --run")
     expected = {member_name(d["name"]): expected_member(d) for d in earlier}
-    current = {run: db.get(run) for run in members}
     source = source_host(config, list(current.values()))
     files = {member_name(run): Path((d.get("compressed") or {}).get("path") or "") for run, d in current.items()}
     if not earlier:  # (a batch with archived runs has its tarball already: it is verified, not rebuilt)
         members = _sound_members(db, config, batch, current, source, files, log)
         files = {m: f for m, f in files.items() if m in {member_name(r) for r in members}}
-    docs = {}
     for run in members:
-        doc = current[run]
-        expected[member_name(run)] = expected_member(doc)
-        attempts = int((doc.get("archive") or {}).get("attempts", 0)) + 1
-        docs[run] = db.transition(run, states.RAW, "archiving", expect=("compressed", "archiving"), doc=doc,
-                                  fields={"archive.batch": batch, "archive.error": None,
-                                          "archive.attempts": attempts})
+        expected[member_name(run)] = expected_member(current[run])
+    docs = db.transition_many({run: current[run] for run in members}, states.RAW, "archiving", {
+        run: {"archive.batch": batch, "archive.error": None,
+              "archive.attempts": stage.attempt_of(current[run], "archive")} for run in members},
+        expect=("compressed", "archiving"))
+    stage.keep_all(config, docs.values())
     try:
         location, facts = _store(be, batch, expected, earlier, source, files, log)
     except ArchiveError as exc:
         for run in members:
-            db.transition(run, states.RAW, "compressed", note="archive failed", doc=docs[run],
-                          fields={"archive.error": str(exc)})
+            stage.give_back(db, config, docs[run], states.RAW, "compressed", {"archive.error": str(exc)},
+                            "archive failed")
         raise ArchiveError(f"batch {batch} ({', '.join(members)}): {exc}; the runs stay compressed, their "
                            "compressed copies are kept, and the next tick retries") from None
+    marker = _batch_marker(be, batch, location, facts, expected, docs)
+    newest = stage.record(db, config, marker, marker_path, docs, "archived and verified", log)
+    # The marker records the verified tarball, so the compressed copies may go now.
+    if config["archive"]["purge_compressed"]:
+        purged = purge_compressed(db, config, members, files, source, log, docs=newest or docs)
+        log.write(f"batch {batch} verified at {be.url(location)}; purged {len(purged)} compressed copies\n")
+    return marker
 
+
+def _batch_marker(be, batch: str, location: str, facts: dict, expected: dict[str, Member],
+                  docs: dict[str, dict]) -> dict:
+    """The archived batch's marker: each run's archive sub-document and raw_location."""
     verified_at = states.now()
     runs = {}
-    for run in members:
+    for run, doc in docs.items():
         m = member_name(run)
         runs[run] = {
             "raw_location": f"{be.url(location)}#{m}",
@@ -227,16 +249,9 @@ def archive_batch(db: RunsDB, config: dict, batch: str, members: list[str], comp
                         "member": m, "bytes": expected[m].size, "hash": expected[m].sha256,
                         "tarball_bytes": facts.get("tarball_bytes"), "tarball_sha256": facts.get("tarball_sha256"),
                         "checks": facts["checks"], "verified": verified_at, "error": None,
-                        "attempts": docs[run]["archive"]["attempts"]},
+                        "attempts": doc["archive"]["attempts"]},
         }
-    marker = {"batch": batch, "location": location, "backend": be.name, "runs": runs, "verified": verified_at}
-    markers.write(marker_path, marker)
-    sync.record(db, marker, None, "archived and verified", log)  # on failure the next tick replays the marker
-    # The marker records the verified tarball, so the compressed copies may go now.
-    if config["archive"]["purge_compressed"]:
-        purged = purge_compressed(db, config, members, files, source, log, docs=[current[r] for r in members])
-        log.write(f"batch {batch} verified at {be.url(location)}; purged {len(purged)} compressed copies\n")
-    return marker
+    return {"batch": batch, "location": location, "backend": be.name, "runs": runs, "verified": verified_at}
 
 
 def _store(be, batch: str, expected: dict[str, Member], earlier: list[dict], source: hosts.Host,
@@ -271,15 +286,16 @@ def _store(be, batch: str, expected: dict[str, Member], earlier: list[dict], sou
 
 
 def purge_compressed(db: RunsDB, config: dict, members: list[str], files: dict[str, Path], source: hosts.Host,
-                     log, docs: list[dict] | None = None) -> list[str]:
+                     log, docs: dict[str, dict] | None = None) -> list[str]:
     """Delete the archived runs' compressed copies on scratch; the runs whose copy went.
 
     Only <scratch>/compressed/<run>.tar.zst of the copies' cluster, each a
     regular file there and not a link (hosts.remove_files); a copy recorded
-    anywhere else, or a link, is kept and the log says why.
+    anywhere else, or a link, is kept and the log says why.  `docs`: the
+    runs' newest documents ({run: document}; read here without them).
     """
-    # `docs`: the documents read before archiving (the runs DB may be gone by now)
-    cluster = source_cluster(config, docs or [db.get(run) for run in members])
+    docs = docs or {run: db.get(run) for run in members}
+    cluster = source_cluster(config, list(docs.values()))
     root = str(Path(config["clusters"][cluster]["scratch"]) / "compressed")  # as compress.paths makes it
     runs = [run for run in members if str(files[member_name(run)]) == f"{root}/{member_name(run)}"]
     for run in set(members) - set(runs):
@@ -290,11 +306,12 @@ def purge_compressed(db: RunsDB, config: dict, members: list[str], files: dict[s
         advice = f"; {exc.advice}, then delete them by hand" if isinstance(exc, hosts.Unsafe) else ""
         log.write(f"kept the compressed copies on {source.name}: {exc}{advice}\n")
         return []
-    for run in runs:
+    if runs:
         try:
-            db.update(run, {"archive.purged": states.now()})
-        except Exception as exc:
-            log.write(f"run {run}: could not record the purge ({exc})\n")
+            db.update_many({run: docs[run] for run in runs}, {"archive.purged": states.now()})  # one bulk write
+            stage.keep_all(config, [docs[run] for run in runs])
+        except Exception as exc:  # noqa: BLE001 - the copies are gone; the log says the DB did not hear it
+            log.write(f"runs {', '.join(runs)}: could not record the purge ({exc})\n")
     return runs
 
 
