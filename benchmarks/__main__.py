@@ -52,19 +52,26 @@ def machine() -> str:
         pass
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+        ).stdout.strip()
     except OSError:
         commit = ""
-    return (f"machine: {os.cpu_count()} cores (nproc {len(os.sched_getaffinity(0))}), {cpu}; "
-            f"Python {platform.python_version()}; {platform.system()} {platform.release()}; load {load}\n"
-            f"runs DB: embedded nx-27017 {metadata.version('nx-27017')} on loopback (a real MongoDB is faster; "
-            f"the ratios are what matter); snakemake {metadata.version('snakemake')}; commit {commit or '?'}")
+    return (
+        f"machine: {os.cpu_count()} cores (nproc {len(os.sched_getaffinity(0))}), {cpu}; "
+        f"Python {platform.python_version()}; {platform.system()} {platform.release()}; load {load}\n"
+        f"runs DB: embedded nx-27017 {metadata.version('nx-27017')} on loopback (a real MongoDB is faster; "
+        f"the ratios are what matter); snakemake {metadata.version('snakemake')}; commit {commit or '?'}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0],
-                                 epilog=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__.splitlines()[0],
+        epilog=__doc__.split("\n\n")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("ids", nargs="*", metavar="ID", help="benchmarks to run (P1 ... P7; default: all)")
     ap.add_argument("--full", action="store_true", help="the issue's full sizes (takes much longer)")
     ap.add_argument("--reps", type=int, default=5, help="repetitions of each timed side (default 5)")
@@ -80,8 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     reps = max(1, args.reps)
     print(machine())
-    print(f"sizes: {'full (--full)' if args.full else 'default (small; --full for the issue sizes)'}; "
-          f"reps {reps}; work dir {root}\n", flush=True)
+    print(
+        f"sizes: {'full (--full)' if args.full else 'default (small; --full for the issue sizes)'}; "
+        f"reps {reps}; work dir {root}\n",
+        flush=True,
+    )
     figures: list[Figure] = []
     broken = []
     try:
@@ -96,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
                 fig = mod.run(ctx)
             except Exception as exc:  # a broken benchmark must not hide the others
                 traceback.print_exc()
-                print(f"{id_} {mod.NAME}: failed ({type(exc).__name__}: {exc}) (goal {mod.OP} {mod.GOAL:g})",
-                      flush=True)
+                print(
+                    f"{id_} {mod.NAME}: failed ({type(exc).__name__}: {exc}) (goal {mod.OP} {mod.GOAL:g})", flush=True
+                )
                 broken.append(id_)
             else:
                 figures.append(fig)

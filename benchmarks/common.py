@@ -111,8 +111,13 @@ class Site:
         """
         r0, s0 = resource.getrusage(resource.RUSAGE_CHILDREN), self.server_cpu()
         t0 = time.perf_counter()
-        proc = subprocess.run([FA, "--config", str(self.config_path), *args], env=env or clean_env(),
-                              capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            [FA, "--config", str(self.config_path), *args],
+            env=env or clean_env(),
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
         seconds = time.perf_counter() - t0
         r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         self.last_cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime) + self.server_cpu() - s0
@@ -172,9 +177,16 @@ PROC_LIFE = ["none", "queued", "processing", "processed"]
 
 def daq_doc(i: int, events: int = 1000, raw_location: str = "zinc") -> dict:
     """A run as the DAQ inserts it."""
-    return {"name": run_name(i), "number": i + 1, "events": events, "source": "physics",
-            "raw_status": "acquired", "raw_location": raw_location, "processed_status": "none",
-            "start": f"{EPOCH + _dt.timedelta(days=i // RUNS_PER_DAY)}T00:00:00+00:00"}
+    return {
+        "name": run_name(i),
+        "number": i + 1,
+        "events": events,
+        "source": "physics",
+        "raw_status": "acquired",
+        "raw_location": raw_location,
+        "processed_status": "none",
+        "start": f"{EPOCH + _dt.timedelta(days=i // RUNS_PER_DAY)}T00:00:00+00:00",
+    }
 
 
 def archived_doc(i: int, files: int = 4) -> dict:
@@ -187,21 +199,55 @@ def archived_doc(i: int, files: int = 4) -> dict:
     steps += [("raw_status", a, b) for a, b in zip(RAW_LIFE[2:], RAW_LIFE[3:])]
     checksums = [{"path": f"raw_{k:03d}.bin", "size": 128012, "hash": f"{i:016x}{k:048x}"} for k in range(files)]
     tarball = f"/archive/{batch}.tar"
-    doc.update({
-        "raw_status": "archived", "processed_status": "processed",
-        "raw_location": f"local:{tarball}#{name}.tar.zst",
-        "transfer": {"bytes": 128012 * files, "files": files, "seconds": 0.4, "checksum_algorithm": "sha256",
-                     "destination": f"/scratch/raw/{name}", "attempts": 1, "checksums": checksums,
-                     "finished": at, "error": None},
-        "processing": {"attempts": 1, "queue": "local", "job_id": None, "processor_version": "ref-1",
-                       "output": f"/scratch/processed/{name}/ref-1", "exit_code": 0, "seconds": 2.1,
-                       "finished": at, "log_tail": None},
-        "compressed": {"path": f"/scratch/compressed/{name}.tar.zst", "bytes": 180000, "hash": "0" * 64,
-                       "algorithm": "sha256", "members_verified": files, "at": at, "seconds": 0.3, "error": None},
-        "archive": {"batch": batch, "backend": "local", "tarball": tarball, "member": f"{name}.tar.zst",
-                    "verified": at, "error": None},
-        "history": _history(steps, at), "rev": len(steps),
-    })
+    doc.update(
+        {
+            "raw_status": "archived",
+            "processed_status": "processed",
+            "raw_location": f"local:{tarball}#{name}.tar.zst",
+            "transfer": {
+                "bytes": 128012 * files,
+                "files": files,
+                "seconds": 0.4,
+                "checksum_algorithm": "sha256",
+                "destination": f"/scratch/raw/{name}",
+                "attempts": 1,
+                "checksums": checksums,
+                "finished": at,
+                "error": None,
+            },
+            "processing": {
+                "attempts": 1,
+                "queue": "local",
+                "job_id": None,
+                "processor_version": "ref-1",
+                "output": f"/scratch/processed/{name}/ref-1",
+                "exit_code": 0,
+                "seconds": 2.1,
+                "finished": at,
+                "log_tail": None,
+            },
+            "compressed": {
+                "path": f"/scratch/compressed/{name}.tar.zst",
+                "bytes": 180000,
+                "hash": "0" * 64,
+                "algorithm": "sha256",
+                "members_verified": files,
+                "at": at,
+                "seconds": 0.3,
+                "error": None,
+            },
+            "archive": {
+                "batch": batch,
+                "backend": "local",
+                "tarball": tarball,
+                "member": f"{name}.tar.zst",
+                "verified": at,
+                "error": None,
+            },
+            "history": _history(steps, at),
+            "rev": len(steps),
+        }
+    )
     return doc
 
 
@@ -225,8 +271,11 @@ def write_history_markers(state: Path, indexes: range) -> None:
         d.mkdir(parents=True, exist_ok=True)
     for i in indexes:
         name = run_name(i)
-        for stage, field_, to in (("ondeck", "raw_status", "ondeck"), ("processed", "processed_status", "processed"),
-                                  ("compressed", "raw_status", "compressed")):
+        for stage, field_, to in (
+            ("ondeck", "raw_status", "ondeck"),
+            ("processed", "processed_status", "processed"),
+            ("compressed", "raw_status", "compressed"),
+        ):
             (dirs[stage] / f"{name}.json").write_text(json.dumps({"run": name, "field": field_, "to": to}))
         if i % 4 == 3:
             batch = f"{run_name(i - 3)}_to_{name}"
@@ -234,6 +283,7 @@ def write_history_markers(state: Path, indexes: range) -> None:
 
 
 # -- timing and memory ------------------------------------------------------------
+
 
 def interleaved(fns: dict, reps: int) -> dict[str, list[float]]:
     """Call each function `reps` times, alternating between them; their returned times."""

@@ -13,8 +13,18 @@ server's share) is shown beside it, as it is steadier on a busy machine.
 
 from __future__ import annotations
 
-from .common import (Context, Figure, Site, archived_doc, interleaved, median, paired_ratio, seed, spread,
-                     write_history_markers)
+from .common import (
+    Context,
+    Figure,
+    Site,
+    archived_doc,
+    interleaved,
+    median,
+    paired_ratio,
+    seed,
+    spread,
+    write_history_markers,
+)
 
 ID, NAME, OP, GOAL = "P1", "history-independence", "<=", 1.15
 
@@ -35,12 +45,20 @@ def run(ctx: Context) -> Figure:
                 wall = site.tick()
                 cpu[label].append(site.last_cpu)
                 return wall
+
             return tick
 
         times = interleaved({"small": timed("small", s_small), "big": timed("big", s_big)}, ctx.reps)
     ratio = paired_ratio(times["big"], times["small"])
-    return Figure(ID, NAME, ratio, OP, GOAL, details=[
-        f"no-op tick, {small:,} archived runs:  wall {spread(times['small'])}; CPU {median(cpu['small']):.2f} s",
-        f"no-op tick, {big:,} archived runs: wall {spread(times['big'])}; CPU {median(cpu['big']):.2f} s",
-        f"CPU time ratio (all processes of the tick + the DB server): {paired_ratio(cpu['big'], cpu['small']):.2f}",
-    ])
+    return Figure(
+        ID,
+        NAME,
+        ratio,
+        OP,
+        GOAL,
+        details=[
+            f"no-op tick, {small:,} archived runs:  wall {spread(times['small'])}; CPU {median(cpu['small']):.2f} s",
+            f"no-op tick, {big:,} archived runs: wall {spread(times['big'])}; CPU {median(cpu['big']):.2f} s",
+            f"CPU time ratio (all processes of the tick + the DB server): {paired_ratio(cpu['big'], cpu['small']):.2f}",
+        ],
+    )

@@ -32,8 +32,7 @@ from fulliautomatix import config as fa_config
 from fulliautomatix import daq, planning
 from fulliautomatix.standins import rawformat
 
-from .common import (FA, Context, Figure, Site, TreeMemory, clean_env, daq_doc, median, mib, paired_ratio, seed,
-                     spread)
+from .common import FA, Context, Figure, Site, TreeMemory, clean_env, daq_doc, median, mib, paired_ratio, seed, spread
 
 ID, NAME, OP, GOAL = "P2", "backlog-planning", "<=", 2
 
@@ -66,10 +65,14 @@ def time_to_first_transfer(site: Site, timeout: float = 900, home: str = "") -> 
     """(seconds until the first rsync starts, the tick's own peak memory, peak tree RSS)."""
     log_dir = Path(site.config["work_dir"]) / "logs" / "transfer_run"
     t0 = time.perf_counter()
-    proc = subprocess.Popen([FA, "--config", str(site.config_path)],
-                            env=clean_env(**({"FULLIAUTOMATIX_HOME": home} if home else {})),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [FA, "--config", str(site.config_path)],
+        env=clean_env(**({"FULLIAUTOMATIX_HOME": home} if home else {})),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     mem = TreeMemory(proc.pid).start()
     try:
         while not _first_rsync(log_dir):
@@ -144,19 +147,26 @@ def run(ctx: Context) -> Figure:
     tree = {n: median([x[2] for x in results[n]]) for n in results}
     time_ratio = paired_ratio(t[big], t[small])
     mem_ratio = paired_ratio([x[1] for x in results[big]], [x[1] for x in results[small]])
-    fig = Figure(ID, NAME, max(time_ratio, mem_ratio), OP, GOAL, details=[
-        f"time to first transfer: {small} runs {spread(t[small])}; {big:,} runs {spread(t[big])}; "
-        f"ratio {time_ratio:.2f}",
-        f"peak memory (wrapper + Snakemake, VmHWM): {small} runs {mib(m[small])}; {big:,} runs {mib(m[big])}; "
-        f"ratio {mem_ratio:.2f}",
-        f"sampled peak of the whole process tree (jobs included): {small} runs {mib(tree[small])}; "
-        f"{big:,} runs {mib(tree[big])}",
-        f"of which Fulliautomatix's planning, timed alone: the parse's read (planning.read_plan) {small} runs "
-        f"{parts[small][0]:.2f} s, {big:,} runs {parts[big][0]:.2f} s; the sync_runs_db job's plan "
-        f"(planning.plan_tick) {parts[small][1]:.2f} s and {parts[big][1]:.2f} s, in it the DAQ survey "
-        f"{parts[small][2]:.2f} s and {parts[big][2]:.2f} s; the rest is Snakemake and its jobs",
-        f"same tick, {big:,} runs, Snakemake's ILP scheduler instead of greedy: {ilp[0]:.3f} s to first "
-        f"transfer ({ilp[0] / median(t[big]):.2f}x greedy)",
-        "figure = the larger of the time and memory ratios",
-    ])
+    fig = Figure(
+        ID,
+        NAME,
+        max(time_ratio, mem_ratio),
+        OP,
+        GOAL,
+        details=[
+            f"time to first transfer: {small} runs {spread(t[small])}; {big:,} runs {spread(t[big])}; "
+            f"ratio {time_ratio:.2f}",
+            f"peak memory (wrapper + Snakemake, VmHWM): {small} runs {mib(m[small])}; {big:,} runs {mib(m[big])}; "
+            f"ratio {mem_ratio:.2f}",
+            f"sampled peak of the whole process tree (jobs included): {small} runs {mib(tree[small])}; "
+            f"{big:,} runs {mib(tree[big])}",
+            f"of which Fulliautomatix's planning, timed alone: the parse's read (planning.read_plan) {small} runs "
+            f"{parts[small][0]:.2f} s, {big:,} runs {parts[big][0]:.2f} s; the sync_runs_db job's plan "
+            f"(planning.plan_tick) {parts[small][1]:.2f} s and {parts[big][1]:.2f} s, in it the DAQ survey "
+            f"{parts[small][2]:.2f} s and {parts[big][2]:.2f} s; the rest is Snakemake and its jobs",
+            f"same tick, {big:,} runs, Snakemake's ILP scheduler instead of greedy: {ilp[0]:.3f} s to first "
+            f"transfer ({ilp[0] / median(t[big]):.2f}x greedy)",
+            "figure = the larger of the time and memory ratios",
+        ],
+    )
     return fig

@@ -25,13 +25,27 @@ from pathlib import Path
 
 from fulliautomatix.standins import rawformat
 
-from .common import (PROBE_DIR, Context, Figure, Site, archived_doc, clean_env, daq_doc, run_name, seed,
-                     write_history_markers)
+from .common import (
+    PROBE_DIR,
+    Context,
+    Figure,
+    Site,
+    archived_doc,
+    clean_env,
+    daq_doc,
+    run_name,
+    seed,
+    write_history_markers,
+)
 
 ID, NAME, OP, GOAL = "P3", "db-round-trips-per-run-stage", "<=", 3
 CONNECTION_COMMANDS = ("ping", "endSessions")  # a job's connection check and its session clean-up
-STAGE_RULES = {"transfer_run": "transfer", "process_run": "process", "compress_run": "compress",
-               "archive_batch": "archive"}
+STAGE_RULES = {
+    "transfer_run": "transfer",
+    "process_run": "process",
+    "compress_run": "compress",
+    "archive_batch": "archive",
+}
 
 
 def classify(argv: list[str]) -> str:
@@ -80,8 +94,14 @@ def lifecycle(ctx: Context, label: str, runs: int, background: int, max_ticks: i
         parts[part] += rec["commands"]
         processes[part] += 1
         connections[part] += rec["connections"]
-    return {"parts": parts, "processes": processes, "connections": connections, "ticks": ticks,
-            "left": left, "failures": failures}
+    return {
+        "parts": parts,
+        "processes": processes,
+        "connections": connections,
+        "ticks": ticks,
+        "left": left,
+        "failures": failures,
+    }
 
 
 def _per_run(life: dict, runs: int) -> dict[str, float]:
@@ -95,6 +115,7 @@ def _breakdown(cmds: list[dict]) -> str:
 
 def _per_call(a: list[dict], b: list[dict]) -> dict:
     """{shape: ((docs, ms) per call without history, (docs, ms) per call with it)} for shapes in both."""
+
     def means(cmds):
         acc = defaultdict(lambda: [0, 0, 0])
         for x in cmds:
@@ -118,23 +139,29 @@ def run(ctx: Context) -> Figure:
     for rule, stage in STAGE_RULES.items():
         cmds = base["parts"].get(rule, [])
         data = sum(1 for x in cmds if x["name"] not in CONNECTION_COMMANDS) / runs
-        details.append(f"{stage:9s} {per_run[stage]:.2f} per run = {data:.2f} reads/writes + "
-                       f"{per_run[stage] - data:.2f} ping/endSessions   ({_breakdown(cmds)})")
+        details.append(
+            f"{stage:9s} {per_run[stage]:.2f} per run = {data:.2f} reads/writes + "
+            f"{per_run[stage] - data:.2f} ping/endSessions   ({_breakdown(cmds)})"
+        )
     ticks = base["ticks"]
     for part in ("wrapper", "planning", "sync_runs_db"):
         cmds = base["parts"].get(part, [])
         details.append(f"per tick, {part}: {len(cmds) / ticks:.1f} commands ({_breakdown(cmds)})")
     total = sum(len(v) for v in base["parts"].values())
     conns = sum(base["connections"].values())
-    details.append(f"all processes, {ticks} ticks: {total} commands ({total / runs:.1f} per run), "
-                   f"{conns} connections opened (each a handshake round trip, not counted above)")
+    details.append(
+        f"all processes, {ticks} ticks: {total} commands ({total / runs:.1f} per run), "
+        f"{conns} connections opened (each a handshake round trip, not counted above)"
+    )
     others = [p for p in base["parts"] if p.startswith("other:")]
     if others:
         details.append("other processes that used the DB: " + ", ".join(others))
     for label, life in (("empty DB", base), ("with history", lives[background])):
         if life["left"] or life["failures"]:
-            details.append(f"WARNING ({label}): {life['left']} runs not archived after {life['ticks']} ticks; "
-                           f"failed ticks: {'; '.join(life['failures']) or 'none'}")
+            details.append(
+                f"WARNING ({label}): {life['left']} runs not archived after {life['ticks']} ticks; "
+                f"failed ticks: {'; '.join(life['failures']) or 'none'}"
+            )
     # Cost against history: the same life with `background` archived runs in the DB.
     hist = lives[background]
     grown = []
@@ -142,12 +169,16 @@ def run(ctx: Context) -> Figure:
         for shape, (a, b) in _per_call(base["parts"][part], hist["parts"][part]).items():
             (da, ma), (db_, mb) = a, b
             if db_ > da + 0.5 or (mb > 3 * ma and mb - ma > 5):
-                grown.append(f"{part}: {shape}: per call {da:.1f} -> {db_:.1f} documents, "
-                             f"{ma:.1f} -> {mb:.1f} ms")
-    same = [stage for rule, stage in STAGE_RULES.items()
-            if len(base["parts"].get(rule, [])) == len(hist["parts"].get(rule, []))]
-    details.append(f"same life with {background:,} archived runs in the DB: commands per run the same in "
-                   f"{len(same)} of {len(STAGE_RULES)} stages; queries whose cost per call grew: "
-                   f"{len(grown) or 'none'}")
+                grown.append(f"{part}: {shape}: per call {da:.1f} -> {db_:.1f} documents, {ma:.1f} -> {mb:.1f} ms")
+    same = [
+        stage
+        for rule, stage in STAGE_RULES.items()
+        if len(base["parts"].get(rule, [])) == len(hist["parts"].get(rule, []))
+    ]
+    details.append(
+        f"same life with {background:,} archived runs in the DB: commands per run the same in "
+        f"{len(same)} of {len(STAGE_RULES)} stages; queries whose cost per call grew: "
+        f"{len(grown) or 'none'}"
+    )
     details += [f"  grew: {g}" for g in grown]
     return Figure(ID, NAME, worst, OP, GOAL, details=details)

@@ -34,8 +34,7 @@ from pathlib import Path
 from fulliautomatix import transfer
 
 from . import rawdata
-from .common import (Context, Figure, Site, cpu_now, daq_doc, interleaved, median, paired_ratio, run_name, seed,
-                     spread)
+from .common import Context, Figure, Site, cpu_now, daq_doc, interleaved, median, paired_ratio, run_name, seed, spread
 
 ID, NAME, OP, GOAL = "P4", "transfer-efficiency", "<=", 1.15
 
@@ -82,8 +81,9 @@ class Transfers:
 
     def stage(self, run: str, config: dict | None = None) -> dict:
         with open(self.logs / f"{run}.log", "w") as log:
-            return transfer.transfer_run(self.site.db, config or self.site.config, run,
-                                         str(self.markers / f"{run}.json"), log)
+            return transfer.transfer_run(
+                self.site.db, config or self.site.config, run, str(self.markers / f"{run}.json"), log
+            )
 
     def timed_stage(self, config: dict | None = None) -> float:
         run = self.new_runs(1)[0]
@@ -129,9 +129,19 @@ class Transfers:
         dest = self.scratch / "rsync-baseline" / run
         dest.parent.mkdir(parents=True, exist_ok=True)
         if self.bed:
-            argv = [*shlex.split(self.bed["FA_TESTBED_SSH"]), "fa-daq", "--",
-                    shlex.join(["rsync", "-a", f"{self.remote_raw}/{run}/",
-                                f"fa-cluster:{self.remote_scratch}/rsync-baseline/{run}/"])]
+            argv = [
+                *shlex.split(self.bed["FA_TESTBED_SSH"]),
+                "fa-daq",
+                "--",
+                shlex.join(
+                    [
+                        "rsync",
+                        "-a",
+                        f"{self.remote_raw}/{run}/",
+                        f"fa-cluster:{self.remote_scratch}/rsync-baseline/{run}/",
+                    ]
+                ),
+            ]
         else:
             argv = ["rsync", "-a", f"{self.raw / run}/", f"{dest}/"]
         c0, t0 = cpu_now(), time.perf_counter()
@@ -155,11 +165,18 @@ def ssh_bed() -> dict | None:
     env = {}
     for line in env_file.read_text().splitlines():
         if line.startswith("export ") and "=" in line:
-            key, _, value = line[len("export "):].partition("=")
+            key, _, value = line[len("export ") :].partition("=")
             env[key] = shlex.split(value)[0] if value else ""
     try:
-        ok = subprocess.run([*shlex.split(env["FA_TESTBED_SSH"]), "fa-daq", "--", "ssh fa-cluster true"],
-                            capture_output=True, timeout=20, stdin=subprocess.DEVNULL).returncode == 0
+        ok = (
+            subprocess.run(
+                [*shlex.split(env["FA_TESTBED_SSH"]), "fa-daq", "--", "ssh fa-cluster true"],
+                capture_output=True,
+                timeout=20,
+                stdin=subprocess.DEVNULL,
+            ).returncode
+            == 0
+        )
     except (KeyError, OSError, subprocess.TimeoutExpired):
         return None
     return env if ok else None
@@ -177,9 +194,13 @@ def over_ssh(ctx: Context, data: Path, bed: dict, eighth: list[str]) -> tuple[fl
         (views[1] / "scratch").mkdir()
         local_data = views[0] / "data"  # hard links need the test bed's file system
         shutil.copytree(data, local_data, copy_function=os.link)
-        site = Site(ctx.root / "p4-ssh", daq={"host": "fa-daq", "ssh": ssh, "raw_dir": f"{remote}/daq"},
-                    clusters={"local": {"host": "fa-cluster", "ssh": ssh, "username": "asterix",
-                                        "scratch": f"{remote}/scratch"}})
+        site = Site(
+            ctx.root / "p4-ssh",
+            daq={"host": "fa-daq", "ssh": ssh, "raw_dir": f"{remote}/daq"},
+            clusters={
+                "local": {"host": "fa-cluster", "ssh": ssh, "username": "asterix", "scratch": f"{remote}/scratch"}
+            },
+        )
         with site:
             t = Transfers(site, local_data, bed, tid)
             t.timed_job()  # warm-up
@@ -226,28 +247,34 @@ def locally(ctx: Context, data: Path, size: int, files: int) -> tuple[float, lis
         sequential, parallel = t.parallel(eighth)
     ratio = paired_ratio(jobs["job"], jobs["rsync"])
     mb = size / 1e6
-    return ratio, [
-        f"local directories, transfer_run job under Snakemake (its benchmark file): {spread(jobs['job'])}; "
-        f"rsync -a beside it {spread(jobs['rsync'])}; ratio {ratio:.2f}",
-        f"local directories, the stage in-process ({algo} verification): {spread(times['stage'])}, "
-        f"{mb / median(times['stage']):.0f} MB/s, of which rsync {parts['rsync_seconds']:.2f} s, checksums of both "
-        f"copies {parts['verify_seconds']:.2f} s (medians, as the stage records them); rsync -a "
-        f"{spread(times['rsync'])}, {mb / median(times['rsync']):.0f} MB/s; ratio "
-        f"{paired_ratio(times['stage'], times['rsync']):.2f}",
-        f"CPU time (this process + its commands): stage {median(t.cpu['stage']):.2f} s, rsync "
-        f"{median(t.cpu['rsync']):.2f} s, ratio {paired_ratio(t.cpu['stage'], t.cpu['rsync']):.2f}",
-        f"with transfer.checksum sha256 (in-process): {median(sha_times):.3f} s, "
-        f"ratio {median(sha_times) / median(times['rsync']):.2f}",
-        f"local directories, 8 runs of {len(eighth)} files (in-process): one after another {sequential:.2f} s, "
-        f"all at once {parallel:.2f} s ({sequential / parallel:.2f}x)",
-    ], eighth
+    return (
+        ratio,
+        [
+            f"local directories, transfer_run job under Snakemake (its benchmark file): {spread(jobs['job'])}; "
+            f"rsync -a beside it {spread(jobs['rsync'])}; ratio {ratio:.2f}",
+            f"local directories, the stage in-process ({algo} verification): {spread(times['stage'])}, "
+            f"{mb / median(times['stage']):.0f} MB/s, of which rsync {parts['rsync_seconds']:.2f} s, checksums of both "
+            f"copies {parts['verify_seconds']:.2f} s (medians, as the stage records them); rsync -a "
+            f"{spread(times['rsync'])}, {mb / median(times['rsync']):.0f} MB/s; ratio "
+            f"{paired_ratio(times['stage'], times['rsync']):.2f}",
+            f"CPU time (this process + its commands): stage {median(t.cpu['stage']):.2f} s, rsync "
+            f"{median(t.cpu['rsync']):.2f} s, ratio {paired_ratio(t.cpu['stage'], t.cpu['rsync']):.2f}",
+            f"with transfer.checksum sha256 (in-process): {median(sha_times):.3f} s, "
+            f"ratio {median(sha_times) / median(times['rsync']):.2f}",
+            f"local directories, 8 runs of {len(eighth)} files (in-process): one after another {sequential:.2f} s, "
+            f"all at once {parallel:.2f} s ({sequential / parallel:.2f}x)",
+        ],
+        eighth,
+    )
 
 
 def run(ctx: Context) -> Figure:
     size, files = ctx.size((256 << 20, 256), (1 << 30, 1024))
     data = ctx.root / "p4-data"
-    ctx.say(f"  writing a {size >> 20} MiB run in {files} files; {ctx.reps} transfers each way under Snakemake "
-            "and in-process ...")
+    ctx.say(
+        f"  writing a {size >> 20} MiB run in {files} files; {ctx.reps} transfers each way under Snakemake "
+        "and in-process ..."
+    )
     rawdata.write_run(data, size, files)
     ratio, lines, eighth = locally(ctx, data, size, files)
     bed = ssh_bed()
@@ -257,7 +284,16 @@ def run(ctx: Context) -> Figure:
     else:
         ssh_ratio, ssh_lines = None, ["over ssh: not measured (the ssh test bed is not up; testbed/ssh/up.sh)"]
     where = "over ssh" if ssh_ratio is not None else "between local directories"
-    return Figure(ID, NAME, ssh_ratio if ssh_ratio is not None else ratio, OP, GOAL, details=[
-        f"figure: the transfer_run job under Snakemake, {where}", *ssh_lines, *lines,
-        "page cache warm; the test bed's hosts share this machine's disk and loopback",
-    ])
+    return Figure(
+        ID,
+        NAME,
+        ssh_ratio if ssh_ratio is not None else ratio,
+        OP,
+        GOAL,
+        details=[
+            f"figure: the transfer_run job under Snakemake, {where}",
+            *ssh_lines,
+            *lines,
+            "page cache warm; the test bed's hosts share this machine's disk and loopback",
+        ],
+    )

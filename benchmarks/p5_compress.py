@@ -28,8 +28,7 @@ from pathlib import Path
 from fulliautomatix import compress, hosts, markers, tarsums, transfer
 
 from . import rawdata
-from .common import (Context, Figure, Site, cpu_now, daq_doc, interleaved, median, paired_ratio, run_name, seed,
-                     spread)
+from .common import Context, Figure, Site, cpu_now, daq_doc, interleaved, median, paired_ratio, run_name, seed, spread
 from .p4_transfer import _link_copy
 
 ID, NAME, OP, GOAL = "P5", "compression-throughput", ">=", 0.85
@@ -53,10 +52,17 @@ class Compressions:
         name = run_name(i)
         _link_copy(self.data, self.scratch / "raw" / name)
         doc = daq_doc(i)
-        doc.update(raw_status="ondeck", processed_status="processed", raw_location="local/bench",
-                   transfer={"checksums": self.manifest.files, "checksum_algorithm": self.manifest.algorithm,
-                             "bytes": sum(f["size"] for f in self.manifest.files)},
-                   processing={"processor_version": "ref-1", "exit_code": 0})
+        doc.update(
+            raw_status="ondeck",
+            processed_status="processed",
+            raw_location="local/bench",
+            transfer={
+                "checksums": self.manifest.files,
+                "checksum_algorithm": self.manifest.algorithm,
+                "bytes": sum(f["size"] for f in self.manifest.files),
+            },
+            processing={"processor_version": "ref-1", "exit_code": 0},
+        )
         seed(self.site.db, [doc])
         ondeck = markers.run_marker("transfer", name, {"raw_location": doc["raw_location"]}, {})
         markers.write(self.site.state / "ondeck" / f"{name}.json", ondeck)
@@ -87,8 +93,14 @@ class Compressions:
         config = {**self.site.config, "compression": {**self.site.config["compression"], "verify": verify}}
         with open(self.logs / f"{run}.log", "w") as log:
             c0, t0 = cpu_now(), time.perf_counter()
-            compress.compress_run(self.site.db, config, run, str(self.site.state / "processed" / f"{run}.json"),
-                                  str(self.site.state / "compressed" / f"{run}.json"), log)
+            compress.compress_run(
+                self.site.db,
+                config,
+                run,
+                str(self.site.state / "processed" / f"{run}.json"),
+                str(self.site.state / "compressed" / f"{run}.json"),
+                log,
+            )
             seconds = time.perf_counter() - t0
             self.cpu.setdefault(verify, []).append(cpu_now() - c0)
         self._drop_archive(run)
@@ -98,8 +110,7 @@ class Compressions:
         run = self._new_run()
         out = self.scratch / "tar-baseline.tar.zst"
         c0, t0 = cpu_now(), time.perf_counter()
-        subprocess.run(["tar", "-C", str(self.scratch / "raw"), "-I", "zstd -T0 -3", "-cf", str(out), run],
-                       check=True)
+        subprocess.run(["tar", "-C", str(self.scratch / "raw"), "-I", "zstd -T0 -3", "-cf", str(out), run], check=True)
         seconds = time.perf_counter() - t0
         self.cpu["tar"].append(cpu_now() - c0)
         subprocess.run(["rm", "-rf", str(self.scratch / "raw" / run)], check=True)
@@ -112,8 +123,7 @@ def _parts(archive: Path, algorithm: str) -> dict[str, tuple[float, float]]:
     for label, fn in (
         ("read-back", lambda: tarsums.read_back(hosts.Host(), str(archive), algorithm, compressed=True)),
         ("zstd", lambda: subprocess.run(f"zstd -dcq -- '{archive}' >/dev/null", shell=True, check=True)),
-        ("sha256", lambda: subprocess.run(["sha256sum", "--", str(archive)], check=True,
-                                          stdout=subprocess.DEVNULL)),
+        ("sha256", lambda: subprocess.run(["sha256sum", "--", str(archive)], check=True, stdout=subprocess.DEVNULL)),
     ):
         c0, t0 = cpu_now(), time.perf_counter()
         fn()
@@ -124,8 +134,10 @@ def _parts(archive: Path, algorithm: str) -> dict[str, tuple[float, float]]:
 def run(ctx: Context) -> Figure:
     size, files = ctx.size((256 << 20, 256), (1 << 30, 1024))
     data = ctx.root / "p5-data"
-    ctx.say(f"  writing a {size >> 20} MiB run in {files} files; {ctx.reps} compressions each way, under "
-            "Snakemake and in-process ...")
+    ctx.say(
+        f"  writing a {size >> 20} MiB run in {files} files; {ctx.reps} compressions each way, under "
+        "Snakemake and in-process ..."
+    )
     rawdata.write_run(data, size, files)
     with Site(ctx.root / "p5") as site:
         c = Compressions(site, data)
@@ -134,31 +146,39 @@ def run(ctx: Context) -> Figure:
         c.cpu, c.work = {"tar": []}, []
         jobs = interleaved({"job": c.timed_job, "tar": c.timed_tar}, ctx.reps)
         c.cpu = {"tar": []}
-        times = interleaved({"stage": c.timed_stage, "tar": c.timed_tar,
-                             "decompress": lambda: c.timed_stage("decompress")}, ctx.reps)
+        times = interleaved(
+            {"stage": c.timed_stage, "tar": c.timed_tar, "decompress": lambda: c.timed_stage("decompress")}, ctx.reps
+        )
         parts = _parts(c.last_archive, c.manifest.algorithm)
         ratio_size = size / c.last_archive.stat().st_size
     value = paired_ratio(jobs["tar"], jobs["job"])
     in_process = paired_ratio(times["tar"], times["stage"])
     mb = size / 1e6
-    return Figure(ID, NAME, value, OP, GOAL, details=[
-        f"compress_run job under Snakemake (its benchmark file): {spread(jobs['job'])}, "
-        f"{mb / median(jobs['job']):.0f} MB/s; tar beside it {spread(jobs['tar'])}; ratio {value:.2f}; "
-        f"of the job's time, {median(c.work):.2f} s from its claim to its marker (compressed.seconds), the rest "
-        f"({median(jobs['job']) - median(c.work):.2f} s) is the job's start: Python, Snakemake's script "
-        "preamble, imports, DB connection",
-        f"the stage in-process (compress.compress_run, verify: stream): {spread(times['stage'])}, "
-        f"{mb / median(times['stage']):.0f} MB/s; tar beside it {spread(times['tar'])}; ratio {in_process:.2f}",
-        f"the stage in-process with verify: decompress (the written bytes decompressed and checked again): "
-        f"{spread(times['decompress'])}; ratio {paired_ratio(times['tar'], times['decompress']):.2f}",
-        f"tar -I 'zstd -T0 -3': {mb / median(jobs['tar'] + times['tar']):.0f} MB/s; "
-        f"compression ratio {ratio_size:.2f}",
-        f"CPU time (this process + its commands): stage {median(c.cpu['stream']):.2f} s (verify: decompress "
-        f"{median(c.cpu['decompress']):.2f} s), tar {median(c.cpu['tar']):.2f} s; throughput per CPU second, "
-        f"stage vs tar: {paired_ratio(c.cpu['tar'], c.cpu['stream']):.2f} (decompress: "
-        f"{paired_ratio(c.cpu['tar'], c.cpu['decompress']):.2f})",
-        f"timed alone on the archive: the one-pass read-back (one read: sha256, zstd -dc, tar parser with "
-        f"{c.manifest.algorithm} per member) {parts['read-back'][0]:.2f} s, CPU {parts['read-back'][1]:.2f} s; "
-        f"its floor, zstd -dc >/dev/null: {parts['zstd'][0]:.2f} s, CPU {parts['zstd'][1]:.2f} s; "
-        f"sha256sum of the archive: {parts['sha256'][0]:.2f} s",
-    ])
+    return Figure(
+        ID,
+        NAME,
+        value,
+        OP,
+        GOAL,
+        details=[
+            f"compress_run job under Snakemake (its benchmark file): {spread(jobs['job'])}, "
+            f"{mb / median(jobs['job']):.0f} MB/s; tar beside it {spread(jobs['tar'])}; ratio {value:.2f}; "
+            f"of the job's time, {median(c.work):.2f} s from its claim to its marker (compressed.seconds), the rest "
+            f"({median(jobs['job']) - median(c.work):.2f} s) is the job's start: Python, Snakemake's script "
+            "preamble, imports, DB connection",
+            f"the stage in-process (compress.compress_run, verify: stream): {spread(times['stage'])}, "
+            f"{mb / median(times['stage']):.0f} MB/s; tar beside it {spread(times['tar'])}; ratio {in_process:.2f}",
+            f"the stage in-process with verify: decompress (the written bytes decompressed and checked again): "
+            f"{spread(times['decompress'])}; ratio {paired_ratio(times['tar'], times['decompress']):.2f}",
+            f"tar -I 'zstd -T0 -3': {mb / median(jobs['tar'] + times['tar']):.0f} MB/s; "
+            f"compression ratio {ratio_size:.2f}",
+            f"CPU time (this process + its commands): stage {median(c.cpu['stream']):.2f} s (verify: decompress "
+            f"{median(c.cpu['decompress']):.2f} s), tar {median(c.cpu['tar']):.2f} s; throughput per CPU second, "
+            f"stage vs tar: {paired_ratio(c.cpu['tar'], c.cpu['stream']):.2f} (decompress: "
+            f"{paired_ratio(c.cpu['tar'], c.cpu['decompress']):.2f})",
+            f"timed alone on the archive: the one-pass read-back (one read: sha256, zstd -dc, tar parser with "
+            f"{c.manifest.algorithm} per member) {parts['read-back'][0]:.2f} s, CPU {parts['read-back'][1]:.2f} s; "
+            f"its floor, zstd -dc >/dev/null: {parts['zstd'][0]:.2f} s, CPU {parts['zstd'][1]:.2f} s; "
+            f"sha256sum of the archive: {parts['sha256'][0]:.2f} s",
+        ],
+    )

@@ -18,13 +18,34 @@ import time
 
 from fulliautomatix import status
 
-from .common import (FA, Context, Figure, Site, archived_doc, clean_env, daq_doc, interleaved, median,
-                     paired_ratio, seed, spread)
+from .common import (
+    FA,
+    Context,
+    Figure,
+    Site,
+    archived_doc,
+    clean_env,
+    daq_doc,
+    interleaved,
+    median,
+    paired_ratio,
+    seed,
+    spread,
+)
 
 ID, NAME, OP, GOAL = "P6", "status-at-a-glance", "<=", 2
-PENDING = [("acquired", "none"), ("transferring", "none"), ("ondeck", "none"), ("ondeck", "queued"),
-           ("ondeck", "processing"), ("ondeck", "processed"), ("ondeck", "failed"), ("compressing", "processed"),
-           ("compressed", "processed"), ("archiving", "processed")]
+PENDING = [
+    ("acquired", "none"),
+    ("transferring", "none"),
+    ("ondeck", "none"),
+    ("ondeck", "queued"),
+    ("ondeck", "processing"),
+    ("ondeck", "processed"),
+    ("ondeck", "failed"),
+    ("compressing", "processed"),
+    ("compressed", "processed"),
+    ("archiving", "processed"),
+]
 
 GROUP = [{"$group": {"_id": "$raw_status", "n": {"$sum": 1}}}]
 GROUP_SCRIPT = """
@@ -57,14 +78,23 @@ def run(ctx: Context) -> Figure:
 
         def status_cli() -> float:
             t0 = time.perf_counter()
-            subprocess.run([FA, "--config", str(site.config_path), "status"], env=env, check=True,
-                           stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+            subprocess.run(
+                [FA, "--config", str(site.config_path), "status"],
+                env=env,
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
+            )
             return time.perf_counter() - t0
 
         def group_process() -> float:
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-c", GROUP_SCRIPT, site.uri, rdb["database"], rdb["collection"]],
-                           env=env, check=True, stdin=subprocess.DEVNULL)
+            subprocess.run(
+                [sys.executable, "-c", GROUP_SCRIPT, site.uri, rdb["database"], rdb["collection"]],
+                env=env,
+                check=True,
+                stdin=subprocess.DEVNULL,
+            )
             return time.perf_counter() - t0
 
         def status_inproc() -> float:
@@ -84,11 +114,19 @@ def run(ctx: Context) -> Figure:
         site.stop_server()
         cold = status_cli()
     ratio = paired_ratio(times["status"], times["group"])
-    return Figure(ID, NAME, ratio, OP, GOAL, details=[
-        f"fulliautomatix status: {spread(times['status'])}",
-        f"python + pymongo, one $group: {spread(times['group'])}",
-        f"in-process (no interpreter start-up), status's DB work + table: {median(inproc['status']) * 1000:.1f} ms; "
-        f"one $group {median(inproc['group']) * 1000:.1f} ms; in-process ratio "
-        f"{paired_ratio(inproc['status'], inproc['group']):.2f} (the figure above: {ratio:.2f}, two fresh processes)",
-        f"status with no server running (starts and stops nx-27017 itself): {cold:.3f} s",
-    ])
+    return Figure(
+        ID,
+        NAME,
+        ratio,
+        OP,
+        GOAL,
+        details=[
+            f"fulliautomatix status: {spread(times['status'])}",
+            f"python + pymongo, one $group: {spread(times['group'])}",
+            "in-process (no interpreter start-up), status's DB work + table: "
+            f"{median(inproc['status']) * 1000:.1f} ms; one $group {median(inproc['group']) * 1000:.1f} ms; "
+            f"in-process ratio {paired_ratio(inproc['status'], inproc['group']):.2f} "
+            f"(the figure above: {ratio:.2f}, two fresh processes)",
+            f"status with no server running (starts and stops nx-27017 itself): {cold:.3f} s",
+        ],
+    )

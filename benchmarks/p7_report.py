@@ -19,8 +19,20 @@ import time
 
 from fulliautomatix import dates, report
 
-from .common import (FA, Context, Figure, Site, archived_doc, clean_env, daq_doc, interleaved, median,
-                     paired_ratio, seed, spread)
+from .common import (
+    FA,
+    Context,
+    Figure,
+    Site,
+    archived_doc,
+    clean_env,
+    daq_doc,
+    interleaved,
+    median,
+    paired_ratio,
+    seed,
+    spread,
+)
 from .p6_status import PENDING
 
 ID, NAME, OP, GOAL = "P7", "report-at-scale", "<=", 5
@@ -57,8 +69,15 @@ def _docs(n: int, now: _dt.datetime):
         if doc["processed_status"] == "failed":
             doc["processing"] = {"attempts": 1, "exit_code": 2, "log_tail": "bench: simulated failure"}
         if k == 1:  # transferring for 23 h: stuck
-            doc["history"] = [{"at": (now - _dt.timedelta(hours=23)).isoformat(timespec="seconds"),
-                               "field": "raw_status", "from": "acquired", "to": "transferring", "host": "bench"}]
+            doc["history"] = [
+                {
+                    "at": (now - _dt.timedelta(hours=23)).isoformat(timespec="seconds"),
+                    "field": "raw_status",
+                    "from": "acquired",
+                    "to": "transferring",
+                    "host": "bench",
+                }
+            ]
         yield doc
 
 
@@ -73,13 +92,19 @@ def run(ctx: Context) -> Figure:
 
         def command(*args: str) -> float:
             t0 = time.perf_counter()
-            subprocess.run([FA, "--config", str(site.config_path), *args], env=env, check=True,
-                           stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+            subprocess.run(
+                [FA, "--config", str(site.config_path), *args],
+                env=env,
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
+            )
             return time.perf_counter() - t0
 
         command("report", "--out", str(page)), command("status")  # warm-up
-        times = interleaved({"report": lambda: command("report", "--out", str(page)),
-                             "status": lambda: command("status")}, ctx.reps + 2)
+        times = interleaved(
+            {"report": lambda: command("report", "--out", str(page)), "status": lambda: command("status")}, ctx.reps + 2
+        )
         t0 = time.perf_counter()
         figures = report.build(site.db, site.config)
         built = time.perf_counter() - t0
@@ -89,16 +114,23 @@ def run(ctx: Context) -> Figure:
         every, scan = _scan(site)
     ratio = paired_ratio(times["report"], times["status"])
     kinds = sorted({i["kind"] for i in figures["attention"]})
-    return Figure(ID, NAME, ratio, OP, GOAL, details=[
-        f"fulliautomatix report (14 days): {spread(times['report'])}",
-        f"fulliautomatix status:           {spread(times['status'])}",
-        f"in-process: reading + one pass {built:.3f} s ({figures['runs_read']:,} of {n:,} runs read: pending or "
-        f"written in the window), drawing the page {drawn:.3f} s ({page.stat().st_size / 1024:.0f} KiB); "
-        f"attention: {', '.join(kinds) or 'none'}",
-        f"reading every run's history instead (one find over all of them): {every} in {scan:.1f} s "
-        f"(the report would take about {(median(times['report']) + scan - built) / median(times['status']):.0f}"
-        " times status's time)",
-    ])
+    return Figure(
+        ID,
+        NAME,
+        ratio,
+        OP,
+        GOAL,
+        details=[
+            f"fulliautomatix report (14 days): {spread(times['report'])}",
+            f"fulliautomatix status:           {spread(times['status'])}",
+            f"in-process: reading + one pass {built:.3f} s ({figures['runs_read']:,} of {n:,} runs read: pending or "
+            f"written in the window), drawing the page {drawn:.3f} s ({page.stat().st_size / 1024:.0f} KiB); "
+            f"attention: {', '.join(kinds) or 'none'}",
+            f"reading every run's history instead (one find over all of them): {every} in {scan:.1f} s "
+            f"(the report would take about {(median(times['report']) + scan - built) / median(times['status']):.0f}"
+            " times status's time)",
+        ],
+    )
 
 
 def _scan(site: Site) -> tuple[str, float]:

@@ -42,11 +42,11 @@ def _events(count: int, rng: random.Random, pool: _Pool) -> bytes:
     ev = bytearray(2 * SAMPLES)
     for i in range(count):
         table, pulse = pool.pulses[rng.getrandbits(10)]
-        ev[0::2] = noise[i * SAMPLES:(i + 1) * SAMPLES].translate(pool.tables[table])
+        ev[0::2] = noise[i * SAMPLES : (i + 1) * SAMPLES].translate(pool.tables[table])
         ev[1::2] = pool.high
         t0 = 2 * rng.randint(SAMPLES // 4, SAMPLES // 2)
-        ev[t0:t0 + len(pulse)] = pulse
-        out[i * 2 * SAMPLES:(i + 1) * 2 * SAMPLES] = ev
+        ev[t0 : t0 + len(pulse)] = pulse
+        out[i * 2 * SAMPLES : (i + 1) * 2 * SAMPLES] = ev
     return bytes(out)
 
 

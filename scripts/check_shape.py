@@ -48,11 +48,10 @@ def imported_modules(tree: ast.AST, name: str, is_package: bool, known: set[str]
             base = node.module or ""
             if node.level:
                 anchor = package.split(".")
-                anchor = anchor[:len(anchor) - (node.level - 1)]
+                anchor = anchor[: len(anchor) - (node.level - 1)]
                 base = ".".join(anchor + ([base] if base else []))
             # `from . import x` names the module x when there is one; `from .m import f` names m
-            candidates = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base
-                          for alias in node.names]
+            candidates = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names]
         else:
             continue
         for candidate in candidates:
@@ -118,9 +117,12 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def long_functions(path: Path) -> list[tuple[str, int, int]]:
     """(name, first line, length) of each function in `path` longer than MAX_FUNCTION_LINES (def to last line)."""
     tree = ast.parse(path.read_text(), str(path))
-    return [(node.name, node.lineno, node.end_lineno - node.lineno + 1) for node in ast.walk(tree)
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-            and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+    return [
+        (node.name, node.lineno, node.end_lineno - node.lineno + 1)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
 
 
 def problems(root: Path) -> list[str]:

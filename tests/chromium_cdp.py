@@ -22,10 +22,23 @@ from pathlib import Path
 
 import websocket
 
-FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-extensions",
-         "--disable-default-apps", "--metrics-recording-only", "--mute-audio",
-         "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9", "--window-size=1200,900"]
+FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--disable-default-apps",
+    "--metrics-recording-only",
+    "--mute-audio",
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+    "--proxy-server=127.0.0.1:9",
+    "--window-size=1200,900",
+]
 
 
 def binary() -> str | None:
@@ -39,15 +52,19 @@ class Chromium:
         self.profile, self.timeout = Path(profile_dir), timeout
         self.events: list[dict] = []
         self._id = 0
-        self.proc = subprocess.Popen([binary(), *FLAGS, "--remote-debugging-port=0",
-                                      f"--user-data-dir={self.profile}", "about:blank"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [binary(), *FLAGS, "--remote-debugging-port=0", f"--user-data-dir={self.profile}", "about:blank"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
         port = self._port()
         direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, never a proxy
         with direct.open(f"http://127.0.0.1:{port}/json/list", timeout=10) as resp:
             pages = [t for t in json.load(resp) if t.get("type") == "page"]
-        self.ws = websocket.create_connection(pages[0]["webSocketDebuggerUrl"], timeout=timeout,
-                                              suppress_origin=True, http_no_proxy=["127.0.0.1"])
+        self.ws = websocket.create_connection(
+            pages[0]["webSocketDebuggerUrl"], timeout=timeout, suppress_origin=True, http_no_proxy=["127.0.0.1"]
+        )
         for domain in ("Network", "Runtime", "Log", "Page"):
             self.call(f"{domain}.enable")
 
@@ -119,8 +136,12 @@ class Chromium:
     def screenshot(self, path: Path) -> Path:
         """The whole page (not only the window) as a PNG."""
         size = self.call("Page.getLayoutMetrics")["cssContentSize"]
-        shot = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
-                         clip={"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1})
+        shot = self.call(
+            "Page.captureScreenshot",
+            format="png",
+            captureBeyondViewport=True,
+            clip={"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
+        )
         path.write_bytes(base64.b64decode(shot["data"]))
         return path
 

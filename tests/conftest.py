@@ -101,8 +101,7 @@ def run_fa(config_path: Path | None, *args: str, timeout: float = 300, env: dict
     argv = [FA] + (["--config", str(config_path)] if config_path else []) + list(args)
     full_env = {**os.environ, **(env or {})}
     full_env.pop(fa_config.DB_ENV, None) if env is None or fa_config.DB_ENV not in env else None
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=full_env,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=full_env, stdin=subprocess.DEVNULL)
 
 
 @pytest.fixture
@@ -118,8 +117,13 @@ def ssh_testbed():
     apt on a fresh machine) and left running: tests/ssh and tests/archive share it.
     """
     try:
-        proc = subprocess.run(["bash", str(ROOT / "testbed" / "ssh" / "up.sh")], capture_output=True, text=True,
-                              timeout=900, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            ["bash", str(ROOT / "testbed" / "ssh" / "up.sh")],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            stdin=subprocess.DEVNULL,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         skip_or_fail(f"ssh test bed did not start: {exc}")
     if proc.returncode != 0:
@@ -128,6 +132,6 @@ def ssh_testbed():
     env = {}
     for line in env_file.read_text().splitlines():
         if line.startswith("export ") and "=" in line:
-            key, _, value = line[len("export "):].partition("=")
+            key, _, value = line[len("export ") :].partition("=")
             env[key] = shlex.split(value)[0] if value else ""
     return env

@@ -65,8 +65,9 @@ if _OUT:
             reply = getattr(event, "reply", None) or {}
             cursor = reply.get("cursor") or {}
             docs = len(cursor.get("firstBatch") or cursor.get("nextBatch") or [])
-            _events.append({"name": event.command_name, "shape": shape, "docs": docs,
-                            "micros": event.duration_micros, "ok": ok})
+            _events.append(
+                {"name": event.command_name, "shape": shape, "docs": docs, "micros": event.duration_micros, "ok": ok}
+            )
 
         def succeeded(self, event):
             self._done(event, True)
@@ -78,16 +79,35 @@ if _OUT:
         def connection_created(self, event):
             _connections[0] += 1
 
-        def pool_created(self, event): pass
-        def pool_ready(self, event): pass
-        def pool_cleared(self, event): pass
-        def pool_closed(self, event): pass
-        def connection_ready(self, event): pass
-        def connection_closed(self, event): pass
-        def connection_check_out_started(self, event): pass
-        def connection_check_out_failed(self, event): pass
-        def connection_checked_out(self, event): pass
-        def connection_checked_in(self, event): pass
+        def pool_created(self, event):
+            pass
+
+        def pool_ready(self, event):
+            pass
+
+        def pool_cleared(self, event):
+            pass
+
+        def pool_closed(self, event):
+            pass
+
+        def connection_ready(self, event):
+            pass
+
+        def connection_closed(self, event):
+            pass
+
+        def connection_check_out_started(self, event):
+            pass
+
+        def connection_check_out_failed(self, event):
+            pass
+
+        def connection_checked_out(self, event):
+            pass
+
+        def connection_checked_in(self, event):
+            pass
 
     monitoring.register(_Commands())
     monitoring.register(_Pool())

@@ -45,25 +45,44 @@ MORE_KINDS = ("LOST", "LOST-COPY", "ONE-COPY")  # counted when present
 ORDER = ("BAD", "LOST", "LOST-COPY", "HELD", "STUCK", "RETRY", "ONE-COPY")  # most urgent first
 
 # (sub-document, field) holding a stage's last error, and the stage's name.
-ERROR_FIELDS = (("transfer", "error", "transfer"), ("processing", "log_tail", "process"),
-                ("compressed", "error", "compress"), ("archive", "error", "archive"))
+ERROR_FIELDS = (
+    ("transfer", "error", "transfer"),
+    ("processing", "log_tail", "process"),
+    ("compressed", "error", "compress"),
+    ("archive", "error", "archive"),
+)
 
 # States a run passes through on its way, with the state field they belong to.
-TIMED_STATES = ((states.RAW, "acquired"), (states.RAW, "transferring"), (states.PROCESSED, "queued"),
-                (states.PROCESSED, "processing"), (states.RAW, "compressing"), (states.RAW, "compressed"),
-                (states.RAW, "archiving"))
+TIMED_STATES = (
+    (states.RAW, "acquired"),
+    (states.RAW, "transferring"),
+    (states.PROCESSED, "queued"),
+    (states.PROCESSED, "processing"),
+    (states.RAW, "compressing"),
+    (states.RAW, "compressed"),
+    (states.RAW, "archiving"),
+)
 
 # The state a STUCK run is in -> (its stage, what to look at, the command that moves it on).
 STUCK_HINTS = {
-    "acquired": ("transfer", "the DAQ machine and logs/transfer_run/{run}.log",
-                 "fulliautomatix --transfer --run {run}"),
-    "transferring": ("transfer", "logs/transfer_run/{run}.log (a killed copy resumes)",
-                     "fulliautomatix --transfer --run {run}"),
+    "acquired": (
+        "transfer",
+        "the DAQ machine and logs/transfer_run/{run}.log",
+        "fulliautomatix --transfer --run {run}",
+    ),
+    "transferring": (
+        "transfer",
+        "logs/transfer_run/{run}.log (a killed copy resumes)",
+        "fulliautomatix --transfer --run {run}",
+    ),
     "queued": ("process", "its job in the scheduler (qstat, squeue)", "fulliautomatix status {run}"),
     "processing": ("process", "its job and logs/process_run/{run}.log", "fulliautomatix status {run}"),
     "compressing": ("compress", "logs/compress_run/{run}.log", "fulliautomatix --compress --run {run}"),
-    "compressed": ("archive", "its batch: a neighbouring run not yet compressed keeps it open",
-                   "fulliautomatix --archive"),
+    "compressed": (
+        "archive",
+        "its batch: a neighbouring run not yet compressed keeps it open",
+        "fulliautomatix --archive",
+    ),
     "archiving": ("archive", "logs/archive_batch/ of its batch", "fulliautomatix --archive"),
 }
 
@@ -101,6 +120,7 @@ class Problem:
 
 # -- the DAQ's live note -------------------------------------------------------
 
+
 def daq_live_path(config: dict) -> Path:
     return fa_config.state_dir(config) / "daq_live.json"
 
@@ -119,6 +139,7 @@ def daq_live_at(config: dict) -> _dt.datetime | None:
 
 
 # -- STUCK ---------------------------------------------------------------------
+
 
 def entered(doc: dict, field_: str, state: str) -> _dt.datetime | None:
     """When the run entered `state` of `field_`: its last history entry to it.
@@ -189,10 +210,21 @@ def stuck(doc: dict, config: dict, now: _dt.datetime, daq_live=None) -> Problem 
     name = doc["name"]
     stage, look, command = STUCK_HINTS[state]
     last = last_entry(doc)
-    reason = (f"run {name}: {field_} {state} for {dates.duration(age)} (limit {dates.duration(limit)}); "
-              f"last: {describe(last)}; check {look.format(run=name)}")
-    return Problem(name, "STUCK", reason, command.format(run=name), stage=stage, since=since, state=state,
-                   seconds=round(age, 1), last=last)
+    reason = (
+        f"run {name}: {field_} {state} for {dates.duration(age)} (limit {dates.duration(limit)}); "
+        f"last: {describe(last)}; check {look.format(run=name)}"
+    )
+    return Problem(
+        name,
+        "STUCK",
+        reason,
+        command.format(run=name),
+        stage=stage,
+        since=since,
+        state=state,
+        seconds=round(age, 1),
+        last=last,
+    )
 
 
 def last_entry(doc: dict) -> dict:
@@ -213,6 +245,7 @@ def describe(entry: dict) -> str:
 
 # -- the list ------------------------------------------------------------------
 
+
 def _command_in(reason: str, default: str) -> str:
     found = re.findall(r"`([^`]+)`", reason)
     return found[-1] if found else default
@@ -231,8 +264,13 @@ def _retry(doc: dict) -> Problem | None:
         if err and not (sub == "processing" and doc.get(states.PROCESSED) != "failed"):
             first = str(err).strip().splitlines()[-1] if sub == "processing" else str(err)
             command = "fulliautomatix --archive" if stage == "archive" else f"fulliautomatix --run {name}"
-            return Problem(name, "RETRY", f"run {name}: last {sub} attempt failed: {first}; the next tick retries",
-                           command, stage=stage)
+            return Problem(
+                name,
+                "RETRY",
+                f"run {name}: last {sub} attempt failed: {first}; the next tick retries",
+                command,
+                stage=stage,
+            )
     return None
 
 
@@ -276,15 +314,24 @@ def _one_copy(doc: dict) -> Problem | None:
     if not only:
         return None
     name = doc["name"]
-    return Problem(name, "ONE-COPY", f"run {name}: only {only} (DAQ copy {doc['transfer']['daq_copy']}, "
-                                     "not yet archived)", f"fulliautomatix --run {name}",
-                   stage=_STAGE_OF.get(doc.get(states.RAW), ""))
+    return Problem(
+        name,
+        "ONE-COPY",
+        f"run {name}: only {only} (DAQ copy {doc['transfer']['daq_copy']}, not yet archived)",
+        f"fulliautomatix --run {name}",
+        stage=_STAGE_OF.get(doc.get(states.RAW), ""),
+    )
 
 
 def _lost_copy(doc: dict) -> Problem:
     name = doc.get("name")
-    return Problem(str(name), "LOST-COPY", f"run {name}: {(doc.get('archive') or {}).get('copy_error')}",
-                   f"fulliautomatix audit {name}", stage="archive")
+    return Problem(
+        str(name),
+        "LOST-COPY",
+        f"run {name}: {(doc.get('archive') or {}).get('copy_error')}",
+        f"fulliautomatix audit {name}",
+        stage="archive",
+    )
 
 
 def duplicate_line(config: dict, name: str, ids: list[str]) -> str:
@@ -293,9 +340,11 @@ def duplicate_line(config: dict, name: str, ids: list[str]) -> str:
     uri = redact(rdb["uri"]) if rdb["uri"] != "embedded" else "mongodb://127.0.0.1:27017/"
     serve = "`fulliautomatix db serve --port 27017`, then " if rdb["uri"] == "embedded" else ""
     delete = f'db.getSiblingDB("{rdb["database"]}").{rdb["collection"]}.deleteOne({{_id: ObjectId("{ids[-1]}")}})'
-    return (f"run {name}: {len(ids)} documents have this name (_id {', '.join(ids)}); no tick touches it until "
-            f"one is left: keep the right one and delete the other, e.g. {serve}`mongosh {shlex.quote(uri)} "
-            f"--eval {shlex.quote(delete)}`")
+    return (
+        f"run {name}: {len(ids)} documents have this name (_id {', '.join(ids)}); no tick touches it until "
+        f"one is left: keep the right one and delete the other, e.g. {serve}`mongosh {shlex.quote(uri)} "
+        f"--eval {shlex.quote(delete)}`"
+    )
 
 
 def _duplicate(config: dict, name: str, ids: list[str]) -> Problem:
@@ -303,9 +352,16 @@ def _duplicate(config: dict, name: str, ids: list[str]) -> Problem:
     return Problem(name, "BAD", line, _command_in(line, f"fulliautomatix status {name}"))
 
 
-def problems(docs: list[dict], config: dict, now: _dt.datetime | None = None, daq_live=None, *,
-             duplicates: dict[str, list[str]] | None = None, unknown: list[dict] = (),
-             lost_copies: list[dict] = ()) -> list[Problem]:
+def problems(
+    docs: list[dict],
+    config: dict,
+    now: _dt.datetime | None = None,
+    daq_live=None,
+    *,
+    duplicates: dict[str, list[str]] | None = None,
+    unknown: list[dict] = (),
+    lost_copies: list[dict] = (),
+) -> list[Problem]:
     """The attention list of the pending runs: one problem per run at most, most urgent kind first, then by run.
 
     `daq_live`: when a tick last found the DAQ live (:func:`daq_live_at`),
@@ -318,22 +374,35 @@ def problems(docs: list[dict], config: dict, now: _dt.datetime | None = None, da
     now = now or dates.now()
     duplicates = duplicates or {}
     found = [_duplicate(config, name, ids) for name, ids in duplicates.items()]
-    found += [_bad(d, selection.check_doc(d, config["run_name_pattern"]) or
-                   f"run {d.get('name')}: unknown raw_status {d.get(states.RAW)!r}") for d in unknown]
+    found += [
+        _bad(
+            d,
+            selection.check_doc(d, config["run_name_pattern"])
+            or f"run {d.get('name')}: unknown raw_status {d.get(states.RAW)!r}",
+        )
+        for d in unknown
+    ]
     found += [_lost_copy(d) for d in lost_copies if d.get("name") not in duplicates]
-    found += [p for p in (run_problem(d, config, now, daq_live) for d in docs if d.get("name") not in duplicates)
-              if p]
+    found += [p for p in (run_problem(d, config, now, daq_live) for d in docs if d.get("name") not in duplicates) if p]
     return sorted(found, key=lambda p: (ORDER.index(p.kind), p.run))
 
 
-def gather(db, config: dict, now: _dt.datetime | None = None, pending: list[dict] | None = None,
-           raw_values=None) -> list[Problem]:
+def gather(
+    db, config: dict, now: _dt.datetime | None = None, pending: list[dict] | None = None, raw_values=None
+) -> list[Problem]:
     """:func:`problems` of the runs DB: its pending runs (with history, unless `pending` is given),
     duplicate names, unknown states (`raw_values`: the raw states db.counts() found, spares a query)
     and archived copies that stopped verifying."""
     pending = db.pending(history=True) if pending is None else pending
-    return problems(pending, config, now, daq_live_at(config), duplicates=db.duplicate_names(),
-                    unknown=db.unknown_states(raw_values=raw_values), lost_copies=db.copy_problems())
+    return problems(
+        pending,
+        config,
+        now,
+        daq_live_at(config),
+        duplicates=db.duplicate_names(),
+        unknown=db.unknown_states(raw_values=raw_values),
+        lost_copies=db.copy_problems(),
+    )
 
 
 def counts(found: list[Problem]) -> dict[str, int]:

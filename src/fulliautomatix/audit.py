@@ -47,10 +47,16 @@ class Findings:
     unreachable: list[str] = field(default_factory=list)  # tarballs the archive could not be asked about now
 
     def lines(self) -> list[str]:
-        return ([f"LOST-COPY {ln}" for ln in self.bad] + [f"STRAY {ln}" for ln in self.strays]
-                + [f"MISSING {ln}" for ln in self.missing] + [f"NOT-AUDITED {ln}" for ln in self.unreachable]
-                + [f"audited {self.checked} archived runs: {len(self.bad)} do not verify; {len(self.strays)} "
-                   f"strays; {len(self.missing)} recorded copies missing"])
+        return (
+            [f"LOST-COPY {ln}" for ln in self.bad]
+            + [f"STRAY {ln}" for ln in self.strays]
+            + [f"MISSING {ln}" for ln in self.missing]
+            + [f"NOT-AUDITED {ln}" for ln in self.unreachable]
+            + [
+                f"audited {self.checked} archived runs: {len(self.bad)} do not verify; {len(self.strays)} "
+                f"strays; {len(self.missing)} recorded copies missing"
+            ]
+        )
 
 
 def _entries(host: hosts.Host, directory: str) -> list[str]:
@@ -69,15 +75,21 @@ def _audit_tarball(db: RunsDB, config: dict, docs: list[dict], found: Findings, 
         if _archive_unreachable(be, a["tarball"], log):
             # An archive that is down (an HPSS outage) says nothing about the copy: no LOST-COPY alarm
             # (a false critical one would teach operators to ignore it); a later audit reads them.
-            found.unreachable.append(f"{be.url(a['tarball'])} ({', '.join(d['name'] for d in docs)}): {exc}; "
-                                     "the archive did not answer, so the next audit tries again")
+            found.unreachable.append(
+                f"{be.url(a['tarball'])} ({', '.join(d['name'] for d in docs)}): {exc}; "
+                "the archive did not answer, so the next audit tries again"
+            )
             return
     for doc in docs:
         rec = doc["archive"]
         got = members.get(rec.get("member"))
-        why = error or ("its member is missing" if got is None else
-                        None if got.sha256 in (None, rec.get("hash")) and got.size == rec.get("bytes") else
-                        "its member differs from the recorded size and sha256")
+        why = error or (
+            "its member is missing"
+            if got is None
+            else None
+            if got.sha256 in (None, rec.get("hash")) and got.size == rec.get("bytes")
+            else "its member differs from the recorded size and sha256"
+        )
         fields = {"archive.audited": {"at": states.now(), "ok": why is None, "error": why}}
         if why:
             line = f"run {doc['name']}: the archived copy {be.url(rec['tarball'])}#{rec.get('member')} {why}"
@@ -118,9 +130,12 @@ def strays(db: RunsDB, config: dict, found: Findings) -> None:
     docs = {d["name"]: d for d in db.copies() if isinstance(d.get("name"), str)}
     daq, cluster = transfer.daq_host(config), transfer.cluster_host(config)
     scratch = fa_config.cluster(config)["scratch"].rstrip("/")
-    places = [(daq, config["daq"]["raw_dir"], lambda e: e), (cluster, f"{scratch}/raw", lambda e: e),
-              (cluster, f"{scratch}/processed", lambda e: e),
-              (cluster, f"{scratch}/compressed", lambda e: e[:-len(".tar.zst")] if e.endswith(".tar.zst") else e)]
+    places = [
+        (daq, config["daq"]["raw_dir"], lambda e: e),
+        (cluster, f"{scratch}/raw", lambda e: e),
+        (cluster, f"{scratch}/processed", lambda e: e),
+        (cluster, f"{scratch}/compressed", lambda e: e[: -len(".tar.zst")] if e.endswith(".tar.zst") else e),
+    ]
     for host, directory, run_of in places:
         for entry in _entries(host, directory):
             if entry.startswith("."):
@@ -139,8 +154,10 @@ def _archive_listing(be) -> set[str]:
     if proc.returncode != 0 and "HPSS_ENOENT" in proc.stderr:
         return set()  # nothing archived yet
     if proc.returncode != 0:
-        raise archive.ArchiveError(f"hsi cannot list {be.root} (exit {proc.returncode}): "
-                                   f"{(proc.stderr.strip().splitlines() or ['no message'])[0]}")
+        raise archive.ArchiveError(
+            f"hsi cannot list {be.root} (exit {proc.returncode}): "
+            f"{(proc.stderr.strip().splitlines() or ['no message'])[0]}"
+        )
     return set(hpss.parse_ls(proc.stderr + proc.stdout))
 
 
@@ -151,14 +168,15 @@ def _archive_strays(config: dict, docs: dict[str, dict], found: Findings) -> Non
     try:
         listed = _archive_listing(be)
     except (archive.ArchiveError, hosts.CommandFailed) as exc:
-        found.unreachable.append(f"{be.url(be.root)}: cannot be listed ({exc}); strays and missing tarballs "
-                                 "there are not checked; the next audit tries again")
+        found.unreachable.append(
+            f"{be.url(be.root)}: cannot be listed ({exc}); strays and missing tarballs "
+            "there are not checked; the next audit tries again"
+        )
         return
     recorded = {}
     for name, d in docs.items():
         a = d.get("archive") or {}
-        if a.get("tarball") and (a.get("backend") or "local") == be.name and \
-                a["tarball"].rsplit("/", 1)[0] == be.root:
+        if a.get("tarball") and (a.get("backend") or "local") == be.name and a["tarball"].rsplit("/", 1)[0] == be.root:
             recorded.setdefault(a["tarball"].rsplit("/", 1)[1], []).append((name, d))
     for entry in sorted(listed):
         if entry.endswith(".tar") and entry not in recorded and not entry.startswith("."):
@@ -169,8 +187,7 @@ def _archive_strays(config: dict, docs: dict[str, dict], found: Findings) -> Non
                 found.missing.append(f"run {name}: its archived tarball {be.url(be.root + '/' + entry)} is missing")
 
 
-def _missing_copies(config: dict, docs: dict[str, dict], daq: hosts.Host, cluster: hosts.Host,
-                    found: Findings) -> None:
+def _missing_copies(config: dict, docs: dict[str, dict], daq: hosts.Host, cluster: hosts.Host, found: Findings) -> None:
     checks = []  # (host, path, line)
     for name, d in sorted(docs.items()):
         raw = d.get(states.RAW)
@@ -185,7 +202,7 @@ def _missing_copies(config: dict, docs: dict[str, dict], daq: hosts.Host, cluste
     for host in {h for h, _, _ in checks}:
         paths = [(p, line) for h, p, line in checks if h == host]
         for i in range(0, len(paths), 500):  # within any command line's length
-            chunk = paths[i:i + 500]
+            chunk = paths[i : i + 500]
             gone = set(host.run(["bash", "-c", script, "fa-exists", *[p for p, _ in chunk]]).stdout.split("\0"))
             found.missing += [f"{line} {host.path(p)} is missing" for p, line in chunk if p in gone]
 
@@ -253,8 +270,10 @@ def tick_audit(db: RunsDB, config: dict, record_path: str, log) -> list[str]:
     for group in by_tarball.values():
         _audit_tarball(db, config, group, found, log)
     markers.write(record_path, {"audited": [d["name"] for d in docs], "bad": found.bad})
-    log.write(f"audited {found.checked} archived runs: {', '.join(d['name'] for d in docs) or 'none'}; "
-              f"{len(found.bad)} do not verify\n")
+    log.write(
+        f"audited {found.checked} archived runs: {', '.join(d['name'] for d in docs) or 'none'}; "
+        f"{len(found.bad)} do not verify\n"
+    )
     for line in found.unreachable:
         log.write(f"not audited: {line}\n")
     return found.bad

@@ -90,8 +90,9 @@ def _holder(path: Path) -> str:
 
 def busy_line(name: str, holder: str) -> str:
     what = "batch" if "_to_" in name else "run"
-    return (f"{what} {name}: {holder} still works on it; this tick leaves it alone "
-            "(a later tick goes on once it is done)")
+    return (
+        f"{what} {name}: {holder} still works on it; this tick leaves it alone (a later tick goes on once it is done)"
+    )
 
 
 def claim(config: dict, name: str, what: str) -> None:
@@ -136,7 +137,7 @@ def busy(config: dict) -> dict[str, str]:
         return {}
     out = {}
     for path in sorted(folder.glob("*.lock")):
-        name = path.name[:-len(".lock")]
+        name = path.name[: -len(".lock")]
         if name in _held:
             continue
         fh = _lock_current(path)

@@ -55,19 +55,23 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 def _global_options(ap: argparse.ArgumentParser, defaults: bool) -> None:
     d = None if not defaults else argparse.SUPPRESS
-    ap.add_argument("--config", default=d,
-                    help="site config, merged over the default one (`fulliautomatix paths config`)")
-    ap.add_argument("--log", default=d, type=str.lower, choices=LOG_LEVELS,
-                    help="logging level, any case (default: info)")
+    ap.add_argument(
+        "--config", default=d, help="site config, merged over the default one (`fulliautomatix paths config`)"
+    )
+    ap.add_argument(
+        "--log", default=d, type=str.lower, choices=LOG_LEVELS, help="logging level, any case (default: info)"
+    )
 
 
 def tick_parser() -> argparse.ArgumentParser:
     commands = "\n".join(f"  {name:<14}{what}" for name, what in COMMANDS.items())
     examples = __doc__.split("\n\n", 1)[1]
     ap = argparse.ArgumentParser(
-        prog="fulliautomatix", description="Fulliautomatix: ASTERIX data management (one cron tick).",
+        prog="fulliautomatix",
+        description="Fulliautomatix: ASTERIX data management (one cron tick).",
         epilog=f"commands (fulliautomatix COMMAND --help for their options):\n{commands}\n\nexamples:\n{examples}",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--version", action="version", version=f"%(prog)s {fa_config.version()}")
     _global_options(ap, defaults=False)
     ap.add_argument("--transfer", action="store_true", help="Transfer data from daq to cluster")
@@ -76,8 +80,13 @@ def tick_parser() -> argparse.ArgumentParser:
     ap.add_argument("--archive", action="store_true", help="Archive batches of compressed runs")
     ap.add_argument("--reprocess", nargs="+", metavar="REPROCESS", help="Reprocess given runs")
     ap.add_argument("--run", nargs="+", metavar="RUN", help="Specific runs (name or number) to handle")
-    ap.add_argument("--dry_run", "--dry-run", dest="dry_run", action="store_true",
-                    help="Dry run (print what would be done; change nothing)")
+    ap.add_argument(
+        "--dry_run",
+        "--dry-run",
+        dest="dry_run",
+        action="store_true",
+        help="Dry run (print what would be done; change nothing)",
+    )
     ap.add_argument("--cluster", help="Which cluster to process on (any cluster in the config)")
     ap.add_argument("command", nargs="?", choices=COMMANDS, help=argparse.SUPPRESS)
     ap.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -89,14 +98,16 @@ def command_parser(command: str) -> argparse.ArgumentParser:
     _global_options(ap, defaults=True)
     if command == "status":
         ap.add_argument("runs", nargs="*", help="runs (name or number) to show in full")
-        ap.add_argument("--check", action="store_true",
-                        help="exit status 3 while any run is not yet archived (for scripts)")
+        ap.add_argument(
+            "--check", action="store_true", help="exit status 3 while any run is not yet archived (for scripts)"
+        )
         ap.add_argument("--json", action="store_true", help="print the counts and the attention list as JSON")
     elif command == "report":
         ap.add_argument("--out", type=Path, help="where to write the page (default: report.path in the config)")
         ap.add_argument("--days", type=float, help="how many days back to look (default: report.days)")
-        ap.add_argument("--json", action="store_true",
-                        help="print the figures as JSON instead (and write the page only with --out)")
+        ap.add_argument(
+            "--json", action="store_true", help="print the figures as JSON instead (and write the page only with --out)"
+        )
     elif command == "simulate-daq":
         ap.add_argument("--runs", type=int, required=True, help="how many runs to write")
         ap.add_argument("--events", type=int, default=1000, help="events per run (default 1000)")
@@ -107,19 +118,29 @@ def command_parser(command: str) -> argparse.ArgumentParser:
     elif command == "retry":
         ap.add_argument("runs", nargs="+", help="runs (name or number) whose failure count to clear")
     elif command == "db":
-        ap.add_argument("action", choices=["serve", "migrate"],
-                        help="serve: run the embedded runs DB in the foreground; migrate: convert the string "
-                             "times older versions wrote into run documents to BSON dates and add their updated_day "
-                             "(idempotent, resumable)")
+        ap.add_argument(
+            "action",
+            choices=["serve", "migrate"],
+            help="serve: run the embedded runs DB in the foreground; migrate: convert the string "
+            "times older versions wrote into run documents to BSON dates and add their updated_day "
+            "(idempotent, resumable)",
+        )
         ap.add_argument("--port", type=int, default=27017, help="serve: loopback port (default 27017)")
         ap.add_argument("--batch", type=int, default=1000, help="migrate: documents per read and write (default 1000)")
     elif command == "audit":
-        ap.add_argument("runs", nargs="*", help="archived runs (name or number) to read back; none: the "
-                                                 "oldest audited first, and strays")
+        ap.add_argument(
+            "runs",
+            nargs="*",
+            help="archived runs (name or number) to read back; none: the oldest audited first, and strays",
+        )
         ap.add_argument("--limit", type=int, default=100, help="archived runs to read back at most (default 100)")
     elif command == "paths":
-        ap.add_argument("name", nargs="?", choices=list(fa_config.resource_paths()),
-                        help="print only this path (e.g. for $(fulliautomatix paths snakefile))")
+        ap.add_argument(
+            "name",
+            nargs="?",
+            choices=list(fa_config.resource_paths()),
+            help="print only this path (e.g. for $(fulliautomatix paths snakefile))",
+        )
     return ap
 
 
@@ -153,6 +174,7 @@ def setup_logging(level: str, log_dir: str | None) -> None:
 
 # -- the cron tick -------------------------------------------------------------
 
+
 def _resolve_tick_runs(db: runsdb.RunsDB, args, pattern: str) -> tuple[list[str], list[str], list[str]]:
     """(runs of --run, runs of --reprocess, error lines) by name (matching `pattern`) or number."""
     runs, errors = resolve_runs(db, args.run or [], pattern)
@@ -176,8 +198,10 @@ def tick(args, config: dict) -> int:
             runs, reprocess, errors = _resolve_tick_runs(db, args, config["run_name_pattern"])
             print(planning.describe(db, config, stages, runs))
         if reprocess:
-            print(f"reprocess (processor version {config['processing']['version']}, new output beside "
-                  f"the old one): {', '.join(reprocess)}")
+            print(
+                f"reprocess (processor version {config['processing']['version']}, new output beside "
+                f"the old one): {', '.join(reprocess)}"
+            )
         return 1 if errors else 0
     try:
         tickguard.acquire_for_wrapper(state)
@@ -203,21 +227,36 @@ def _tick_locked(args, config: dict, stages: list[str], state: Path) -> int:
     return rc or (1 if errors else 0)
 
 
-def run_snakemake(config: dict, stages: list[str], runs: list[str], uri: str, state: Path,
-                  reprocess: list[str] = ()) -> tuple[int, dict]:
+def run_snakemake(
+    config: dict, stages: list[str], runs: list[str], uri: str, state: Path, reprocess: list[str] = ()
+) -> tuple[int, dict]:
     """Run the tick's Snakemake; (exit status, how it ended: for finish.after_snakemake)."""
     tick_id = planning.tick_id(config)
     tick_file = state / "ticks" / f"{tick_id}.yaml"
     tick_file.parent.mkdir(parents=True, exist_ok=True)
     overrides = {k: v for k, v in config.items() if k != "tick"}
-    overrides["tick"] = {"id": tick_id, "stages": stages, "runs": runs, "cluster": config["tick"]["cluster"],
-                         "reprocess": list(reprocess)}
+    overrides["tick"] = {
+        "id": tick_id,
+        "stages": stages,
+        "runs": runs,
+        "cluster": config["tick"]["cluster"],
+        "reprocess": list(reprocess),
+    }
     fd = os.open(tick_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # notify.urls may hold passwords
     with os.fdopen(fd, "w") as fh:
         fh.write(yaml.safe_dump(overrides, sort_keys=False))
     cluster = fa_config.cluster(config)
-    argv = [sys.executable, "-m", "snakemake", "--snakefile", str(fa_config.ROOT / "workflow" / "Snakefile"),
-            "--profile", cluster["profile"], "--configfile", str(tick_file)]
+    argv = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(fa_config.ROOT / "workflow" / "Snakefile"),
+        "--profile",
+        cluster["profile"],
+        "--configfile",
+        str(tick_file),
+    ]
     env = dict(os.environ)
     env[fa_config.DB_ENV] = uri
     env[tickguard.LOCK_ENV] = f"{tickguard.lock_path(state)}:{os.getpid()}"
@@ -231,9 +270,15 @@ def run_snakemake(config: dict, stages: list[str], runs: list[str], uri: str, st
     live = progress.LiveProgress(log_file, config["work_dir"]) if progress.LiveProgress.wanted() else None
     try:
         returncode, detached = tickrun.run_bounded(
-            argv, cwd=config["work_dir"], env=env, log_file=log_file, work_dir=config["work_dir"],
+            argv,
+            cwd=config["work_dir"],
+            env=env,
+            log_file=log_file,
+            work_dir=config["work_dir"],
             wait_seconds=config["processing"]["tick_wait_seconds"] if batch else None,
-            pass_fds=tickguard.wrapper_fds(), on_poll=live)
+            pass_fds=tickguard.wrapper_fds(),
+            on_poll=live,
+        )
     finally:
         if live:
             live.close()
@@ -242,16 +287,20 @@ def run_snakemake(config: dict, stages: list[str], runs: list[str], uri: str, st
     else:
         tick_file.unlink(missing_ok=True)
     errors = _relay(log_file)
-    ended = {"tick": tick_id, "returncode": returncode, "detached": detached, "errors": errors,
-             "log_file": log_file}
+    ended = {"tick": tick_id, "returncode": returncode, "detached": detached, "errors": errors, "log_file": log_file}
     if detached:
         log.info("tick %s: its batch jobs still run, later ticks collect them", tick_id)
         return (1 if errors else 0), ended
     if returncode not in (0, None):
         log.error("tick %s: some jobs failed; details in %s", tick_id, log_file)
     elif errors:  # e.g. a stage's result the runs DB did not take
-        log.error("tick %s finished with %d error%s (above); details in %s", tick_id, errors,
-                  "" if errors == 1 else "s", log_file)
+        log.error(
+            "tick %s finished with %d error%s (above); details in %s",
+            tick_id,
+            errors,
+            "" if errors == 1 else "s",
+            log_file,
+        )
     return (1 if returncode or errors else 0), ended
 
 
@@ -261,7 +310,7 @@ def _relay(log_file: Path) -> int:
     for line in log_file.read_text(errors="replace").splitlines():
         for prefix, level in planning.REPORT_PREFIXES.items():
             if line.startswith(prefix):
-                log.log(level, "%s", line[len(prefix):])
+                log.log(level, "%s", line[len(prefix) :])
                 errors += level >= logging.ERROR
                 break
         else:
@@ -290,8 +339,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command:  # the tick's ssh connections are the tick's: a command makes its own
             return HANDLERS[args.command](args, {**config, "ssh_multiplex": False})
         return tick(args, config)
-    except (Failure, fa_config.ConfigError, runsdb.RunsDBError, embedded.EmbeddedError,
-            states.TransitionRefused) as exc:
+    except (
+        Failure,
+        fa_config.ConfigError,
+        runsdb.RunsDBError,
+        embedded.EmbeddedError,
+        states.TransitionRefused,
+    ) as exc:
         if args.command == "check":
             print(f"FULLIAUTOMATIX UNKNOWN - {exc}")
             return 3

@@ -36,7 +36,6 @@ def resolve_runs(db: runsdb.RunsDB, refs: list[str], pattern: str | None = None)
     return names, errors
 
 
-
 def cmd_status(args, config: dict) -> int:
     with runsdb.connect(config) as db:
         if args.runs:
@@ -88,8 +87,16 @@ def cmd_simulate(args, config: dict) -> int:
 
 
 # What `retry` clears: failure counts, and the holds a human's fix resolves.
-RETRY_CLEARS = {"transfer.attempts": 0, "transfer.error": None, "transfer.missing": None, "processing.attempts": 0,
-                "compressed.attempts": 0, "compressed.error": None, "compressed.held": None, "lost": None}
+RETRY_CLEARS = {
+    "transfer.attempts": 0,
+    "transfer.error": None,
+    "transfer.missing": None,
+    "processing.attempts": 0,
+    "compressed.attempts": 0,
+    "compressed.error": None,
+    "compressed.held": None,
+    "lost": None,
+}
 
 
 def cmd_retry(args, config: dict) -> int:
@@ -158,5 +165,13 @@ def cmd_db(args, config: dict) -> int:
     return 0
 
 
-HANDLERS = {"status": cmd_status, "check": cmd_check, "report": cmd_report, "simulate-daq": cmd_simulate,
-            "retry": cmd_retry, "restore": cmd_restore, "db": cmd_db, "audit": cmd_audit}
+HANDLERS = {
+    "status": cmd_status,
+    "check": cmd_check,
+    "report": cmd_report,
+    "simulate-daq": cmd_simulate,
+    "retry": cmd_retry,
+    "restore": cmd_restore,
+    "db": cmd_db,
+    "audit": cmd_audit,
+}

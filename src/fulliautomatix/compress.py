@@ -73,8 +73,10 @@ def stream_commands(config: dict, run: str) -> tuple[list[str], list[str]]:
     """(tar writing the plain tar stream to stdout, zstd compressing it with its frame checksum)."""
     c = config["compression"]
     raw = paths(config, run)["raw"]
-    return (["tar", "-C", str(raw.parent), "-cf", "-", "--", run],
-            ["zstd", f"-T{c['threads']}", f"-{c['level']}", "--check", "-q", "-c"])
+    return (
+        ["tar", "-C", str(raw.parent), "-cf", "-", "--", run],
+        ["zstd", f"-T{c['threads']}", f"-{c['level']}", "--check", "-q", "-c"],
+    )
 
 
 # Prints "raw" if the plain copy $1 is a directory, "archive" if $2 is a file.
@@ -84,7 +86,7 @@ PROBE = '[ -d "$1" ] && echo raw; [ -f "$2" ] && echo archive; exit 0'
 def _manifest(sums: tarsums.TarSums, run: str) -> list[dict]:
     files = []
     for name, (size, digest) in sums.members.items():
-        rel = name[len(run) + 1:] if name.startswith(run + "/") else name
+        rel = name[len(run) + 1 :] if name.startswith(run + "/") else name
         files.append({"path": rel, "size": size, "hash": digest})
     return sorted(files, key=lambda f: f["path"])
 
@@ -119,10 +121,18 @@ def _compress_verified(config: dict, cluster: hosts.Host, doc: dict, log) -> dic
     try:
         tmp, sums = _compress(config, cluster, run, p, tmp, recorded, algo, log)
         final = str(p["archive"])
-        info = {"path": final, "host": None if cluster.is_local else cluster.dest,
-                "cluster": fa_config.cluster(config)["name"], "bytes": sums.bytes, "hash": sums.sha256,
-                "algorithm": "sha256", "members_verified": len(recorded), "at": states.now(),
-                "seconds": round(time.monotonic() - t0, 3), "error": None}
+        info = {
+            "path": final,
+            "host": None if cluster.is_local else cluster.dest,
+            "cluster": fa_config.cluster(config)["name"],
+            "bytes": sums.bytes,
+            "hash": sums.sha256,
+            "algorithm": "sha256",
+            "members_verified": len(recorded),
+            "at": states.now(),
+            "seconds": round(time.monotonic() - t0, 3),
+            "error": None,
+        }
         if tmp != final:
             cluster.run(["bash", "-c", 'sync -- "$1" && mv -f -T -- "$1" "$2"', "fa-promote", tmp, final], log=log)
     except FAILURES:
@@ -138,8 +148,10 @@ def _recorded(config: dict, doc: dict) -> tuple[list[dict], str]:
     """(the checksums its transfer recorded, their algorithm); CompressionError when there are none."""
     t = doc.get("transfer") or {}
     if not t.get("checksums"):
-        raise CompressionError(f"run {doc['name']}: no transfer checksums in the runs DB to verify against; "
-                               f"re-transfer it with `fulliautomatix retry {doc['name']}`")
+        raise CompressionError(
+            f"run {doc['name']}: no transfer checksums in the runs DB to verify against; "
+            f"re-transfer it with `fulliautomatix retry {doc['name']}`"
+        )
     return t["checksums"], t.get("checksum_algorithm") or config["transfer"]["checksum"]
 
 
@@ -147,14 +159,20 @@ def compress_run(db: RunsDB, config: dict, run: str, processed_marker: str, mark
     """Compress one run; write its marker; return the marker (the skeleton: fulliautomatix.stage)."""
     cluster = cluster_host(config)
     steps = stage.Stage(
-        "compress", "compressing", ("ondeck", "compressing"), note="compressed and verified",
+        "compress",
+        "compressing",
+        ("ondeck", "compressing"),
+        note="compressed and verified",
         work=lambda doc, attempts: _compress_verified(config, cluster, doc, log),
         failed=lambda doc, attempts, exc: _failed(db, config, cluster, doc, exc, attempts, log),
         again=lambda doc: _marker_again(db, config, cluster, doc, str(paths(config, run)["archive"]), log),
-        failures=FAILURES, check=lambda doc: _recorded(config, doc),
-        claim_fields=lambda doc, attempts: {"compressed.attempts": attempts})
-    return stage.run_stage(db, config, run, steps, marker_path, log, input_marker=processed_marker,
-                           attempts_in="compressed")
+        failures=FAILURES,
+        check=lambda doc: _recorded(config, doc),
+        claim_fields=lambda doc, attempts: {"compressed.attempts": attempts},
+    )
+    return stage.run_stage(
+        db, config, run, steps, marker_path, log, input_marker=processed_marker, attempts_in="compressed"
+    )
 
 
 class CopyWentBad(CompressionError):
@@ -168,8 +186,9 @@ class CopyWentBad(CompressionError):
 FAILURES = (hosts.CommandFailed, tarsums.ReadBackError, OSError, CompressionError)
 
 
-def _compress(config: dict, cluster: hosts.Host, run: str, p: dict, tmp: str, recorded: list[dict], algo: str,
-              log) -> tuple[str, tarsums.TarSums]:
+def _compress(
+    config: dict, cluster: hosts.Host, run: str, p: dict, tmp: str, recorded: list[dict], algo: str, log
+) -> tuple[str, tarsums.TarSums]:
     """Make the compressed copy, verified as it is written (unless an earlier attempt made it: then it is
     read back); (its path, its sums).
 
@@ -179,8 +198,9 @@ def _compress(config: dict, cluster: hosts.Host, run: str, p: dict, tmp: str, re
     found = cluster.run(["bash", "-c", PROBE, "fa-probe", raw, final], log=log).stdout.split()
     if "raw" not in found:
         if "archive" not in found:
-            raise CopyWentBad(f"its copy on scratch {cluster.path(raw)} is gone and no compressed copy exists",
-                              plain=True)
+            raise CopyWentBad(
+                f"its copy on scratch {cluster.path(raw)} is gone and no compressed copy exists", plain=True
+            )
         tmp = final  # raw already removed after an earlier verified compression
     else:
         hosts.make_dirs(cluster, [str(p["archive"].parent)], config["transfer"], log=log)
@@ -193,8 +213,11 @@ def _compress(config: dict, cluster: hosts.Host, run: str, p: dict, tmp: str, re
         raise CopyWentBad(f"its compressed copy {cluster.path(final)} does not verify ({detail})", plain=False)
     plain = hosts.compare_manifests(recorded, hosts.scan(cluster, raw, [algo], log=log).files)
     if plain:  # the plain copy itself changed since its transfer verified
-        raise CopyWentBad(f"its copy on scratch {cluster.path(raw)} no longer matches the checksums of its "
-                          f"transfer ({'; '.join(plain[:3])})", plain=True)
+        raise CopyWentBad(
+            f"its copy on scratch {cluster.path(raw)} no longer matches the checksums of its "
+            f"transfer ({'; '.join(plain[:3])})",
+            plain=True,
+        )
     raise CompressionError(f"compressed archive does not verify: {detail}")
 
 
@@ -212,8 +235,9 @@ def _write_or_read(config: dict, cluster: hosts.Host, run: str, tmp: str, algo: 
         raise CompressionError(str(exc)) from None
 
 
-def _failed(db: RunsDB, config: dict, cluster: hosts.Host, doc: dict, exc: Exception, attempts: int,
-            log) -> CompressionError:
+def _failed(
+    db: RunsDB, config: dict, cluster: hosts.Host, doc: dict, exc: Exception, attempts: int, log
+) -> CompressionError:
     """Record a failed compression; the error to raise, whose line says which copies exist and what comes next.
 
     A copy that went bad is recovered (recovery.recover): transferred again
@@ -226,12 +250,10 @@ def _failed(db: RunsDB, config: dict, cluster: hosts.Host, doc: dict, exc: Excep
         if line is not None and "LOST" not in line:
             return CompressionError(line)
         if line is not None:
-            db.transition(run, states.RAW, "ondeck", note="compression failed: no verified copy left",
-                          fields=fields)
+            db.transition(run, states.RAW, "ondeck", note="compression failed: no verified copy left", fields=fields)
             return CompressionError(line)
     stage.give_back(db, config, doc, states.RAW, "ondeck", fields, "compression failed")
-    scratch = ("its copy on scratch is kept" if not isinstance(exc, CopyWentBad)
-               else "what is left on scratch is kept")
+    scratch = "its copy on scratch is kept" if not isinstance(exc, CopyWentBad) else "what is left on scratch is kept"
     hint = stage.retry_hint(run, config["compression"]["max_attempts"] - attempts)
     return CompressionError(f"run {run}: {exc}; {recovery.copies(config, doc, scratch)}; {hint}")
 

@@ -61,8 +61,13 @@ def version() -> str:
 
 def resource_paths() -> dict[str, Path]:
     """What `fulliautomatix paths` prints: where Snakemake users find the workflow."""
-    return {"root": ROOT, "snakefile": ROOT / "workflow" / "Snakefile", "profiles": ROOT / "profiles",
-            "config": DEFAULT_CONFIG, "schema": SCHEMA}
+    return {
+        "root": ROOT,
+        "snakefile": ROOT / "workflow" / "Snakefile",
+        "profiles": ROOT / "profiles",
+        "config": DEFAULT_CONFIG,
+        "schema": SCHEMA,
+    }
 
 
 def relative_base(config_path: str | os.PathLike | None = None) -> Path:
@@ -133,8 +138,7 @@ def first_error(config: dict) -> str | None:
         known = sorted(err.schema.get("properties", {}))
         unknown = sorted(k for k in err.instance if k not in known)
         if unknown and known:
-            return (f"config key {'.'.join(path + [str(unknown[0])])}: unknown key "
-                    f"(known here: {', '.join(known)})")
+            return f"config key {'.'.join(path + [str(unknown[0])])}: unknown key (known here: {', '.join(known)})"
     return f"config key {'.'.join(path) or '(top level)'}: {err.message}"
 
 
@@ -151,16 +155,20 @@ def check_command(template: str) -> list[str]:
     except ValueError as exc:
         raise ConfigError(f"{key}: cannot be split into words ({exc})") from None
     if not words or not words[0].strip():
-        raise ConfigError(f"{key}: empty; give the processor's command line, e.g. "
-                          "\"{python} -m fulliautomatix.processor --config {pax_config} --input {raw} "
-                          "--output {output}\"")
+        raise ConfigError(
+            f"{key}: empty; give the processor's command line, e.g. "
+            '"{python} -m fulliautomatix.processor --config {pax_config} --input {raw} '
+            '--output {output}"'
+        )
     dummy = {name: name for name in PLACEHOLDERS}
     for word in words:
         try:
             word.format(**dummy)
         except (KeyError, IndexError, ValueError) as exc:
-            raise ConfigError(f"{key}: bad placeholder in {word!r} ({type(exc).__name__}: {exc}); "
-                              f"known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)}") from None
+            raise ConfigError(
+                f"{key}: bad placeholder in {word!r} ({type(exc).__name__}: {exc}); "
+                f"known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
+            ) from None
     return words
 
 
@@ -203,17 +211,25 @@ def finalize(config: dict, base: str | os.PathLike | None = None) -> dict:
     cluster = config["tick"].get("cluster") or config["profile_cluster"] or config["cluster"]
     if cluster not in config["clusters"]:
         known = ", ".join(sorted(config["clusters"]))
-        source = ("--cluster" if config["tick"].get("cluster") else
-                  "the profile (profile_cluster)" if config["profile_cluster"] else "config key cluster")
-        raise ConfigError(f"unknown cluster {cluster!r}, named by {source}; the config defines {known} "
-                          f"(add clusters.{cluster}, or give the config that defines it with --configfile)")
+        source = (
+            "--cluster"
+            if config["tick"].get("cluster")
+            else "the profile (profile_cluster)"
+            if config["profile_cluster"]
+            else "config key cluster"
+        )
+        raise ConfigError(
+            f"unknown cluster {cluster!r}, named by {source}; the config defines {known} "
+            f"(add clusters.{cluster}, or give the config that defines it with --configfile)"
+        )
     config["tick"]["cluster"] = cluster
     host = config["clusters"][cluster].get("host", "local")
     if config["archive"]["backend"] == "hpss" and host != "local":
         raise ConfigError(
             f"config key archive.backend: hpss needs the compressed copies on this machine (htar reads them here), "
             f"but cluster {cluster}'s scratch is on {host}; run the tick on the cluster's front-end with "
-            f"clusters.{cluster}.host: local, or archive with backend local or rsync")
+            f"clusters.{cluster}.host: local, or archive with backend local or rsync"
+        )
     return config
 
 

@@ -66,11 +66,15 @@ def survey_argv(config: dict) -> list[str]:
 def _check_failed(check: str, host: str, status: str) -> str:
     """The one line for a live check that could not tell (exit status other than 0 and 1)."""
     if status == "127":
-        return (f"DAQ live check command `{check}` was not found on {host} (exit 127): fix daq.live_check; "
-                "no transfers this tick")
+        return (
+            f"DAQ live check command `{check}` was not found on {host} (exit 127): fix daq.live_check; "
+            "no transfers this tick"
+        )
     if status == "126":
-        return (f"DAQ live check command `{check}` cannot be run on {host} (exit 126, not executable): fix "
-                "daq.live_check; no transfers this tick")
+        return (
+            f"DAQ live check command `{check}` cannot be run on {host} (exit 126, not executable): fix "
+            "daq.live_check; no transfers this tick"
+        )
     return f"DAQ live check `{check}` on {host} failed (exit {status}): no transfers this tick"
 
 
@@ -122,8 +126,10 @@ class DaqCheck:
 def no_directory(config: dict, run: str) -> str:
     """The one line for a run the DAQ has no directory for."""
     source = locations(config, run)["source"]
-    return (f"run {run}: the DAQ has no directory {source} on {daq_host(config).name}: nothing to transfer; "
-            f"it stays acquired until that directory exists (check the DAQ, then `fulliautomatix retry {run}`)")
+    return (
+        f"run {run}: the DAQ has no directory {source} on {daq_host(config).name}: nothing to transfer; "
+        f"it stays acquired until that directory exists (check the DAQ, then `fulliautomatix retry {run}`)"
+    )
 
 
 def daq_check(config: dict, stages: list[str], docs: list[dict]) -> DaqCheck:
@@ -151,8 +157,10 @@ def daq_check(config: dict, stages: list[str], docs: list[dict]) -> DaqCheck:
     settle = float(config["daq"]["settle_seconds"])
     busy = survey.still_writing(settle)
     out = DaqCheck(stages, [d for d in docs if d.get("name") not in busy], daq=daq)
-    out.messages = [f"run {run}: the DAQ wrote to it {age:.0f} s ago (settle time {settle:g} s); "
-                    "not transferred this tick" for run, age in sorted(busy.items())]
+    out.messages = [
+        f"run {run}: the DAQ wrote to it {age:.0f} s ago (settle time {settle:g} s); not transferred this tick"
+        for run, age in sorted(busy.items())
+    ]
     out.missing = {run: no_directory(config, run) for run in survey.missing()}
     out.warnings = list(out.missing.values())
     out.docs = [d for d in out.docs if d.get("name") not in out.missing]

@@ -125,8 +125,8 @@ def for_db(sets: dict) -> dict:
         prefix = key.split(".")
         for path in DATE_FIELDS:
             parts = path.split(".")
-            if parts[:len(prefix)] == prefix:
-                out[key] = _convert(out[key], parts[len(prefix):])
+            if parts[: len(prefix)] == prefix:
+                out[key] = _convert(out[key], parts[len(prefix) :])
     return out
 
 

@@ -129,10 +129,22 @@ def _start_watcher(state_dir: Path, server: int, owner: int) -> None:
         since = psutil.Process(owner).create_time()
     except psutil.Error:
         since = 0.0
-    argv = [sys.executable, "-m", "fulliautomatix.embedded", "--state", str(state_dir), "--server", str(server),
-            "--owner", str(owner), "--since", repr(since)]
-    _watchers[server] = subprocess.Popen(argv, start_new_session=True, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    argv = [
+        sys.executable,
+        "-m",
+        "fulliautomatix.embedded",
+        "--state",
+        str(state_dir),
+        "--server",
+        str(server),
+        "--owner",
+        str(owner),
+        "--since",
+        repr(since),
+    ]
+    _watchers[server] = subprocess.Popen(
+        argv, start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 _watchers: dict[int, subprocess.Popen] = {}  # server pid -> the watcher this process started for it
@@ -148,9 +160,19 @@ def _end_watcher(server: int) -> None:
 
 def _command(p: dict[str, Path], port: int) -> list[str]:
     return [
-        sys.executable, "-m", "nx_27017.nx_27017",
-        "--db", str(p["db"]), "--host", "127.0.0.1", "--port", str(port),
-        "--log-file", str(p["log"]), "--pid-file", str(p["pid"]),
+        sys.executable,
+        "-m",
+        "nx_27017.nx_27017",
+        "--db",
+        str(p["db"]),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-file",
+        str(p["log"]),
+        "--pid-file",
+        str(p["pid"]),
     ]
 
 
@@ -182,15 +204,12 @@ def ensure(state_dir: Path, timeout: float = 15.0, owner: int | None = None) -> 
         p["pid"].unlink(missing_ok=True)
         log = open(p["log"], "ab")
         proc = subprocess.Popen(
-            _command(p, port), stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            _command(p, port), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise EmbeddedError(
-                    f"embedded runs DB (nx-27017) exited with status {proc.returncode}; see {p['log']}"
-                )
+                raise EmbeddedError(f"embedded runs DB (nx-27017) exited with status {proc.returncode}; see {p['log']}")
             if _alive(uri, timeout=0.5):
                 tmp = p["addr"].with_suffix(".tmp")
                 tmp.write_text(f"{uri} {proc.pid}\n")
@@ -310,8 +329,10 @@ def main(argv: list[str] | None = None) -> int:
     """The watcher a server's starter leaves behind (see the module docstring)."""
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m fulliautomatix.embedded",
-                                 description="stop an embedded runs DB once its owner is gone and nobody uses it")
+    ap = argparse.ArgumentParser(
+        prog="python -m fulliautomatix.embedded",
+        description="stop an embedded runs DB once its owner is gone and nobody uses it",
+    )
     ap.add_argument("--state", type=Path, required=True, help="the work dir's state/ directory")
     ap.add_argument("--server", type=int, required=True, help="pid of the nx-27017 server")
     ap.add_argument("--owner", type=int, required=True, help="pid of the process the server serves")

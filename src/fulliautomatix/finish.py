@@ -81,10 +81,12 @@ def tick_facts(config: dict, plan: dict, batches: dict, start: float) -> dict:
 def summary_line(tick: str, facts: dict, kinds: dict) -> str:
     r = facts["runs"]
     lost = "".join(f"{k.lower()} {kinds[k]}, " for k in ("LOST", "LOST-COPY") if kinds.get(k))
-    return (f"tick {tick}: transferred {r['transferred']} ({facts['bytes']['transfer'] / 2 ** 30:.2f} GiB), "
-            f"submitted {r['submitted']}, processed {r['processed']}, compressed {r['compressed']}, "
-            f"archived {r['archived']} in {r['batches']} batches, held {kinds.get('HELD', 0)}, "
-            f"stuck {kinds.get('STUCK', 0)}, {lost}took {facts['seconds']:.0f} s")
+    return (
+        f"tick {tick}: transferred {r['transferred']} ({facts['bytes']['transfer'] / 2**30:.2f} GiB), "
+        f"submitted {r['submitted']}, processed {r['processed']}, compressed {r['compressed']}, "
+        f"archived {r['archived']} in {r['batches']} batches, held {kinds.get('HELD', 0)}, "
+        f"stuck {kinds.get('STUCK', 0)}, {lost}took {facts['seconds']:.0f} s"
+    )
 
 
 def last_tick(config: dict) -> dict | None:
@@ -102,8 +104,9 @@ def _outbox(config: dict) -> int:
         return 0
 
 
-def finish_tick(db: runsdb.RunsDB, config: dict, tick: str, plan_file: str, batches_file: str | None,
-                out_path: str) -> tuple[str, list[str]]:
+def finish_tick(
+    db: runsdb.RunsDB, config: dict, tick: str, plan_file: str, batches_file: str | None, out_path: str
+) -> tuple[str, list[str]]:
     """Count, notify, publish metrics, prune logs, record the tick. Returns (summary line, warning lines)."""
     now = _dt.datetime.now(_dt.timezone.utc)
     plan = markers.read(plan_file)
@@ -117,23 +120,33 @@ def finish_tick(db: runsdb.RunsDB, config: dict, tick: str, plan_file: str, batc
     found = attention.gather(db, config, now, docs, raw_values={raw for raw, _ in counts})
     kinds = attention.counts(found)
     warnings = notify.tick_end(config, found, counts, facts["daq"], now)
-    totals = {stage: int(previous.get("moved_bytes", {}).get(stage, 0)) + facts["bytes"][stage]
-              for stage in metrics.STAGES}
+    totals = {
+        stage: int(previous.get("moved_bytes", {}).get(stage, 0)) + facts["bytes"][stage] for stage in metrics.STAGES
+    }
     facts["finished"] = time.time()
     facts["seconds"] = facts["finished"] - start
     reg = metrics.registry(facts, counts, kinds, attention.oldest(docs, now), totals, _outbox(config))
     warnings += metrics.publish(config, reg)
     line = summary_line(tick, facts, kinds)
-    record = {"tick": tick, "finished": now.isoformat(timespec="seconds"), "finished_ts": facts["finished"],
-              "summary": line, "facts": facts, "attention": kinds, "moved_bytes": totals, "daq": daq,
-              "pruned": prune_logs(config, now)}
+    record = {
+        "tick": tick,
+        "finished": now.isoformat(timespec="seconds"),
+        "finished_ts": facts["finished"],
+        "summary": line,
+        "facts": facts,
+        "attention": kinds,
+        "moved_bytes": totals,
+        "daq": daq,
+        "pruned": prune_logs(config, now),
+    }
     markers.write(fa_config.state_dir(config) / LAST_TICK, record)
     markers.write(out_path, record)
     return line, warnings
 
 
-def after_snakemake(db: runsdb.RunsDB, config: dict, tick: str, returncode: int | None, detached: bool,
-                    errors: int, log_file: Path) -> list[tuple[int, str]]:
+def after_snakemake(
+    db: runsdb.RunsDB, config: dict, tick: str, returncode: int | None, detached: bool, errors: int, log_file: Path
+) -> list[tuple[int, str]]:
     """What the wrapper does once its Snakemake has ended: (level, line) pairs to log.
 
     finish_tick ran: nothing (its summary came through the Snakemake log).
@@ -146,14 +159,17 @@ def after_snakemake(db: runsdb.RunsDB, config: dict, tick: str, returncode: int 
     if record.exists():
         return []
     if detached and plan_file.exists():
-        line, warnings = finish_tick(db, config, tick, str(plan_file),
-                                     str(Path(config["work_dir"]) / planning.batches_path(tick)), str(record))
+        line, warnings = finish_tick(
+            db, config, tick, str(plan_file), str(Path(config["work_dir"]) / planning.batches_path(tick)), str(record)
+        )
         warnings += _tick_report(db, config, tick)
         return [(logging.WARNING, w) for w in warnings] + [(logging.INFO, line)]
     if not returncode or errors:
         return []  # a busy tick, or jobs that failed with their own line: the next tick sees them in the runs DB
-    reason = (f"tick {tick} crashed: Snakemake exited with status {returncode} before the tick's end and no job "
-              f"said why ({_last_error(log_file)})")
+    reason = (
+        f"tick {tick} crashed: Snakemake exited with status {returncode} before the tick's end and no job "
+        f"said why ({_last_error(log_file)})"
+    )
     lines = notify.report_failure(config, "CRASH", reason, f"less {log_file}")
     return [(logging.ERROR, f"{reason}; see {log_file}")] + [(logging.WARNING, w) for w in lines]
 
@@ -233,13 +249,21 @@ def check(config: dict, now: float | None = None) -> tuple[int, str]:
     kinds = attention.counts(found)
     age = now - float(last["finished_ts"]) if last and last.get("finished_ts") else None
     overdue = age is None or age > config["alerts"]["tick_overdue"] * 60
-    code = 2 if overdue or any(kinds.get(k) for k in CRITICAL_KINDS) else (
-        1 if any(kinds.get(k) for k in WARNING_KINDS) else 0)
-    parts = [f"{kinds.get(k, 0)} {word}" for k, word in
-             (("HELD", "held"), ("BAD", "bad"), ("STUCK", "stuck"), ("RETRY", "retrying"))]
+    code = (
+        2
+        if overdue or any(kinds.get(k) for k in CRITICAL_KINDS)
+        else (1 if any(kinds.get(k) for k in WARNING_KINDS) else 0)
+    )
+    parts = [
+        f"{kinds.get(k, 0)} {word}"
+        for k, word in (("HELD", "held"), ("BAD", "bad"), ("STUCK", "stuck"), ("RETRY", "retrying"))
+    ]
     parts += [f"{kinds[k]} {k.lower()}" for k in attention.MORE_KINDS if kinds.get(k)]
-    ticked = ("no tick has reached its end yet" if age is None else
-              f"last tick ended {dates.duration(age)} ago" + (" (overdue)" if overdue else ""))
+    ticked = (
+        "no tick has reached its end yet"
+        if age is None
+        else f"last tick ended {dates.duration(age)} ago" + (" (overdue)" if overdue else "")
+    )
     perf = " ".join(f"{k.lower()}={n}" for k, n in kinds.items())
     perf += f" pending={len(docs)}" + (f" last_tick_age={age:.0f}s" if age is not None else "")
     return code, f"FULLIAUTOMATIX {NAGIOS[code]} - {', '.join(parts)}; {ticked} | {perf}"

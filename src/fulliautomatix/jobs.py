@@ -53,8 +53,9 @@ EXPECTED = (
 
 def expected() -> tuple[type, ...]:
     """EXPECTED and the stage failures of every stage module this process imported."""
-    more = [getattr(sys.modules[m], name) for m, names in EXPECTED_BY_MODULE.items() if m in sys.modules
-            for name in names]
+    more = [
+        getattr(sys.modules[m], name) for m, names in EXPECTED_BY_MODULE.items() if m in sys.modules for name in names
+    ]
     return EXPECTED + tuple(more)
 
 
@@ -96,8 +97,10 @@ def refuse_forced(snakemake) -> None:
     name = dict(snakemake.wildcards.items()).get("run") or dict(snakemake.wildcards.items()).get("batch")
     what = f"run {name}" if rule != "archive_batch" else f"batch {name}"
     command = f"fulliautomatix --reprocess {name if rule != 'archive_batch' else 'RUN'}"
-    raise AlreadyDone(f"{what}: {DONE_HINTS[rule]} ({existing[0]}); a forced rebuild changes nothing. "
-                      f"To process it again, with a new output beside the old one: `{command}`")
+    raise AlreadyDone(
+        f"{what}: {DONE_HINTS[rule]} ({existing[0]}); a forced rebuild changes nothing. "
+        f"To process it again, with a new output beside the old one: `{command}`"
+    )
 
 
 def _claim(snakemake) -> None:

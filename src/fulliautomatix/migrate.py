@@ -25,9 +25,9 @@ ATTEMPTS = 3  # writes per document when other writers keep changing it
 
 @dataclass
 class Progress:
-    read: int = 0       # documents read
+    read: int = 0  # documents read
     converted: int = 0  # documents written with their dates as dates
-    left: int = 0       # documents changed by another writer at every attempt (run db migrate again)
+    left: int = 0  # documents changed by another writer at every attempt (run db migrate again)
 
 
 def _convert(db: RunsDB, docs: list[dict]) -> tuple[int, int]:
@@ -69,8 +69,13 @@ def migrate_dates(db: RunsDB, out=print, batch: int = 1000, every: int = 10_000)
         while progress.read >= next_line:
             out(f"db migrate: {progress.read:,} runs read, {progress.converted:,} converted so far")
             next_line += every
-    left = (f"; {progress.left:,} kept changing under other writers: run `fulliautomatix db migrate` again"
-            if progress.left else "")
-    out(f"db migrate: done: {progress.read:,} runs read, {progress.converted:,} converted to BSON dates, "
-        f"{progress.read - progress.converted - progress.left:,} already were{left}")
+    left = (
+        f"; {progress.left:,} kept changing under other writers: run `fulliautomatix db migrate` again"
+        if progress.left
+        else ""
+    )
+    out(
+        f"db migrate: done: {progress.read:,} runs read, {progress.converted:,} converted to BSON dates, "
+        f"{progress.read - progress.converted - progress.left:,} already were{left}"
+    )
     return progress

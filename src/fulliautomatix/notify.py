@@ -52,8 +52,10 @@ def subject(kind: str, run: str) -> str:
 
 # -- what to send (pure) ----------------------------------------------------------
 
-def events(state: dict, current: list[attention.Problem], now: _dt.datetime, repeat_hours: float,
-           where: str = "") -> list[dict]:
+
+def events(
+    state: dict, current: list[attention.Problem], now: _dt.datetime, repeat_hours: float, where: str = ""
+) -> list[dict]:
     """Messages for problems that appeared, are still open after repeat_hours, or ended; updates state["open"]."""
     opened = state.setdefault("open", {})
     stamp = now.isoformat(timespec="seconds")
@@ -63,8 +65,14 @@ def events(state: dict, current: list[attention.Problem], now: _dt.datetime, rep
         seen.add(p.key)
         entry = opened.get(p.key)
         if entry is None:
-            opened[p.key] = {"kind": p.kind, "run": p.run, "reason": p.reason, "command": p.command,
-                             "first": stamp, "last_sent": stamp}
+            opened[p.key] = {
+                "kind": p.kind,
+                "run": p.run,
+                "reason": p.reason,
+                "command": p.command,
+                "first": stamp,
+                "last_sent": stamp,
+            }
             out.append(_message("new", opened[p.key], now, where))
             continue
         entry.update(reason=p.reason, command=p.command)
@@ -82,23 +90,34 @@ def _message(what: str, entry: dict, now: _dt.datetime, where: str) -> dict:
     first = dates.as_utc(entry["first"]) or now
     age = dates.duration((now - first).total_seconds())
     if what == "resolved":
-        return {"title": f"[fulliautomatix] resolved: {what_is}", "type": "success",
-                "body": f"Resolved after {age}. It was: {entry['reason']}\n\n{where}".rstrip()}
+        return {
+            "title": f"[fulliautomatix] resolved: {what_is}",
+            "type": "success",
+            "body": f"Resolved after {age}. It was: {entry['reason']}\n\n{where}".rstrip(),
+        }
     title = f"[fulliautomatix] {what_is}" if what == "new" else f"[fulliautomatix] still open for {age}: {what_is}"
     fix = f"\n\nTo fix or inspect: {entry['command']}" if entry.get("command") else ""
-    return {"title": title, "type": "warning" if kind in WARNING_KINDS else "failure",
-            "body": f"{entry['reason']}{fix}\n\nOpen since {entry['first']}. {where}"}
+    return {
+        "title": title,
+        "type": "warning" if kind in WARNING_KINDS else "failure",
+        "body": f"{entry['reason']}{fix}\n\nOpen since {entry['first']}. {where}",
+    }
 
 
 def capped(messages: list[dict], limit: int) -> list[dict]:
     """At most `limit` messages: the rest go out together in one."""
     if len(messages) <= limit:
         return messages
-    rest = messages[limit - 1:]
+    rest = messages[limit - 1 :]
     body = "\n\n".join(f"{m['title']}\n{m['body'].split(chr(10))[0]}" for m in rest)
     kinds = {m["type"] for m in rest}
-    return messages[:limit - 1] + [{"title": f"[fulliautomatix] {len(rest)} more events", "body": body,
-                                    "type": "failure" if "failure" in kinds else sorted(kinds)[0]}]
+    return messages[: limit - 1] + [
+        {
+            "title": f"[fulliautomatix] {len(rest)} more events",
+            "body": body,
+            "type": "failure" if "failure" in kinds else sorted(kinds)[0],
+        }
+    ]
 
 
 def digest(state: dict, counts: dict, now_local: _dt.datetime, digest_at: str) -> dict | None:
@@ -110,14 +129,19 @@ def digest(state: dict, counts: dict, now_local: _dt.datetime, digest_at: str) -
         return None
     state["digest_day"] = day
     opened = state.get("open", {})
-    lines = ["runs per state: " + (", ".join(f"{raw}/{proc} {n}" for (raw, proc), n in sorted(counts.items()))
-                                     or "none")]
+    lines = [
+        "runs per state: " + (", ".join(f"{raw}/{proc} {n}" for (raw, proc), n in sorted(counts.items())) or "none")
+    ]
     lines += [f"{len(opened)} open problems:"] + [f"- {e['reason']} (since {e['first']})" for e in opened.values()]
-    return {"title": f"[fulliautomatix] daily digest: {len(opened)} open problems", "type": "info",
-            "body": "\n".join(lines)}
+    return {
+        "title": f"[fulliautomatix] daily digest: {len(opened)} open problems",
+        "type": "info",
+        "body": "\n".join(lines),
+    }
 
 
 # -- state file ------------------------------------------------------------------
+
 
 def state_path(config: dict) -> Path:
     return fa_config.state_dir(config) / "notify.json"
@@ -137,6 +161,7 @@ def locked_state(config: dict, wait: float = 60):
 
 
 # -- sending ---------------------------------------------------------------------
+
 
 def url_id(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()[:16]
@@ -193,9 +218,14 @@ def _send(url: str, message: dict, timeout: float) -> str | None:
             if not sender.add(url):
                 result["error"] = "not a URL Apprise knows"
                 return
-            result["ok"] = bool(sender.notify(body=message["body"], title=message["title"],
-                                              notify_type=message.get("type", "info"),
-                                              body_format=apprise.NotifyFormat.TEXT))
+            result["ok"] = bool(
+                sender.notify(
+                    body=message["body"],
+                    title=message["title"],
+                    notify_type=message.get("type", "info"),
+                    body_format=apprise.NotifyFormat.TEXT,
+                )
+            )
         except Exception as exc:  # noqa: BLE001 - a destination's failure must never fail the tick
             result["error"] = f"{type(exc).__name__}: {exc}"
 
@@ -214,7 +244,7 @@ def deliver(state: dict, urls: list[str], save, budget: float, now: _dt.datetime
     outbox = state.setdefault("outbox", [])
     lines = []
     expired = [m for m in outbox if (now - (dates.as_utc(m.get("created")) or now)).days >= OUTBOX_DAYS]
-    del outbox[:max(len(outbox) - OUTBOX_MAX, 0)]
+    del outbox[: max(len(outbox) - OUTBOX_MAX, 0)]
     if expired:
         outbox[:] = [m for m in outbox if m not in expired]
         lines.append(f"notify: {len(expired)} messages no destination took in {OUTBOX_DAYS} days were dropped")
@@ -248,10 +278,12 @@ def deliver(state: dict, urls: list[str], save, budget: float, now: _dt.datetime
 def queue(state: dict, messages: list[dict], urls: list[str], now: _dt.datetime) -> None:
     stamp = now.isoformat(timespec="seconds")
     state.setdefault("outbox", []).extend(
-        {**m, "created": stamp, "pending": [url_id(u) for u in urls]} for m in messages)
+        {**m, "created": stamp, "pending": [url_id(u) for u in urls]} for m in messages
+    )
 
 
 # -- entry points ----------------------------------------------------------------
+
 
 def where(config: dict) -> str:
     """The messages' last line: which installation speaks."""
@@ -263,13 +295,20 @@ def failure_problems(state: dict, after: int) -> list[attention.Problem]:
     out = []
     for kind, f in sorted(state.get("failures", {}).items()):
         if f.get("count", 0) >= (1 if kind == "CRASH" else after):
-            out.append(attention.Problem("", kind, f"{f['reason']} ({f['count']} ticks in a row)"
-                                         if kind != "CRASH" else f["reason"], f.get("command", "")))
+            out.append(
+                attention.Problem(
+                    "",
+                    kind,
+                    f"{f['reason']} ({f['count']} ticks in a row)" if kind != "CRASH" else f["reason"],
+                    f.get("command", ""),
+                )
+            )
     return out
 
 
-def tick_end(config: dict, found: list[attention.Problem], counts: dict, daq: str,
-             now: _dt.datetime | None = None) -> list[str]:
+def tick_end(
+    config: dict, found: list[attention.Problem], counts: dict, daq: str, now: _dt.datetime | None = None
+) -> list[str]:
     """The end of a tick: open and resolve problems, remind, digest, send. Returns log lines."""
     settings = config["notify"]
     now = now or _dt.datetime.now(_dt.timezone.utc)
@@ -280,8 +319,11 @@ def tick_end(config: dict, found: list[attention.Problem], counts: dict, daq: st
                 failures.pop(kind, None)  # this tick reached its end, with the runs DB
             if daq == "unreachable":
                 count = failures.get("DAQ", {}).get("count", 0) + 1
-                failures["DAQ"] = {"count": count, "reason": "the DAQ could not be asked whether it is live",
-                                   "command": "fulliautomatix --transfer --log debug"}
+                failures["DAQ"] = {
+                    "count": count,
+                    "reason": "the DAQ could not be asked whether it is live",
+                    "command": "fulliautomatix --transfer --log debug",
+                }
             elif daq:
                 failures.pop("DAQ", None)
             current = [p for p in found if notifiable(p)] + failure_problems(state, settings["after_failed_ticks"])
@@ -298,8 +340,9 @@ def tick_end(config: dict, found: list[attention.Problem], counts: dict, daq: st
         return [f"notify: nothing sent this tick ({scrub(f'{type(exc).__name__}: {exc}', settings['urls'])})"]
 
 
-def report_failure(config: dict, kind: str, reason: str, command: str = "",
-                   now: _dt.datetime | None = None) -> list[str]:
+def report_failure(
+    config: dict, kind: str, reason: str, command: str = "", now: _dt.datetime | None = None
+) -> list[str]:
     """A failure seen outside a finished tick (the wrapper: CRASH, RUNSDB). Returns log lines."""
     settings = config["notify"]
     now = now or _dt.datetime.now(_dt.timezone.utc)

@@ -29,9 +29,14 @@ def cluster_from_daq(config: dict) -> hosts.Host:
     if dest == "local":
         raise fa_config.ConfigError(
             f"config key clusters.{cl['name']}.from_daq.host: the DAQ is remote and the cluster is this machine; "
-            "say how the DAQ machine reaches it")
-    return hosts.Host(dest, tuple(route.get("ssh") or hosts.DEFAULT_SSH), route.get("user") or cl.get("user") or "",
-                      route.get("port") or cl.get("port"))
+            "say how the DAQ machine reaches it"
+        )
+    return hosts.Host(
+        dest,
+        tuple(route.get("ssh") or hosts.DEFAULT_SSH),
+        route.get("user") or cl.get("user") or "",
+        route.get("port") or cl.get("port"),
+    )
 
 
 def locations(config: dict, run: str) -> dict[str, str]:

@@ -60,14 +60,24 @@ class TickPlan:
         """The plan's lines for the Snakemake log, prefixed for the wrapper (REPORT_PREFIXES)."""
         if self.busy:
             return [f"fulliautomatix info: {self.busy}"]
-        return ([f"fulliautomatix: {m}" for m in self.bad]
-                + [f"fulliautomatix warning: {m}" for m in self.held]
-                + [f"fulliautomatix info: {m}" for m in self.messages])
+        return (
+            [f"fulliautomatix: {m}" for m in self.bad]
+            + [f"fulliautomatix warning: {m}" for m in self.held]
+            + [f"fulliautomatix info: {m}" for m in self.messages]
+        )
 
     def as_dict(self) -> dict:
-        return {"tick": self.tick, "stages": self.stages, "targets": self.targets,
-                "compress_runs": self.compress_runs, "messages": self.messages, "bad": self.bad,
-                "held": self.held, "busy": self.busy, "daq": self.daq}
+        return {
+            "tick": self.tick,
+            "stages": self.stages,
+            "targets": self.targets,
+            "compress_runs": self.compress_runs,
+            "messages": self.messages,
+            "bad": self.bad,
+            "held": self.held,
+            "busy": self.busy,
+            "daq": self.daq,
+        }
 
 
 def tick_id(config: dict) -> str:
@@ -104,14 +114,21 @@ def choose(config: dict, plan: TickPlan, docs: list[dict]) -> list[tuple[str, st
     wanted = set(config["tick"]["runs"])
     if wanted:
         docs = [d for d in docs if d.get("name") in wanted]
-    chosen = selection.plan_targets(docs, plan.stages, config["run_name_pattern"], _limits(config),
-                                    lambda stage, run: markers.path(state, stage, run).exists(),
-                                    config["transfer"]["max_per_tick"])
+    chosen = selection.plan_targets(
+        docs,
+        plan.stages,
+        config["run_name_pattern"],
+        _limits(config),
+        lambda stage, run: markers.path(state, stage, run).exists(),
+        config["transfer"]["max_per_tick"],
+    )
     plan.bad += chosen.bad
     plan.held += chosen.held
     if chosen.later:
-        plan.messages.append(f"{len(chosen.later)} more runs wait for later ticks (transfer.max_per_tick="
-                             f"{config['transfer']['max_per_tick']}), from {chosen.later[0]}")
+        plan.messages.append(
+            f"{len(chosen.later)} more runs wait for later ticks (transfer.max_per_tick="
+            f"{config['transfer']['max_per_tick']}), from {chosen.later[0]}"
+        )
     return chosen.targets
 
 
@@ -137,12 +154,15 @@ def read_plan(config: dict) -> TickPlan:
 def _bad_documents(db: runsdb.RunsDB, config: dict, duplicates: dict[str, list[str]]) -> tuple[set, list[str]]:
     """(names no stage may touch, their BAD lines): names held by several documents, unknown states."""
     wanted = set(config["tick"]["runs"])
-    lines = [duplicate_line(config, name, ids) for name, ids in sorted(duplicates.items())
-             if not wanted or name in wanted]
+    lines = [
+        duplicate_line(config, name, ids) for name, ids in sorted(duplicates.items()) if not wanted or name in wanted
+    ]
     for doc in db.unknown_states():
         if not wanted or doc.get("name") in wanted:
-            lines.append(selection.check_doc(doc, config["run_name_pattern"]) or
-                         f"run {doc.get('name')}: unknown raw_status {doc.get(states.RAW)!r}")
+            lines.append(
+                selection.check_doc(doc, config["run_name_pattern"])
+                or f"run {doc.get('name')}: unknown raw_status {doc.get(states.RAW)!r}"
+            )
     return set(duplicates), lines
 
 
@@ -242,7 +262,7 @@ def describe(db: runsdb.RunsDB, config: dict, stages: list[str], runs: list[str]
     for last, run in targets:
         doc = by_name[run]
         first, _ = selection.start_stage(doc, _limits(config))
-        chain = selection.CHAIN[selection.CHAIN.index(first): selection.CHAIN.index(last) + 1]
+        chain = selection.CHAIN[selection.CHAIN.index(first) : selection.CHAIN.index(last) + 1]
         lines.append(f"run {run} ({doc['raw_status']}, processed {doc['processed_status']}): {' -> '.join(chain)}")
         for stage in chain:
             if stage == "transfer":
@@ -257,7 +277,8 @@ def describe(db: runsdb.RunsDB, config: dict, stages: list[str], runs: list[str]
                 lines.append(f"      (written to {compress.paths(config, run)['archive']}, verified as it is written)")
     if "archive" in stages:
         batches = selection.plan_batches(
-            [d for d in docs if selection.check_doc(d, config["run_name_pattern"]) is None], config["archive"])
+            [d for d in docs if selection.check_doc(d, config["run_name_pattern"]) is None], config["archive"]
+        )
         be = archive.backend(config)
         for batch, members in batches.items():
             lines.append(f"batch {batch}: {', '.join(members)} -> {be.tarball(batch)}")

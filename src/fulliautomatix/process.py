@@ -47,8 +47,13 @@ def pax_config(config: dict, source: str) -> str:
 
 def command(config: dict, run: str, source: str, raw: str | None = None, output: str | None = None) -> list[str]:
     p = paths(config, run)
-    values = {"raw": raw or p["raw"], "output": output or p["output"], "pax_config": pax_config(config, source),
-              "run": run, "python": sys.executable}
+    values = {
+        "raw": raw or p["raw"],
+        "output": output or p["output"],
+        "pax_config": pax_config(config, source),
+        "run": run,
+        "python": sys.executable,
+    }
     try:
         return [word.format(**values) for word in shlex.split(config["processing"]["command"])]
     except (KeyError, IndexError, ValueError) as exc:
@@ -70,6 +75,7 @@ def needs_db(config: dict) -> bool:
 
 # -- the job ---------------------------------------------------------------------------
 
+
 def _record_start(db: RunsDB | None, config: dict, run: str, req: dict, job: dict, doc: dict | None) -> dict | None:
     started = {"run": run, "job_id": job.get("job_id"), "node": job.get("node"), "started": states.now()}
     if db is None:
@@ -78,21 +84,37 @@ def _record_start(db: RunsDB | None, config: dict, run: str, req: dict, job: dic
     fields = {"processing.started": started["started"], "processing.node": started["node"]}
     if doc["processed_status"] != "queued":
         # Not recorded at submission (a scheduler plugin without our submit command, or a lost write).
-        info = records.processing_doc(req, attempts=int(req.get("attempts", 0)) + 1, job_id=job.get("job_id"),
-                                      queue=job.get("queue") or req.get("queue"), walltime=req.get("walltime"))
+        info = records.processing_doc(
+            req,
+            attempts=int(req.get("attempts", 0)) + 1,
+            job_id=job.get("job_id"),
+            queue=job.get("queue") or req.get("queue"),
+            walltime=req.get("walltime"),
+        )
         fields = {"processing": {**info, "started": started["started"], "node": started["node"]}}
-    return stage.claim(db, config, doc, states.PROCESSED, "processing", via=("queued",), fields=fields,
-                       note=f"job {job.get('job_id')} started")
+    return stage.claim(
+        db,
+        config,
+        doc,
+        states.PROCESSED,
+        "processing",
+        via=("queued",),
+        fields=fields,
+        note=f"job {job.get('job_id')} started",
+    )
 
 
-def _start_here(db: RunsDB, config: dict, run: str, req: dict, doc: dict, argv: list[str], attempts: int,
-                tag: str | None) -> dict:
+def _start_here(
+    db: RunsDB, config: dict, run: str, req: dict, doc: dict, argv: list[str], attempts: int, tag: str | None
+) -> dict:
     """Record a processing attempt on this machine (local profile), ``queued`` and ``processing`` in one
     write; never beyond processing.max_attempts."""
     limit = config["processing"]["max_attempts"]
     if attempts > limit:
-        raise ProcessingFailed(f"run {run}: {attempts - 1} processing attempts made already "
-                               f"(processing.max_attempts {limit}); see its log, then `fulliautomatix retry {run}`")
+        raise ProcessingFailed(
+            f"run {run}: {attempts - 1} processing attempts made already "
+            f"(processing.max_attempts {limit}); see its log, then `fulliautomatix retry {run}`"
+        )
     fields = {"processing.started": states.now()}
     if doc["processed_status"] != "queued":
         info = records.processing_doc(req, attempts=attempts, queue="local", timeouts=0, command=argv)
@@ -105,8 +127,9 @@ def _run_processor(argv: list[str], log) -> int:
     from . import claims
 
     try:
-        return subprocess.run(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                              pass_fds=claims.held_fds()).returncode
+        return subprocess.run(
+            argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, pass_fds=claims.held_fds()
+        ).returncode
     except FileNotFoundError as exc:
         log.write(f"processor {argv[0]!r} not found ({exc}); check processing.command\n")
         return 127
@@ -115,8 +138,16 @@ def _run_processor(argv: list[str], log) -> int:
         return 126
 
 
-def process_run(db: RunsDB | None, config: dict, run: str, input_marker: str, marker_path: str, log,
-                log_path: str, tag: str | None = None) -> dict:
+def process_run(
+    db: RunsDB | None,
+    config: dict,
+    run: str,
+    input_marker: str,
+    marker_path: str,
+    log,
+    log_path: str,
+    tag: str | None = None,
+) -> dict:
     """Process one run here (local profile) or as a batch job; write its marker; return it.
 
     The skeleton of every stage (fulliautomatix.stage): the run's snapshot,
@@ -133,8 +164,12 @@ def process_run(db: RunsDB | None, config: dict, run: str, input_marker: str, ma
             doc = stage.replay(db, config, input_marker, doc)
     req = read_request(config["work_dir"], run) if on_cluster(config) else make_request(config, doc, tag)
     prev = (doc or {}).get("processing") or {}
-    if (tag is None and doc is not None and doc["processed_status"] == "processed"
-            and prev.get("processor_version") == config["processing"]["version"]):
+    if (
+        tag is None
+        and doc is not None
+        and doc["processed_status"] == "processed"
+        and prev.get("processor_version") == config["processing"]["version"]
+    ):
         return stage.marker_again(marker_path, markers.run_marker("process", run, {"processing": prev}, prev), log)
     raw = markers.read(input_marker).get("raw", req["raw"]) if tag else req["raw"]
     argv = command(config, run, req["source"], raw=raw, output=req["output"])
@@ -164,10 +199,17 @@ def _processed_marker(config: dict, run: str, req: dict, seconds: float, tag: st
     version, finished = config["processing"]["version"], states.now()
     outputs = list(req.get("previous_outputs") or [])
     outputs.append({"version": version, "output": req["output"], "tag": tag, "finished": finished})
-    fields = {"processing.exit_code": 0, "processing.seconds": seconds, "processing.finished": finished,
-              "processing.log_tail": None, "processing.error": None, "processing.timed_out": False,
-              "processing.processor_version": version, "processing.output": req["output"],
-              "processed_outputs": outputs}
+    fields = {
+        "processing.exit_code": 0,
+        "processing.seconds": seconds,
+        "processing.finished": finished,
+        "processing.log_tail": None,
+        "processing.error": None,
+        "processing.timed_out": False,
+        "processing.processor_version": version,
+        "processing.output": req["output"],
+        "processed_outputs": outputs,
+    }
     if tag:
         fields["reprocess"] = None
     marker = markers.run_marker("process", run, fields, {"seconds": seconds, "output": req["output"], "tag": tag})
@@ -175,19 +217,32 @@ def _processed_marker(config: dict, run: str, req: dict, seconds: float, tag: st
     return marker
 
 
-def _failed(db: RunsDB | None, config: dict, run: str, doc: dict | None, rc: int, attempts: int, seconds: float,
-            log_path: str) -> ProcessingFailed:
+def _failed(
+    db: RunsDB | None, config: dict, run: str, doc: dict | None, rc: int, attempts: int, seconds: float, log_path: str
+) -> ProcessingFailed:
     """Record a failed processing attempt; the error to raise (its line says what comes next)."""
     if db is not None:
-        stage.give_back(db, config, doc, states.PROCESSED, "failed", note=f"exit {rc}",
-                        fields={"processing.exit_code": rc, "processing.log_tail": tail(log_path),
-                                "processing.seconds": seconds, "processing.timed_out": False,
-                                "processing.finished": states.now()})
+        stage.give_back(
+            db,
+            config,
+            doc,
+            states.PROCESSED,
+            "failed",
+            note=f"exit {rc}",
+            fields={
+                "processing.exit_code": rc,
+                "processing.log_tail": tail(log_path),
+                "processing.seconds": seconds,
+                "processing.timed_out": False,
+                "processing.finished": states.now(),
+            },
+        )
     hint = stage.retry_hint(run, config["processing"]["max_attempts"] - attempts, fix=f"see {log_path}")
     return ProcessingFailed(f"run {run}: processor exited with {rc}; {hint}")
 
 
 # -- reprocessing: raw data back on scratch ---------------------------------------------
+
 
 def stage_raw(db: RunsDB, config: dict, run: str, marker_path: str, log) -> dict:
     """Make the run's raw data readable for reprocessing; write the staged marker.
@@ -228,8 +283,10 @@ def stage_raw(db: RunsDB, config: dict, run: str, marker_path: str, log) -> dict
             raise ReprocessRefused(str(exc)) from None
     else:
         raise ReprocessRefused(f"run {run}: raw data is {raw_status}; reprocess it once that is done")
-    problems = hosts.compare_manifests(t.get("checksums") or [], hosts.manifest(
-        hosts.Host(), where, t.get("checksum_algorithm", config["transfer"]["checksum"])))
+    problems = hosts.compare_manifests(
+        t.get("checksums") or [],
+        hosts.manifest(hosts.Host(), where, t.get("checksum_algorithm", config["transfer"]["checksum"])),
+    )
     if problems:
         raise ReprocessRefused(f"run {run}: raw copy at {where} does not verify ({problems[0]})")
     log.write(f"raw data of {run} at {where} (verified{', staged for reprocessing' if temporary else ''})\n")
@@ -245,17 +302,30 @@ def request_reprocess(db: RunsDB, config: dict, run: str) -> str:
     if pending.get("tag"):
         return pending["tag"]
     if doc["processed_status"] != "processed":
-        raise ReprocessRefused(f"run {run}: processed_status is {doc['processed_status']}; only a processed "
-                               "run can be reprocessed")
+        raise ReprocessRefused(
+            f"run {run}: processed_status is {doc['processed_status']}; only a processed run can be reprocessed"
+        )
     if doc["raw_status"] in ("acquired", "transferring", "compressing", "archiving"):
         raise ReprocessRefused(f"run {run}: raw data is {doc['raw_status']}; try again once that is done")
     outputs = list(doc.get("processed_outputs") or [])
     p = doc.get("processing") or {}
     if not outputs and p.get("output"):  # processed before outputs were listed
-        outputs = [{"version": p.get("processor_version"), "output": p["output"], "tag": p.get("tag"),
-                    "finished": p.get("finished")}]
+        outputs = [
+            {
+                "version": p.get("processor_version"),
+                "output": p["output"],
+                "tag": p.get("tag"),
+                "finished": p.get("finished"),
+            }
+        ]
     # Where it goes: <version>-r<k> beside the k outputs the run already has.
     tag = f"{config['processing']['version']}-r{len(outputs)}"
-    db.update(run, {"reprocess": {"tag": tag, "version": config["processing"]["version"],
-                                  "requested": states.now()}, "processed_outputs": outputs}, doc=doc)
+    db.update(
+        run,
+        {
+            "reprocess": {"tag": tag, "version": config["processing"]["version"], "requested": states.now()},
+            "processed_outputs": outputs,
+        },
+        doc=doc,
+    )
     return tag

@@ -20,9 +20,15 @@ STARTED = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
 JOBID = re.compile(r"^\s+jobid: (\d+)$")
 WILDCARDS = re.compile(r"^\s+wildcards: (.*)$")
 FINISHED = re.compile(r"^Finished jobid: (\d+)")
-SHOWN = {"sync_runs_db": "planning", "transfer_run": "transfer", "process_run": "process",
-         "compress_run": "compress", "close_batches": "batching", "archive_batch": "archive",
-         "audit_archive": "audit"}
+SHOWN = {
+    "sync_runs_db": "planning",
+    "transfer_run": "transfer",
+    "process_run": "process",
+    "compress_run": "compress",
+    "close_batches": "batching",
+    "archive_batch": "archive",
+    "audit_archive": "audit",
+}
 
 
 class LiveProgress:

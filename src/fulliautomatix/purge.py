@@ -58,7 +58,9 @@ def purging(config: dict):
 # and every checksum (tool "$4") equal to the verified one.  Then, after checking once more
 # for links, it deletes exactly those files by their paths inside the directory it entered,
 # then the empty directories; anything that appeared meanwhile stays.  Prints PURGED or ABSENT.
-PURGE = hosts.CONFINE + r"""
+PURGE = (
+    hosts.CONFINE
+    + r"""
 raw=$1; run=$2; since=$3; tool=$4
 if [ ! -e "$raw/$run" ] && [ ! -L "$raw/$run" ]; then echo ABSENT; exit 0; fi
 confine "$raw" "$run" || exit
@@ -83,10 +85,10 @@ find . -depth -mindepth 1 -type d -empty -delete
 cd -P .. && rmdir -- "$run" || { echo "files that appeared meanwhile were kept in $dir" >&2; exit 9; }
 echo PURGED
 """
+)
 
 
-def purge_daq_copy(config: dict, run: str, verified: list[dict], snapshot: float | None, log, *,
-                   algorithm: str) -> str:
+def purge_daq_copy(config: dict, run: str, verified: list[dict], snapshot: float | None, log, *, algorithm: str) -> str:
     """Delete the DAQ copy of a run whose copy elsewhere verified; 'purged' or 'absent'.
 
     `verified` are the per-file records (path, size, checksum with
@@ -109,8 +111,10 @@ def purge_daq_copy(config: dict, run: str, verified: list[dict], snapshot: float
     try:
         proc = daq.run(argv, check=False, input=records, log=log)
     except hosts.Unsafe as exc:
-        raise PurgeRefused(f"DAQ copy {source} on {daq.name} not purged: {exc}; nothing outside daq.raw_dir is "
-                           f"deleted; {exc.advice}, and a later tick tries again") from None
+        raise PurgeRefused(
+            f"DAQ copy {source} on {daq.name} not purged: {exc}; nothing outside daq.raw_dir is "
+            f"deleted; {exc.advice}, and a later tick tries again"
+        ) from None
     if proc.returncode != 0:
         err = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
         raise PurgeRefused(f"DAQ copy {source} on {daq.name} not purged: {err}")
@@ -198,8 +202,14 @@ def _purge_one(db: RunsDB, config: dict, run, read_back: dict, report: dict, log
             how = _archive_copy_verifies(config, doc, read_back, log)
         else:
             how = _cluster_copy_verifies(config, doc, log)
-        status = purge_daq_copy(config, run, tr.get("checksums") or [], tr.get("daq_snapshot"), log,
-                                algorithm=tr.get("checksum_algorithm") or "sha256")
+        status = purge_daq_copy(
+            config,
+            run,
+            tr.get("checksums") or [],
+            tr.get("daq_snapshot"),
+            log,
+            algorithm=tr.get("checksum_algorithm") or "sha256",
+        )
     except (PurgeRefused, hosts.CommandFailed, hosts.BadRunName) as exc:
         log.write(f"run {run}: DAQ copy kept: {exc}\n")
         report["kept"][str(run)] = str(exc)
@@ -208,8 +218,19 @@ def _purge_one(db: RunsDB, config: dict, run, read_back: dict, report: dict, log
         except Exception as db_exc:
             log.write(f"run {run}: could not record that in the runs DB ({db_exc})\n")
         return
-    db.update(run, {"transfer.daq_copy": status, "transfer.daq_purge": {
-        "at": states.now(), "policy": config["transfer"]["purge"], "verified_by": how, "error": None}}, doc=doc)
+    db.update(
+        run,
+        {
+            "transfer.daq_copy": status,
+            "transfer.daq_purge": {
+                "at": states.now(),
+                "policy": config["transfer"]["purge"],
+                "verified_by": how,
+                "error": None,
+            },
+        },
+        doc=doc,
+    )
     report["purged"].append(run)
 
 
@@ -226,7 +247,8 @@ def purge_daq_copies(db: RunsDB, config: dict, tick: str, report_path: str, log)
     for due in docs:
         with purging(config):
             _purge_one(db, config, due["name"], read_back, report, log)
-    log.write(f"purge policy {report['policy']}: purged {len(report['purged'])} DAQ copies, "
-              f"kept {len(report['kept'])}\n")
+    log.write(
+        f"purge policy {report['policy']}: purged {len(report['purged'])} DAQ copies, kept {len(report['kept'])}\n"
+    )
     markers.write(report_path, report)
     return report

@@ -21,9 +21,18 @@ PENDING_RAW = tuple(states.PENDING_QUERY[states.RAW]["$in"])
 
 
 # The fields queries select on; ensure_indexes creates one index on each.
-INDEXES = (("name", True), ("number", False), (states.RAW, False), (states.PROCESSED, False),
-           ("archive.batch", False), ("reprocess.tag", False), ("transfer.daq_copy", False),
-           ("archive.copy_ok", False), ("updated_day", False))
+INDEXES = (
+    ("name", True),
+    ("number", False),
+    (states.RAW, False),
+    (states.PROCESSED, False),
+    ("archive.batch", False),
+    ("reprocess.tag", False),
+    ("transfer.daq_copy", False),
+    ("archive.copy_ok", False),
+    ("updated_day", False),
+)
+
 
 class RunsDBError(Exception):
     """The runs DB cannot be reached or refused an operation."""
@@ -47,8 +56,6 @@ def redact(text: str) -> str:
     return _CREDENTIALS.sub(r"\1***@", str(text))
 
 
-
-
 class RunsQueries:
     """Reads of the runs collection ``self.col`` (of ``self.client``, at ``self.uri``)."""
 
@@ -63,8 +70,10 @@ class RunsQueries:
 
     def unreachable(self, exc: Exception) -> RunsDBError:
         """The one line for a runs DB that cannot be reached, naming it."""
-        return RunsDBError(f"runs DB at {redact(self.uri)} is unreachable ({type(exc).__name__}); "
-                           "check runs_db.uri or FULLIAUTOMATIX_RUNS_DB")
+        return RunsDBError(
+            f"runs DB at {redact(self.uri)} is unreachable ({type(exc).__name__}); "
+            "check runs_db.uri or FULLIAUTOMATIX_RUNS_DB"
+        )
 
     def read_failed(self, exc: Exception) -> RunsDBError:
         """The one line for a failed read: the DB named when it cannot be reached (jobs do not ping first)."""
@@ -128,7 +137,7 @@ class RunsQueries:
         equality query per unknown value, at most `limit` runs each.
         """
         docs = []
-        for value in (self._group(states.RAW) if raw_values is None else raw_values):
+        for value in self._group(states.RAW) if raw_values is None else raw_values:
             if value not in states.RAW_STATES:
                 query = {states.RAW: None if value == "?" else value}
                 docs += self.col.find(query, {"history": 0}).limit(limit)
@@ -199,7 +208,7 @@ class RunsQueries:
             if verified is not None and verified <= cutoff:
                 due.append((verified, doc))
         due.sort(key=lambda pair: pair[0])
-        return [doc for _, doc in due[:int(limit)]]
+        return [doc for _, doc in due[: int(limit)]]
 
     def reprocess_pending(self) -> list[dict]:
         """Runs with a reprocessing request not yet fulfilled, without history (index-backed).
@@ -265,9 +274,11 @@ class RunsQueries:
     def _counts_exact(self) -> dict[tuple[str, str], int]:
         """counts() in one aggregation over every document (slow on nx-27017)."""
         pipeline = [
-            {"$project": {"k": {"$concat": [
-                {"$ifNull": ["$raw_status", "?"]}, "|", {"$ifNull": ["$processed_status", "?"]},
-            ]}}},
+            {
+                "$project": {
+                    "k": {"$concat": [{"$ifNull": ["$raw_status", "?"]}, "|", {"$ifNull": ["$processed_status", "?"]}]}
+                }
+            },
             {"$group": {"_id": "$k", "n": {"$sum": 1}}},
         ]
         out: dict[tuple[str, str], int] = {}

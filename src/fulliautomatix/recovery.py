@@ -41,15 +41,19 @@ def daq_copy(config: dict, doc: dict, log) -> tuple[bool | None, str]:
     daq = transfer.daq_host(config)
     where = f"{daq.path(source)}"
     try:
-        copy = hosts.scan(daq, source, [t.get("checksum_algorithm") or "sha256"], log=log,
-                          confined_to=config["daq"]["raw_dir"])
+        copy = hosts.scan(
+            daq, source, [t.get("checksum_algorithm") or "sha256"], log=log, confined_to=config["daq"]["raw_dir"]
+        )
     except hosts.Unsafe as exc:
         return False, f"the DAQ copy {where} is refused ({exc})"
     except hosts.CommandFailed as exc:
         if exc.returncode == 3 and "no such directory" in exc.stderr:
             how = t.get("daq_copy")
-            return False, (f"the DAQ copy {where} was {how} ({(t.get('daq_purge') or {}).get('at') or 'recorded'})"
-                           if how in ("purged", "absent") else f"the DAQ copy {where} is gone")
+            return False, (
+                f"the DAQ copy {where} was {how} ({(t.get('daq_purge') or {}).get('at') or 'recorded'})"
+                if how in ("purged", "absent")
+                else f"the DAQ copy {where} is gone"
+            )
         return None, f"the DAQ copy {where} cannot be checked now ({exc})"
     problems = hosts.compare_manifests(t.get("checksums") or [], copy.files)
     if problems:
@@ -63,8 +67,17 @@ def _set_aside(cluster: hosts.Host, doc: dict, log) -> str | None:
     if not out:
         return None
     aside = f"{out}.untrusted-{time.strftime('%Y%m%dT%H%M%S')}"
-    res = cluster.run(["bash", "-c", '[ -d "$1" ] && [ ! -L "$1" ] || exit 0; mv -T -- "$1" "$2" && echo MOVED',
-                       "fa-set-aside", out, aside], log=log)
+    res = cluster.run(
+        [
+            "bash",
+            "-c",
+            '[ -d "$1" ] && [ ! -L "$1" ] || exit 0; mv -T -- "$1" "$2" && echo MOVED',
+            "fa-set-aside",
+            out,
+            aside,
+        ],
+        log=log,
+    )
     return aside if "MOVED" in res.stdout else None
 
 
@@ -88,14 +101,26 @@ def start_over(db: RunsDB, config: dict, doc: dict, why: str, log, *, reprocess:
     hosts.remove_files(cluster, f"{scratch}/compressed", [f"{run}.tar.zst"], log=log)
     aside = _set_aside(cluster, doc, log) if reprocess and doc.get(states.PROCESSED) == "processed" else None
     note = f"copy went bad ({why}); transferred again from the DAQ copy"
-    fields = {"transfer.attempts": 0, "transfer.error": None, "transfer.refused": None, "archive.batch": None,
-              "recoveries": int(doc.get("recoveries") or 0) + 1,
-              "compressed.error": why, "compressed.path": None, "compressed.hash": None}
+    fields = {
+        "transfer.attempts": 0,
+        "transfer.error": None,
+        "transfer.refused": None,
+        "archive.batch": None,
+        "recoveries": int(doc.get("recoveries") or 0) + 1,
+        "compressed.error": why,
+        "compressed.path": None,
+        "compressed.hash": None,
+    }
     doc = db.transition(run, states.RAW, "acquired", doc=doc, note=note, fields=fields)
     if aside:
-        db.transition(run, states.PROCESSED, "none", doc=doc, note="its input copy went bad; output set aside",
-                      fields={"processing.attempts": 0, "processing.set_aside": {"at": states.now(), "to": aside,
-                                                                                 "why": why}})
+        db.transition(
+            run,
+            states.PROCESSED,
+            "none",
+            doc=doc,
+            note="its input copy went bad; output set aside",
+            fields={"processing.attempts": 0, "processing.set_aside": {"at": states.now(), "to": aside, "why": why}},
+        )
     # Every stage marker goes (a processed run's too: its job then only writes it again), so that
     # Snakemake builds the chain from the transfer on.
     _drop_markers(config, run, ("transfer", "process", "compress"))
@@ -108,9 +133,11 @@ def mark_lost(db: RunsDB, config: dict, doc: dict, why: str, daq_why: str, field
     """Record that no verified copy of the run's raw data is left; the LOST line (with what to do)."""
     run = doc["name"]
     source = transfer.daq_host(config).path(transfer.locations(config, run)["source"])
-    line = (f"run {run}: LOST: {why}, and {daq_why}: no verified copy of its raw data is left (what is left is "
-            f"kept). If a copy exists elsewhere, put it back at {source} as it was transferred, then "
-            f"`fulliautomatix retry {run}`")
+    line = (
+        f"run {run}: LOST: {why}, and {daq_why}: no verified copy of its raw data is left (what is left is "
+        f"kept). If a copy exists elsewhere, put it back at {source} as it was transferred, then "
+        f"`fulliautomatix retry {run}`"
+    )
     db.update(run, {**(fields or {}), "lost": {"at": states.now(), "reason": line}}, doc=doc)
     return line
 
@@ -120,8 +147,9 @@ def too_many(config: dict, doc: dict) -> bool:
     return int(doc.get("recoveries") or 0) >= config["compression"]["max_attempts"]
 
 
-def recover(db: RunsDB, config: dict, doc: dict, why: str, log, *, reprocess: bool,
-            fields: dict | None = None) -> str | None:
+def recover(
+    db: RunsDB, config: dict, doc: dict, why: str, log, *, reprocess: bool, fields: dict | None = None
+) -> str | None:
     """Start the run over, or mark it lost (setting `fields` too); the line saying which.  None: the DAQ
     cannot be asked now, or the run was started over too often (the caller's ordinary retry, bounded by
     its attempts, applies)."""
@@ -139,4 +167,3 @@ def copies(config: dict, doc: dict, scratch_copy: str) -> str:
     how = (doc.get("transfer") or {}).get("daq_copy") or "kept"
     daq = "the DAQ copy is kept" if how == "kept" else f"the DAQ copy was {how}"
     return f"{scratch_copy}; {daq}"
-

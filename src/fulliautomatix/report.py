@@ -30,17 +30,42 @@ from .dates import as_utc, day_number, iso, now as utcnow
 
 SAMPLES = 240  # points of the backlog curve over the window
 # History entries that record a failed attempt: (field, from or None for any, to) -> stage.
-FAILED = {(states.RAW, "transferring", "acquired"): "transfer", (states.PROCESSED, None, "failed"): "process",
-          (states.RAW, "compressing", "ondeck"): "compress", (states.RAW, "archiving", "compressed"): "archive"}
-ERRORS = {"transfer": ("transfer", "error"), "process": ("processing", "log_tail"),
-          "compress": ("compressed", "error"), "archive": ("archive", "error")}
-DURATIONS = {"daq_to_ondeck": "DAQ to ondeck (written by the DAQ until verified on scratch)",
-             "queue_wait": "queue wait (queued until the job started)",
-             "processing": "processing time (the processor's run)",
-             "compressed_to_archived": "compressed until archived (waiting for the batch, then the archive)"}
+FAILED = {
+    (states.RAW, "transferring", "acquired"): "transfer",
+    (states.PROCESSED, None, "failed"): "process",
+    (states.RAW, "compressing", "ondeck"): "compress",
+    (states.RAW, "archiving", "compressed"): "archive",
+}
+ERRORS = {
+    "transfer": ("transfer", "error"),
+    "process": ("processing", "log_tail"),
+    "compress": ("compressed", "error"),
+    "archive": ("archive", "error"),
+}
+DURATIONS = {
+    "daq_to_ondeck": "DAQ to ondeck (written by the DAQ until verified on scratch)",
+    "queue_wait": "queue wait (queued until the job started)",
+    "processing": "processing time (the processor's run)",
+    "compressed_to_archived": "compressed until archived (waiting for the batch, then the archive)",
+}
 EDGES = (10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 43200, 86400, 172800, 604800)
-EDGE_LABELS = ("<10s", "10-30s", "30s-1m", "1-2m", "2-5m", "5-10m", "10-30m", "30m-1h", "1-2h", "2-6h", "6-12h",
-               "12-24h", "1-2d", "2-7d", ">7d")
+EDGE_LABELS = (
+    "<10s",
+    "10-30s",
+    "30s-1m",
+    "1-2m",
+    "2-5m",
+    "5-10m",
+    "10-30m",
+    "30m-1h",
+    "1-2h",
+    "2-6h",
+    "6-12h",
+    "12-24h",
+    "1-2d",
+    "2-7d",
+    ">7d",
+)
 USED_EDGES = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 USED_LABELS = ("<25%", "25-50%", "50-75%", "75-100%", "100-125%", "125-150%", ">150%")
 
@@ -76,8 +101,9 @@ class Aggregator:
         for entry, t in zip(history, times):
             day = self._day(t)
             if day is not None:
-                stage = (FAILED.get((entry.get("field"), entry.get("from"), entry.get("to")))
-                         or FAILED.get((entry.get("field"), None, entry.get("to"))))
+                stage = FAILED.get((entry.get("field"), entry.get("from"), entry.get("to"))) or FAILED.get(
+                    (entry.get("field"), None, entry.get("to"))
+                )
                 if stage:
                     self.failures[stage][day] += 1
         self._bytes(doc)
@@ -88,16 +114,18 @@ class Aggregator:
         if name is None or (end is not None and end <= self.since):
             return
         first = max(0, math.ceil((start - self.since).total_seconds() / self.step))
-        last = self.samples + 1 if end is None else min(
-            self.samples + 1, math.ceil((end - self.since).total_seconds() / self.step))
+        last = (
+            self.samples + 1
+            if end is None
+            else min(self.samples + 1, math.ceil((end - self.since).total_seconds() / self.step))
+        )
         if first < last:
             self.diff[name][first] += 1
             self.diff[name][last] -= 1
 
     def _backlog(self, doc: dict, history: list[dict], times: list) -> None:
         raw = next((e.get("from") for e in history if e.get("field") == states.RAW), doc.get(states.RAW))
-        proc = next((e.get("from") for e in history if e.get("field") == states.PROCESSED),
-                    doc.get(states.PROCESSED))
+        proc = next((e.get("from") for e in history if e.get("field") == states.PROCESSED), doc.get(states.PROCESSED))
         t = as_utc(doc.get("start")) or next((x for x in times if x), None) or self.since
         for entry, when in zip(history, times):
             if when is None:
@@ -124,7 +152,8 @@ class Aggregator:
                 self.durations["queue_wait"].append((t - since_state[(states.PROCESSED, "queued")]).total_seconds())
             elif key == (states.RAW, "archived") and inside and (states.RAW, "compressed") in since_state:
                 self.durations["compressed_to_archived"].append(
-                    (t - since_state[(states.RAW, "compressed")]).total_seconds())
+                    (t - since_state[(states.RAW, "compressed")]).total_seconds()
+                )
             if entry.get("field") == states.PROCESSED:
                 since_state = {k: v for k, v in since_state.items() if k[0] != states.PROCESSED}
             if key != (states.RAW, "compressed") or entry.get("from") == "compressing":  # not a failed archive
@@ -177,14 +206,20 @@ class Aggregator:
             backlog[name] = series
         durations = {k: summary(v, EDGES, EDGE_LABELS) | {"title": DURATIONS[k]} for k, v in self.durations.items()}
         durations["walltime_used"] = summary(self.walltime_used, USED_EDGES, USED_LABELS) | {
-            "title": "processing time / requested walltime (batch jobs)"}
+            "title": "processing time / requested walltime (batch jobs)"
+        }
         rates = [round(statistics.median(r), 2) if r else None for r in self.rates]
-        top = [{"stage": s, "message": m, "count": n, "example": self.example[(s, m)]}
-               for (s, m), n in self.errors.most_common(10)]
+        top = [
+            {"stage": s, "message": m, "count": n, "example": self.example[(s, m)]}
+            for (s, m), n in self.errors.most_common(10)
+        ]
         return {
             "backlog": {"times": [iso(self.since + step * k) for k in range(self.samples + 1)], "states": backlog},
-            "daily": {"days": self.days, **{f"{k}_bytes": v for k, v in self.bytes.items()},
-                      "transfer_mb_per_s": rates},
+            "daily": {
+                "days": self.days,
+                **{f"{k}_bytes": v for k, v in self.bytes.items()},
+                "transfer_mb_per_s": rates,
+            },
             "durations": durations,
             "failures": {"days": self.days, "stages": self.failures, "top_errors": top},
         }
@@ -206,17 +241,27 @@ def summary(values: list[float], edges: tuple, labels: tuple) -> dict:
         counts[bisect.bisect_left(edges, v)] += 1  # a value at an edge counts below it
     ordered = sorted(values)
     pick = (lambda q: round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)) if ordered else (lambda q: None)
-    return {"n": len(values), "median": pick(0.5), "p90": pick(0.9), "max": pick(1.0),
-            "bins": [{"label": lab, "count": n} for lab, n in zip(labels, counts)]}
+    return {
+        "n": len(values),
+        "median": pick(0.5),
+        "p90": pick(0.9),
+        "max": pick(1.0),
+        "bins": [{"label": lab, "count": n} for lab, n in zip(labels, counts)],
+    }
 
 
 def timeline(doc: dict, until: _dt.datetime) -> dict:
     """One run's life for the page: its history and its states as segments."""
     history = [e for e in (doc.get("history") or []) if isinstance(e, dict)]
     entries = [{**{k: v for k, v in e.items() if k != "at"}, "at": iso(e.get("at"))} for e in history]
-    return {"run": str(doc.get("name")), "raw_status": doc.get(states.RAW),
-            "processed_status": doc.get(states.PROCESSED), "start": iso(doc.get("start")),
-            "until": iso(until), "history": entries}
+    return {
+        "run": str(doc.get("name")),
+        "raw_status": doc.get(states.RAW),
+        "processed_status": doc.get(states.PROCESSED),
+        "start": iso(doc.get("start")),
+        "until": iso(until),
+        "history": entries,
+    }
 
 
 def oldest(pending: list[dict], until: _dt.datetime, n: int = 10) -> list[dict]:
@@ -224,11 +269,18 @@ def oldest(pending: list[dict], until: _dt.datetime, n: int = 10) -> list[dict]:
     rows = []
     for doc in pending:
         first = as_utc(doc.get("start")) or next(
-            (t for t in (as_utc(e.get("at")) for e in doc.get("history") or [] if isinstance(e, dict)) if t), None)
+            (t for t in (as_utc(e.get("at")) for e in doc.get("history") or [] if isinstance(e, dict)) if t), None
+        )
         if first is not None and isinstance(doc.get("name"), str):
-            rows.append({"run": doc["name"], "raw_status": doc.get(states.RAW),
-                         "processed_status": doc.get(states.PROCESSED), "since": iso(first),
-                         "age_seconds": round((until - first).total_seconds(), 1)})
+            rows.append(
+                {
+                    "run": doc["name"],
+                    "raw_status": doc.get(states.RAW),
+                    "processed_status": doc.get(states.PROCESSED),
+                    "since": iso(first),
+                    "age_seconds": round((until - first).total_seconds(), 1),
+                }
+            )
     return sorted(rows, key=lambda r: -r["age_seconds"])[:n]
 
 
@@ -246,10 +298,16 @@ def build(db, config: dict, days: float | None = None, until: _dt.datetime | Non
     for doc in docs.values():
         agg.add(doc)
     items = attention.gather(db, config, until, pending, raw_values={raw for raw, _ in counts})
-    figures = {"generated": iso(until), "window": {"from": iso(since), "to": iso(until), "days": days},
-               "counts": status.as_json(counts, [])["counts"],
-               "total": sum(counts.values()), "runs_read": len(docs), **agg.figures(),
-               "attention": [i.as_dict() for i in items], "oldest_pending": oldest(pending, until)}
+    figures = {
+        "generated": iso(until),
+        "window": {"from": iso(since), "to": iso(until), "days": days},
+        "counts": status.as_json(counts, [])["counts"],
+        "total": sum(counts.values()),
+        "runs_read": len(docs),
+        **agg.figures(),
+        "attention": [i.as_dict() for i in items],
+        "oldest_pending": oldest(pending, until),
+    }
     shown = {i.run for i in items[:LISTED]} | {r["run"] for r in figures["oldest_pending"]}
     shown |= {e["example"] for e in figures["failures"]["top_errors"]}
     by_name = {str(d.get("name")): d for d in docs.values()}
@@ -295,7 +353,16 @@ def write_tick_report(db, config: dict, marker_path: str, log) -> None:
     figures = build(db, config)
     path = write_html(figures, default_path(config))
     kinds = Counter(i["kind"] for i in figures["attention"])
-    log.write(f"report written to {path} ({figures['runs_read']} runs read; attention: "
-              f"{', '.join(f'{k} {n}' for k, n in sorted(kinds.items())) or 'none'})\n")
-    markers.write(marker_path, {"path": str(path), "generated": figures["generated"],
-                                "runs_read": figures["runs_read"], "attention": dict(kinds)})
+    log.write(
+        f"report written to {path} ({figures['runs_read']} runs read; attention: "
+        f"{', '.join(f'{k} {n}' for k, n in sorted(kinds.items())) or 'none'})\n"
+    )
+    markers.write(
+        marker_path,
+        {
+            "path": str(path),
+            "generated": figures["generated"],
+            "runs_read": figures["runs_read"],
+            "attention": dict(kinds),
+        },
+    )

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 # Fields the DAQ writes; a document without them is malformed.
 REQUIRED_FIELDS = ("name", "number", "events", "source", "raw_status", "raw_location", "processed_status")
 
+
 def _nested_set(doc: dict, dotted: str, value) -> None:
     parts = dotted.split(".")
     for part in parts[:-1]:
@@ -65,7 +66,7 @@ def _dates_in_documents(doc: dict, sets: dict) -> dict:
         sub = sub if isinstance(sub, dict) else {}
         for key, value in sets.items():
             if key.startswith(top + "."):
-                _nested_set(sub, key[len(top) + 1:], value)
+                _nested_set(sub, key[len(top) + 1 :], value)
         out[top] = sub
     return out
 
@@ -77,14 +78,18 @@ class RunsDB(RunsQueries):
         self.uri = uri
         try:
             self.client = pymongo.MongoClient(
-                uri, serverSelectionTimeoutMS=int(timeout * 1000), connectTimeoutMS=int(timeout * 1000),
+                uri,
+                serverSelectionTimeoutMS=int(timeout * 1000),
+                connectTimeoutMS=int(timeout * 1000),
                 tz_aware=True,  # dates come back as aware UTC datetimes
             )
             self.col = self.client[database][collection]
         except (pymongo.errors.PyMongoError, ValueError, TypeError) as exc:
             # pymongo raises ValueError for a port out of range or unescaped characters in a password
-            raise RunsDBError(f"runs DB URI {redact(uri)!r} is not usable: {redact(str(exc))}; "
-                              "fix runs_db.uri or FULLIAUTOMATIX_RUNS_DB") from None
+            raise RunsDBError(
+                f"runs DB URI {redact(uri)!r} is not usable: {redact(str(exc))}; "
+                "fix runs_db.uri or FULLIAUTOMATIX_RUNS_DB"
+            ) from None
 
     def close(self) -> None:
         self.client.close()
@@ -162,12 +167,14 @@ class RunsDB(RunsQueries):
         if not docs:
             return 0
         try:
-            res = self.col.insert_many([dates.for_db(_with_day({"history": [], "rev": 0, **doc})) for doc in docs],
-                                       ordered=True)
+            res = self.col.insert_many(
+                [dates.for_db(_with_day({"history": [], "rev": 0, **doc})) for doc in docs], ordered=True
+            )
         except pymongo.errors.BulkWriteError as exc:
             first = (exc.details.get("writeErrors") or [{}])[0]
-            raise RunsDBError(f"bulk insert stopped after {exc.details.get('nInserted', 0)} runs: "
-                              f"{first.get('errmsg', exc)}") from None
+            raise RunsDBError(
+                f"bulk insert stopped after {exc.details.get('nInserted', 0)} runs: {first.get('errmsg', exc)}"
+            ) from None
         return len(res.inserted_ids)
 
     def transition(
@@ -204,15 +211,24 @@ class RunsDB(RunsQueries):
         current = doc.get(field)
         if expect is not None and current not in expect:
             raise states.TransitionRefused(
-                f"run {doc.get('name')}: {field} is {current!r}, expected one of {', '.join(expect)}")
+                f"run {doc.get('name')}: {field} is {current!r}, expected one of {', '.join(expect)}"
+            )
         entries = []
         for step in [s for s in via if s != current] + [to]:
             entries.append(states.history_entry(states.check(field, current, step), note))
             current = step
         return entries
 
-    def transition_many(self, docs: dict[str, dict], field: str, to: str, fields: dict[str, dict], *,
-                        expect: tuple[str, ...] | None = None, note: str | None = None) -> dict[str, dict]:
+    def transition_many(
+        self,
+        docs: dict[str, dict],
+        field: str,
+        to: str,
+        fields: dict[str, dict],
+        *,
+        expect: tuple[str, ...] | None = None,
+        note: str | None = None,
+    ) -> dict[str, dict]:
         """:meth:`transition` for several runs (an archive batch's) in one bulk write; {run: updated snapshot}.
 
         Each run's write is conditional on its snapshot's ``rev``; a run that
@@ -238,8 +254,9 @@ class RunsDB(RunsQueries):
             if fresh.get("rev") == planned[name][2]["rev"] and fresh.get(field) == to:
                 out[name] = fresh  # this write's
             else:
-                out[name] = self.transition(name, field, to, expect=expect, note=note, fields=fields.get(name),
-                                            doc=fresh)
+                out[name] = self.transition(
+                    name, field, to, expect=expect, note=note, fields=fields.get(name), doc=fresh
+                )
         return out
 
     def update(self, name: str, fields: dict, *, doc: dict | None = None) -> dict:
@@ -382,8 +399,8 @@ def reading(config: dict, uri: str | None = None, missing_ok: bool = False):
             if missing_ok:
                 yield None
                 return
-            raise RunsDBError(f"no runs DB yet in {fa_config.state_dir(config)} (the DAQ, or simulate-daq, "
-                              "inserts the runs)")
+            raise RunsDBError(
+                f"no runs DB yet in {fa_config.state_dir(config)} (the DAQ, or simulate-daq, inserts the runs)"
+            )
         with _opened(read_uri, rdb_cfg) as db:
             yield db
-

@@ -48,9 +48,11 @@ class Plan:
 
 def limits(config: dict) -> dict:
     """The attempt limits start_stage holds runs by, from the config."""
-    return {"transfer_attempts": config["transfer"]["max_attempts"],
-            "process_attempts": config["processing"]["max_attempts"],
-            "compress_attempts": config["compression"]["max_attempts"]}
+    return {
+        "transfer_attempts": config["transfer"]["max_attempts"],
+        "process_attempts": config["processing"]["max_attempts"],
+        "compress_attempts": config["compression"]["max_attempts"],
+    }
 
 
 def lost(doc: dict) -> str | None:
@@ -66,8 +68,10 @@ def _held_compression(doc: dict, limits: dict) -> str | None:
     if c.get("held"):
         return str(c["held"])
     if c.get("error") and c.get("attempts", 0) >= limits.get("compress_attempts", 3):
-        return (f"run {name}: compression failed {c['attempts']} times ({c['error']}); "
-                f"fix it, then `fulliautomatix retry {name}`")
+        return (
+            f"run {name}: compression failed {c['attempts']} times ({c['error']}); "
+            f"fix it, then `fulliautomatix retry {name}`"
+        )
     return None
 
 
@@ -78,12 +82,16 @@ def _held_processing(doc: dict, limits: dict) -> str | None:
     if p.get("attempts", 0) < limits["process_attempts"]:
         return None
     if proc == "failed":
-        return (f"run {name}: processing failed {p['attempts']} times (exit {p.get('exit_code')}); "
-                f"see its log, then `fulliautomatix retry {name}`")
+        return (
+            f"run {name}: processing failed {p['attempts']} times (exit {p.get('exit_code')}); "
+            f"see its log, then `fulliautomatix retry {name}`"
+        )
     if proc in ("queued", "processing"):
-        return (f"run {name}: its last processing attempt ({p['attempts']} of {limits['process_attempts']}) "
-                f"ended without a result (processed_status {proc}); see its log, then "
-                f"`fulliautomatix retry {name}`")
+        return (
+            f"run {name}: its last processing attempt ({p['attempts']} of {limits['process_attempts']}) "
+            f"ended without a result (processed_status {proc}); see its log, then "
+            f"`fulliautomatix retry {name}`"
+        )
     return None
 
 
@@ -100,8 +108,10 @@ def start_stage(doc: dict, limits: dict) -> tuple[str | None, str | None]:
         if raw == "acquired" and t.get("missing"):
             return None, str(t["missing"])  # the DAQ has no directory for it
         if raw == "acquired" and t.get("error") and t.get("attempts", 0) >= limits["transfer_attempts"]:
-            return None, (f"run {name}: transfer failed {t['attempts']} times ({t['error']}); "
-                          f"fix it, then `fulliautomatix retry {name}`")
+            return None, (
+                f"run {name}: transfer failed {t['attempts']} times ({t['error']}); "
+                f"fix it, then `fulliautomatix retry {name}`"
+            )
         return "transfer", None
     if raw in ("ondeck", "compressing"):
         held = _held_compression(doc, limits)
@@ -116,8 +126,9 @@ def start_stage(doc: dict, limits: dict) -> tuple[str | None, str | None]:
     return None, None
 
 
-def plan_targets(docs: list[dict], stages: list[str], pattern: str, limits: dict, has_marker,
-                 max_transfers: int | None = None) -> Plan:
+def plan_targets(
+    docs: list[dict], stages: list[str], pattern: str, limits: dict, has_marker, max_transfers: int | None = None
+) -> Plan:
     """Stage targets for the pending runs.
 
     `has_marker(stage, run)` tells whether a stage's marker exists.  A run's

@@ -43,8 +43,9 @@ def load_snapshot(path: str | Path) -> dict | None:
     """
     try:
         text = Path(path).read_text()
-        return dates.for_db(json_util.loads(text, json_options=json_util.JSONOptions(
-            tz_aware=True, tzinfo=_dt.timezone.utc)))
+        return dates.for_db(
+            json_util.loads(text, json_options=json_util.JSONOptions(tz_aware=True, tzinfo=_dt.timezone.utc))
+        )
     except (OSError, ValueError):  # none, or a torn or foreign file: the caller reads the DB instead
         return None
 

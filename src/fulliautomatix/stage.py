@@ -36,8 +36,20 @@ from . import hosts, markers, sync
 from .runsdb import RunsDB
 from .snapshots import keep, keep_all, load_snapshot, snapshot_path
 
-__all__ = ["Stage", "attempt_of", "claim", "give_back", "keep", "keep_all", "marker_again", "record", "replay",
-           "retry_hint", "run_stage", "take"]
+__all__ = [
+    "Stage",
+    "attempt_of",
+    "claim",
+    "give_back",
+    "keep",
+    "keep_all",
+    "marker_again",
+    "record",
+    "replay",
+    "retry_hint",
+    "run_stage",
+    "take",
+]
 
 # -- the steps ------------------------------------------------------------------
 
@@ -58,11 +70,22 @@ def replay(db: RunsDB, config: dict, input_marker: str | Path, doc: dict) -> dic
     return keep(config, doc) if changed else doc
 
 
-def claim(db: RunsDB, config: dict, doc: dict, field_name: str, to: str, *, expect: tuple[str, ...] | None = None,
-          fields: dict | None = None, note: str | None = None, via: tuple[str, ...] = ()) -> dict:
+def claim(
+    db: RunsDB,
+    config: dict,
+    doc: dict,
+    field_name: str,
+    to: str,
+    *,
+    expect: tuple[str, ...] | None = None,
+    fields: dict | None = None,
+    note: str | None = None,
+    via: tuple[str, ...] = (),
+) -> dict:
     """Claim the run for the stage: one write, conditional on the snapshot's rev; the claimed document."""
-    return keep(config, db.transition(doc["name"], field_name, to, expect=expect, fields=fields, note=note,
-                                      doc=doc, via=via))
+    return keep(
+        config, db.transition(doc["name"], field_name, to, expect=expect, fields=fields, note=note, doc=doc, via=via)
+    )
 
 
 def give_back(db: RunsDB, config: dict, doc: dict, field_name: str, to: str, fields: dict, note: str) -> dict:
@@ -90,15 +113,20 @@ def record(db: RunsDB | None, config: dict, marker: dict, marker_path: str | Pat
 
 def retry_hint(run: str, left: int, fix: str = "fix it") -> str:
     """What comes after a failed attempt: another one next tick, or a human (the run is held)."""
-    return (f"the next tick retries ({left} attempts left)" if left > 0
-            else f"no attempts left: {fix}, then `fulliautomatix retry {run}`")
+    return (
+        f"the next tick retries ({left} attempts left)"
+        if left > 0
+        else f"no attempts left: {fix}, then `fulliautomatix retry {run}`"
+    )
 
 
 def marker_again(marker_path: str | Path, marker: dict, log) -> dict:
     """A run done already whose marker was lost (the stage has re-verified it): write the marker again."""
     markers.write(marker_path, marker)
-    log.write(f"run {marker['run']}: {marker['stage']} was recorded but its marker was lost: "
-              "re-verified, marker written again\n")
+    log.write(
+        f"run {marker['run']}: {marker['stage']} was recorded but its marker was lost: "
+        "re-verified, marker written again\n"
+    )
     return marker
 
 
@@ -141,8 +169,17 @@ def attempt_of(doc: dict, sub: str) -> int:
     return int((doc.get(sub) or {}).get("attempts") or 0) + 1
 
 
-def run_stage(db: RunsDB, config: dict, run: str, stage: Stage, marker_path: str | Path, log, *,
-              input_marker: str | Path | None = None, attempts_in: str) -> dict:
+def run_stage(
+    db: RunsDB,
+    config: dict,
+    run: str,
+    stage: Stage,
+    marker_path: str | Path,
+    log,
+    *,
+    input_marker: str | Path | None = None,
+    attempts_in: str,
+) -> dict:
     """One run through one stage (see the module docstring); its marker.  `attempts_in`: the sub-document
     counting the stage's attempts ("transfer", "compressed")."""
     hosts.check_run_name(run, config["run_name_pattern"])
@@ -153,8 +190,9 @@ def run_stage(db: RunsDB, config: dict, run: str, stage: Stage, marker_path: str
         return marker_again(marker_path, stage.again(doc), log)
     stage.check(doc)
     attempt = attempt_of(doc, attempts_in)
-    doc = claim(db, config, doc, stage.field, stage.working, expect=stage.start,
-                fields=stage.claim_fields(doc, attempt))
+    doc = claim(
+        db, config, doc, stage.field, stage.working, expect=stage.start, fields=stage.claim_fields(doc, attempt)
+    )
     try:
         marker = stage.work(doc, attempt)
     except stage.failures as exc:

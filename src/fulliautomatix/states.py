@@ -29,15 +29,7 @@ from . import dates
 RAW = "raw_status"
 PROCESSED = "processed_status"
 
-RAW_STATES = (
-    "acquired",
-    "transferring",
-    "ondeck",
-    "compressing",
-    "compressed",
-    "archiving",
-    "archived",
-)
+RAW_STATES = ("acquired", "transferring", "ondeck", "compressing", "compressed", "archiving", "archived")
 PROCESSED_STATES = ("none", "queued", "processing", "processed", "failed")
 
 # field -> {from_state: allowed to_states}.  Self-loops on the "in progress"
@@ -65,8 +57,14 @@ TRANSITIONS: dict[str, dict[str, frozenset[str]]] = {
 }
 
 # The recovery steps above: never taken when replaying a marker (sync.path_between).
-RECOVERY = frozenset({(RAW, "compressing", "acquired"), (RAW, "compressed", "acquired"),
-                      (RAW, "archiving", "acquired"), (PROCESSED, "processed", "none")})
+RECOVERY = frozenset(
+    {
+        (RAW, "compressing", "acquired"),
+        (RAW, "compressed", "acquired"),
+        (RAW, "archiving", "acquired"),
+        (PROCESSED, "processed", "none"),
+    }
+)
 
 # Which raw_status a run must have for each stage to start.
 STAGES = ("transfer", "process", "compress", "archive")
@@ -103,13 +101,7 @@ def now() -> _dt.datetime:
 
 
 def history_entry(t: Transition, note: str | None = None) -> dict:
-    entry = {
-        "at": now(),
-        "field": t.field,
-        "from": t.from_state,
-        "to": t.to_state,
-        "host": socket.gethostname(),
-    }
+    entry = {"at": now(), "field": t.field, "from": t.from_state, "to": t.to_state, "host": socket.gethostname()}
     if note:
         entry["note"] = note
     return entry

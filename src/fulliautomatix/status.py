@@ -38,8 +38,9 @@ def _ordered(counts: dict[tuple[str, str], int]) -> list[tuple[tuple[str, str], 
     return sorted(counts.items(), key=lambda kv: (order.get(kv[0][0], 99), porder.get(kv[0][1], 99)))
 
 
-def table(counts: dict[tuple[str, str], int], pending: list[dict], config: dict,
-          items: list[attention.Problem] | None = None) -> str:
+def table(
+    counts: dict[tuple[str, str], int], pending: list[dict], config: dict, items: list[attention.Problem] | None = None
+) -> str:
     """Counts per state, then one line per run that needs attention (attention.ORDER) and its fix."""
     lines = [f"{'raw_status':<14}{'processed_status':<18}{'runs':>8}"]
     for (raw, proc), n in _ordered(counts):
@@ -53,14 +54,17 @@ def table(counts: dict[tuple[str, str], int], pending: list[dict], config: dict,
 
 def as_json(counts: dict[tuple[str, str], int], items: list[attention.Problem]) -> dict:
     """What `status --json` prints: counts per state and the attention list."""
-    return {"generated": dates.iso(dates.now()),
-            "counts": [{"raw_status": raw, "processed_status": proc, "runs": n} for (raw, proc), n in _ordered(counts)],
-            "total": sum(counts.values()),
-            "attention": [item.as_dict() for item in items]}
+    return {
+        "generated": dates.iso(dates.now()),
+        "counts": [{"raw_status": raw, "processed_status": proc, "runs": n} for (raw, proc), n in _ordered(counts)],
+        "total": sum(counts.values()),
+        "attention": [item.as_dict() for item in items],
+    }
 
 
-def overview(counts: dict[tuple[str, str], int], pending: list[dict], config: dict, json_out: bool = False,
-             db=None) -> str:
+def overview(
+    counts: dict[tuple[str, str], int], pending: list[dict], config: dict, json_out: bool = False, db=None
+) -> str:
     """What `status` prints: the table, or with `--json` the counts and the attention list as JSON
     (`db`: the runs DB, for what the pending runs cannot show; see :func:`attention_items`)."""
     items = attention_items(pending, config, db=db, raw_values={raw for raw, _ in counts})
@@ -79,8 +83,10 @@ def run_details(doc: dict) -> str:
     lines = [f"run {doc.get('name')}", json.dumps(doc, indent=2, sort_keys=True, default=_shown), "history:"]
     for h in history:
         note = f"  ({h['note']})" if h.get("note") else ""
-        lines.append(f"  {dates.iso(h.get('at'))}  {h.get('field'):<17}{h.get('from')} -> {h.get('to')}  "
-                     f"on {h.get('host')}{note}")
+        lines.append(
+            f"  {dates.iso(h.get('at'))}  {h.get('field'):<17}{h.get('from')} -> {h.get('to')}  "
+            f"on {h.get('host')}{note}"
+        )
     return "\n".join(lines)
 
 

@@ -70,8 +70,9 @@ def apply(db: RunsDB, marker: dict, doc: dict | None = None, note: str = "repair
     return bring_up(db, marker, doc, note)[0]
 
 
-def bring_up(db: RunsDB, marker: dict, doc: dict | None = None,
-             note: str = "repaired from marker") -> tuple[bool, dict | None]:
+def bring_up(
+    db: RunsDB, marker: dict, doc: dict | None = None, note: str = "repaired from marker"
+) -> tuple[bool, dict | None]:
     """:func:`apply`, with the run's newest document: (changed, document).
 
     Safe to call while another process applies the same marker: when the
@@ -118,9 +119,11 @@ def record(db: RunsDB, marker: dict, doc, note: str, log):
         return bring_up(db, marker, doc=doc, note=note)[1]
     except Exception as exc:  # noqa: BLE001 - any failure: the marker stands, the next tick's sync replays it
         what = f"run {marker['run']}" if "run" in marker else f"batch {marker.get('batch')}"
-        line = (f"{what}: the runs DB did not record it as {marker.get('to', 'archived')} "
-                f"({redact(type(exc).__name__ + ': ' + str(exc))[:300]}); its marker stands and the next tick "
-                "repairs the runs DB from it")
+        line = (
+            f"{what}: the runs DB did not record it as {marker.get('to', 'archived')} "
+            f"({redact(type(exc).__name__ + ': ' + str(exc))[:300]}); its marker stands and the next tick "
+            "repairs the runs DB from it"
+        )
         log.write(f"runs DB update failed: {line}\n")
         print(f"fulliautomatix: {line}", file=sys.__stderr__)
         return None

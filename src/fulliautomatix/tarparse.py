@@ -67,10 +67,10 @@ def text(field):
 def pax_records(data):
     """{key: value} of a pax extended header ("<len> <key>=<value>\\n" records)."""
     out, i = {}, 0
-    while i < len(data) and data[i:i + 1] != b"\0":
+    while i < len(data) and data[i : i + 1] != b"\0":
         space = data.index(b" ", i)
         length = int(data[i:space])
-        key, _, value = data[space + 1:i + length - 1].partition(b"=")
+        key, _, value = data[space + 1 : i + length - 1].partition(b"=")
         out[key.decode()] = value.decode("utf-8", "surrogateescape")
         i += length
     return out
@@ -97,7 +97,7 @@ class TarParser:
                 return
             if self.left:
                 take = min(self.left, n - i)
-                self.take(view[i:i + take])
+                self.take(view[i : i + take])
                 i += take
                 self.left -= take
                 if not self.left:
@@ -108,7 +108,7 @@ class TarParser:
                 self.pad -= take
             else:
                 take = min(512 - len(self.head), n - i)
-                self.head += view[i:i + take]
+                self.head += view[i : i + take]
                 i += take
                 if len(self.head) == 512:
                     self.header(bytes(self.head))

@@ -99,7 +99,7 @@ def collect(pid, r, emit):
 def write_all(fd, data):
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def pump(source, out, algorithm, compressed, emit):
@@ -248,9 +248,9 @@ def main(argv):
     try:
         mode, path, algorithm, unz = argv[0], argv[1], argv[2], argv[3] == "zstd"
         if mode == "write" and argv[3] == "stream":
-            total, digest = write_stream(path, algorithm, shlex.split(argv[4]), argv[argv.index("--") + 1:], emit)
+            total, digest = write_stream(path, algorithm, shlex.split(argv[4]), argv[argv.index("--") + 1 :], emit)
         elif mode == "write":
-            total, digest = write(path, algorithm, unz, argv[argv.index("--") + 1:], emit)
+            total, digest = write(path, algorithm, unz, argv[argv.index("--") + 1 :], emit)
         elif mode == "read":
             if not os.path.isfile(path):
                 sys.stderr.write("no such file: {}\n".format(path))

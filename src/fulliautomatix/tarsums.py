@@ -68,8 +68,15 @@ class TarSums:
 
 def argv(path: str, algorithm: str = "sha256", compressed: bool = False) -> list[str]:
     """The two-pass read-back in bash (hosts without python3)."""
-    return ["bash", "-c", READ_BACK, "fa-read-back", path, hosts.CHECKSUM_TOOLS[algorithm],
-            "zstd" if compressed else ""]
+    return [
+        "bash",
+        "-c",
+        READ_BACK,
+        "fa-read-back",
+        path,
+        hosts.CHECKSUM_TOOLS[algorithm],
+        "zstd" if compressed else "",
+    ]
 
 
 def python(host: hosts.Host) -> str:
@@ -77,8 +84,15 @@ def python(host: hosts.Host) -> str:
     return sys.executable if host.is_local else "python3"
 
 
-def stream_argv(host: hosts.Host, mode: str, path: str, algorithm: str, compressed: bool,
-                command: list[str] = (), compressor: list[str] | None = None) -> list[str]:
+def stream_argv(
+    host: hosts.Host,
+    mode: str,
+    path: str,
+    algorithm: str,
+    compressed: bool,
+    command: list[str] = (),
+    compressor: list[str] | None = None,
+) -> list[str]:
     """tarstream's command line on `host` (see its docstring for the modes)."""
     tail = ["--", *command] if command else []
     how = ["stream", shlex.join(compressor)] if compressor else ["zstd" if compressed else ""]
@@ -115,8 +129,7 @@ def _parsed(res: hosts.Result, what: str) -> TarSums:
     return parse(res.stdout)
 
 
-def read_back(host: hosts.Host, path: str, algorithm: str = "sha256", compressed: bool = False,
-              log=None) -> TarSums:
+def read_back(host: hosts.Host, path: str, algorithm: str = "sha256", compressed: bool = False, log=None) -> TarSums:
     """Read the tarball at `path` on `host` back in one pass (guarded); raises ReadBackError.
 
     One read of the file feeds its sha256 and (for .tar.zst) the decompressor,
@@ -129,8 +142,15 @@ def read_back(host: hosts.Host, path: str, algorithm: str = "sha256", compressed
     return _parsed(res, what)
 
 
-def write_verified(host: hosts.Host, command: list[str], out: str, algorithm: str, compressed: bool = True,
-                   log=None, compressor: list[str] | None = None) -> TarSums:
+def write_verified(
+    host: hosts.Host,
+    command: list[str],
+    out: str,
+    algorithm: str,
+    compressed: bool = True,
+    log=None,
+    compressor: list[str] | None = None,
+) -> TarSums:
     """Run `command` on `host` (a tar writing the tarball to stdout) into `out`, verified as it is written.
 
     Without `compressor`: `command` compresses (tar -I zstd); its bytes are
@@ -152,7 +172,8 @@ def write_verified(host: hosts.Host, command: list[str], out: str, algorithm: st
             to_file[i:i] = ["-I", shlex.join(compressor)]
         made = host.run(to_file, check=False, log=log)
         if made.returncode != 0:
-            raise ReadBackError(f"{to_file[0]} on {host.name} exited with {made.returncode}: "
-                                f"{hosts.cause(made.stderr)}")
+            raise ReadBackError(
+                f"{to_file[0]} on {host.name} exited with {made.returncode}: {hosts.cause(made.stderr)}"
+            )
         res = _run(host, argv(out, algorithm, compressed), f"reading {host.path(out)} back", log)
     return _parsed(res, what)

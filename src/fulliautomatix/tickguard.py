@@ -156,14 +156,28 @@ def begin(config: dict) -> str | None:
         try:
             # A server started here is stopped by its watcher once this Snakemake is gone and unused.
             uri = embedded.ensure(state, owner=int(snakemake_pid))[0] if embedded_db else None
-            argv = [sys.executable, "-m", "fulliautomatix.tickguard", "--watch", snakemake_pid,
-                    "--state", str(state), "--fd", str(fh.fileno())]
+            argv = [
+                sys.executable,
+                "-m",
+                "fulliautomatix.tickguard",
+                "--watch",
+                snakemake_pid,
+                "--state",
+                str(state),
+                "--fd",
+                str(fh.fileno()),
+            ]
             controls = hosts.control_dir(config)
             if controls is not None:
                 argv += ["--ssh-controls", str(controls)]
-            guard = subprocess.Popen(argv, pass_fds=(fh.fileno(),), start_new_session=True,
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+            guard = subprocess.Popen(
+                argv,
+                pass_fds=(fh.fileno(),),
+                start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             fh.write(f"{guard.pid} {snakemake_pid}\n")
             fh.flush()
         finally:
@@ -200,8 +214,10 @@ def guard(watch: int, poll: float = 0.5, controls: Path | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m fulliautomatix.tickguard",
-                                 description="hold a tick's lock while its Snakemake runs (started by jobs)")
+    ap = argparse.ArgumentParser(
+        prog="python -m fulliautomatix.tickguard",
+        description="hold a tick's lock while its Snakemake runs (started by jobs)",
+    )
     ap.add_argument("--watch", type=int, required=True, help="pid of the tick's Snakemake")
     ap.add_argument("--state", type=Path, required=True, help="the work dir's state/ directory")
     ap.add_argument("--fd", type=int, required=True, help="the inherited, locked tick.lock")

@@ -42,9 +42,19 @@ def _submitted(log_file: Path) -> bool:
     return any(s in text for s in SUBMITTED_LINES)
 
 
-def run_bounded(argv: list[str], *, cwd, env: dict, log_file: Path, work_dir, wait_seconds: float | None,
-                poll: float = 1.0, quiet_seconds: float = 3.0,
-                pass_fds: tuple[int, ...] = (), on_poll=None) -> tuple[int | None, bool]:
+def run_bounded(
+    argv: list[str],
+    *,
+    cwd,
+    env: dict,
+    log_file: Path,
+    work_dir,
+    wait_seconds: float | None,
+    poll: float = 1.0,
+    quiet_seconds: float = 3.0,
+    pass_fds: tuple[int, ...] = (),
+    on_poll=None,
+) -> tuple[int | None, bool]:
     """Run the tick's Snakemake; leave its batch jobs running once its own work is done.
 
     Returns (exit status, detached).  With wait_seconds (a profile that
@@ -64,8 +74,16 @@ def run_bounded(argv: list[str], *, cwd, env: dict, log_file: Path, work_dir, wa
 
     own_group = wait_seconds is not None
     with open(log_file, "w") as out:
-        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=own_group, pass_fds=pass_fds)
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=own_group,
+            pass_fds=pass_fds,
+        )
     t0 = time.monotonic()
     quiet_since = None
     try:

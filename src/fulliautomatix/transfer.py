@@ -61,6 +61,7 @@ def algorithms(config: dict) -> list[str]:
 
 # -- the commands --------------------------------------------------------------
 
+
 def rsync_argv(config: dict, run: str) -> list[str]:
     """The rsync command, run on the DAQ host, pushing the run to the cluster's staging."""
     t = config["transfer"]
@@ -106,11 +107,22 @@ def umask_for(dir_mode: str, file_mode: str) -> str:
 def prepare_argv(config: dict, run: str) -> list[str]:
     t = config["transfer"]
     loc = locations(config, run)
-    return ["bash", "-c", PREPARE, "fa-prepare", umask_for(t["dir_mode"], t["file_mode"]), t["group"],
-            t["dir_mode"], loc["scratch"], loc["final"], loc["staging"]]
+    return [
+        "bash",
+        "-c",
+        PREPARE,
+        "fa-prepare",
+        umask_for(t["dir_mode"], t["file_mode"]),
+        t["group"],
+        t["dir_mode"],
+        loc["scratch"],
+        loc["final"],
+        loc["staging"],
+    ]
 
 
 # -- one run -------------------------------------------------------------------
+
 
 class _Progress:
     """rsync --info=progress2 output (\r-separated updates) as a log line every PROGRESS_EVERY s."""
@@ -139,11 +151,14 @@ class _Progress:
 # rsync on the DAQ, from inside the run's directory once CONFINE accepted it ("$1"/"$2"):
 # a run that is a symbolic link, leaves daq.raw_dir, or holds a link, fifo, socket or
 # device is refused before anything is read.  rsync's source is "./" (the directory entered).
-CONFINED_RSYNC = hosts.CONFINE + r"""
+CONFINED_RSYNC = (
+    hosts.CONFINE
+    + r"""
 confine "$1" "$2" || exit
 shift 2
 exec "$@"
 """
+)
 
 
 def confined_rsync_argv(config: dict, run: str) -> list[str]:
@@ -155,8 +170,10 @@ def confined_rsync_argv(config: dict, run: str) -> list[str]:
 
 def refusal(config: dict, run: str, exc: hosts.Unsafe) -> str:
     """The one line naming the run, the offending path and what to do."""
-    return (f"run {run}: {exc}: a run must be a real directory in daq.raw_dir holding only regular files "
-            f"and directories; {exc.advice}, then `fulliautomatix retry {run}`")
+    return (
+        f"run {run}: {exc}: a run must be a real directory in daq.raw_dir holding only regular files "
+        f"and directories; {exc.advice}, then `fulliautomatix retry {run}`"
+    )
 
 
 def _rsync(daq: hosts.Host, config: dict, run: str, log) -> float | None:
@@ -179,8 +196,10 @@ def rsync_failure(config: dict, run: str, returncode: int, stderr: str) -> str:
         return f"the DAQ has no directory {loc['source']} on {daq_host(config).name}"
     if "No space left on device" in why or "Disk quota exceeded" in why:
         full = "No space left on device" if "No space" in why else "Disk quota exceeded"
-        return (f"{full} on the cluster's scratch {loc['scratch']} ({cluster_host(config).name}), copying into "
-                f"{loc['staging']}; free space there, the next tick resumes the copy (rsync: {why})")
+        return (
+            f"{full} on the cluster's scratch {loc['scratch']} ({cluster_host(config).name}), copying into "
+            f"{loc['staging']}; free space there, the next tick resumes the copy (rsync: {why})"
+        )
     return f"rsync exited with {returncode}: {why}"
 
 
@@ -221,16 +240,21 @@ def _copy_and_verify(config: dict, run: str, log):
         raise TransferError(f"source directory {loc['source']} holds no files")
     settle = float(config["daq"]["settle_seconds"])
     if snapshot is not None and source.newest_mtime is not None and source.newest_mtime > snapshot - settle:
-        when = ("while it was copied" if source.newest_mtime > snapshot
-                else f"{snapshot - source.newest_mtime:.0f} s before the copy started (settle time {settle:g} s)")
+        when = (
+            "while it was copied"
+            if source.newest_mtime > snapshot
+            else f"{snapshot - source.newest_mtime:.0f} s before the copy started (settle time {settle:g} s)"
+        )
         raise TransferError(f"the DAQ wrote to {loc['source']} {when}: it is still being written")
     problems = hosts.compare_manifests(source.files, copy.files)
     if problems:
         bad = hosts.bad_paths(source.files, copy.files)
         _discard(cluster, loc["staging"], bad, log)
-        raise TransferError(f"copy does not verify: {'; '.join(problems[:3])}"
-                            + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
-                            + (f"; removed {len(bad)} bad files from staging" if bad else ""))
+        raise TransferError(
+            f"copy does not verify: {'; '.join(problems[:3])}"
+            + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
+            + (f"; removed {len(bad)} bad files from staging" if bad else "")
+        )
     cluster.run(["mv", "-T", "--", loc["staging"], loc["final"]], log=log)
     return source, snapshot, rsync_seconds, verify_seconds
 
@@ -262,12 +286,18 @@ def _marker_again(config: dict, doc: dict, log) -> dict:
     """An ondeck run whose marker was lost: re-verify the copy against what the DB recorded."""
     run = doc["name"]
     recorded = doc.get("transfer") or {}
-    copy = hosts.scan(cluster_host(config), recorded.get("destination") or locations(config, run)["final"],
-                      [recorded.get("checksum_algorithm") or "sha256"], log=log)
+    copy = hosts.scan(
+        cluster_host(config),
+        recorded.get("destination") or locations(config, run)["final"],
+        [recorded.get("checksum_algorithm") or "sha256"],
+        log=log,
+    )
     problems = hosts.compare_manifests(recorded.get("checksums") or [], copy.files)
     if problems:
-        raise TransferError(f"run {run}: ondeck copy does not match its recorded checksums ({problems[0]}); "
-                            f"reset it with `fulliautomatix retry {run}`")
+        raise TransferError(
+            f"run {run}: ondeck copy does not match its recorded checksums ({problems[0]}); "
+            f"reset it with `fulliautomatix retry {run}`"
+        )
     return markers.run_marker("transfer", run, {"raw_location": doc["raw_location"]}, recorded)
 
 
@@ -285,14 +315,30 @@ def _copy(config: dict, doc: dict, attempts: int, log) -> dict:
     nbytes = sum(f["size"] for f in source.files)
     final = locations(config, run)["final"]
     measured = {
-        "bytes": nbytes, "files": len(source.files), "seconds": seconds, "rsync_seconds": rsync_seconds,
-        "verify_seconds": verify_seconds, "mb_per_second": round(nbytes / 1e6 / max(rsync_seconds, 1e-3), 3),
-        "checksum_algorithm": source.algorithm, "cluster": cl["name"], "destination": final, "attempts": attempts,
+        "bytes": nbytes,
+        "files": len(source.files),
+        "seconds": seconds,
+        "rsync_seconds": rsync_seconds,
+        "verify_seconds": verify_seconds,
+        "mb_per_second": round(nbytes / 1e6 / max(rsync_seconds, 1e-3), 3),
+        "checksum_algorithm": source.algorithm,
+        "cluster": cl["name"],
+        "destination": final,
+        "attempts": attempts,
     }
-    info = {**measured, "checksums": source.files, "started": doc["transfer"]["started"], "finished": states.now(),
-            "error": None, "daq_copy": "kept", "daq_snapshot": snapshot}
-    log.write(f"verified {len(source.files)} files, {nbytes} bytes ({source.algorithm}) in {final} "
-              f"on {cluster_host(config).name}; {seconds:.1f} s\n")
+    info = {
+        **measured,
+        "checksums": source.files,
+        "started": doc["transfer"]["started"],
+        "finished": states.now(),
+        "error": None,
+        "daq_copy": "kept",
+        "daq_snapshot": snapshot,
+    }
+    log.write(
+        f"verified {len(source.files)} files, {nbytes} bytes ({source.algorithm}) in {final} "
+        f"on {cluster_host(config).name}; {seconds:.1f} s\n"
+    )
     fields = {"raw_location": f"{cl['name']}/{cl['username']}", "transfer": info}
     return markers.run_marker("transfer", run, fields, measured)
 
@@ -301,15 +347,24 @@ def transfer_run(db: RunsDB, config: dict, run: str, marker_path: str, log) -> d
     """Transfer one run; write its marker; return the marker (the skeleton: fulliautomatix.stage)."""
     purge_after = config["transfer"]["purge"] == "purge_after_verify"
     steps = stage.Stage(
-        "transfer", "transferring", ("acquired", "transferring"), note="transfer verified",
+        "transfer",
+        "transferring",
+        ("acquired", "transferring"),
+        note="transfer verified",
         work=lambda doc, attempts: _copy(config, doc, attempts, log),
         failed=lambda doc, attempts, exc: _failed(db, config, doc, attempts, exc, log),
         again=lambda doc: _marker_again(config, doc, log),
-        failures=(TransferError, hosts.CommandFailed), check=_transferable,
-        claim_fields=lambda doc, attempts: {"transfer.attempts": attempts, "transfer.started": states.now(),
-                                            "transfer.refused": None},
+        failures=(TransferError, hosts.CommandFailed),
+        check=_transferable,
+        claim_fields=lambda doc, attempts: {
+            "transfer.attempts": attempts,
+            "transfer.started": states.now(),
+            "transfer.refused": None,
+        },
         record=(lambda marker, doc: _purge_after_verify(db, config, marker, doc, marker_path, log))
-        if purge_after else None)
+        if purge_after
+        else None,
+    )
     return stage.run_stage(db, config, run, steps, marker_path, log, attempts_in="transfer")
 
 
@@ -321,11 +376,19 @@ def _purge_after_verify(db: RunsDB, config: dict, marker: dict, doc: dict, marke
         if doc is None:
             return
         try:
-            how = purge.purge_daq_copy(config, run, info["checksums"], info["daq_snapshot"], log,
-                                       algorithm=info["checksum_algorithm"])
-            fields = {"transfer.daq_copy": how, "transfer.daq_purge": {
-                "at": states.now(), "policy": "purge_after_verify", "verified_by": f"copy {info['destination']} "
-                f"on {cluster_host(config).name}, verified {dates.iso(info['finished'])}", "error": None}}
+            how = purge.purge_daq_copy(
+                config, run, info["checksums"], info["daq_snapshot"], log, algorithm=info["checksum_algorithm"]
+            )
+            fields = {
+                "transfer.daq_copy": how,
+                "transfer.daq_purge": {
+                    "at": states.now(),
+                    "policy": "purge_after_verify",
+                    "verified_by": f"copy {info['destination']} "
+                    f"on {cluster_host(config).name}, verified {dates.iso(info['finished'])}",
+                    "error": None,
+                },
+            }
         except (purge.PurgeRefused, hosts.CommandFailed) as exc:
             log.write(f"DAQ copy of {run} kept: {exc}; a later tick tries again\n")
             fields = {"transfer.daq_purge": {"at": states.now(), "error": str(exc)}}

@@ -73,32 +73,48 @@ def make_bed(backend: str, tmp_path: Path, testbed: dict | None = None) -> Archi
     disk_faults = {"halfway": (faults, "halfway*1"), "corrupt": (faults, "corrupt*1")}
     disk_signs = {"halfway": "failed (exit 12", "corrupt": "sha256 of the archived file differs"}
     if backend == "local":
-        return ArchiveBed("local", {"backend": "local", "location": str(tmp_path / "archive"),
-                                    "rsync": {"command": faulty_copy(faults)}},
-                          tmp_path / "archive", disk_faults, disk_signs)
+        return ArchiveBed(
+            "local",
+            {"backend": "local", "location": str(tmp_path / "archive"), "rsync": {"command": faulty_copy(faults)}},
+            tmp_path / "archive",
+            disk_faults,
+            disk_signs,
+        )
     if backend == "rsync":
         # A directory of its own on fa-cluster, the archive host of these tests.
         sub = f"fa-archive-tests/{uuid.uuid4().hex[:10]}"
         ssh = ["ssh", "-F", testbed["FA_SSH_CONFIG"], "-o", "BatchMode=yes"]
-        return ArchiveBed("rsync", {"backend": "rsync", "location": f"{testbed['FA_TESTBED_DATA_PATH']}/{sub}",
-                                    "rsync": {"host": testbed["FA_TESTBED_CLUSTER_ALIAS"], "ssh": ssh,
-                                              "command": faulty_copy(faults)}},
-                          Path(testbed["FA_TESTBED_CLUSTER_ROOT"]) / sub, disk_faults, disk_signs)
+        return ArchiveBed(
+            "rsync",
+            {
+                "backend": "rsync",
+                "location": f"{testbed['FA_TESTBED_DATA_PATH']}/{sub}",
+                "rsync": {"host": testbed["FA_TESTBED_CLUSTER_ALIAS"], "ssh": ssh, "command": faulty_copy(faults)},
+            },
+            Path(testbed["FA_TESTBED_CLUSTER_ROOT"]) / sub,
+            disk_faults,
+            disk_signs,
+        )
     if backend == "hpss":
         # STAND-INs for htar and hsi: HPSS path /x is $HPSS_STANDIN_ROOT/x.
         root = tmp_path / "hpss"
         root.mkdir(exist_ok=True)
         env = ["env", f"HPSS_STANDIN_ROOT={root}", "HPSS_STANDIN_HOME=/home/asterix"]
-        return ArchiveBed("hpss", {"backend": "hpss", "location": "/fortress/asterix/batches",
-                                   "hpss": {"htar": [*env, str(STANDINS / "hpss" / "htar")],
-                                            "hsi": [*env, str(STANDINS / "hpss" / "hsi")]}},
-                          root / "fortress" / "asterix" / "batches",
-                          {"halfway": (root / ".fail", "htar-create-halfway*1"),
-                           "corrupt": (root / ".corrupt", "after-success*1")},
-                          {"halfway": "HPSS_EIO", "corrupt": "CRC mismatch"})
+        return ArchiveBed(
+            "hpss",
+            {
+                "backend": "hpss",
+                "location": "/fortress/asterix/batches",
+                "hpss": {
+                    "htar": [*env, str(STANDINS / "hpss" / "htar")],
+                    "hsi": [*env, str(STANDINS / "hpss" / "hsi")],
+                },
+            },
+            root / "fortress" / "asterix" / "batches",
+            {"halfway": (root / ".fail", "htar-create-halfway*1"), "corrupt": (root / ".corrupt", "after-success*1")},
+            {"halfway": "HPSS_EIO", "corrupt": "CRC mismatch"},
+        )
     raise ValueError(backend)
-
-
 
 
 def compress_runs(db: runsdb.RunsDB, config: dict, n: int, events: int = 200) -> list[str]:
@@ -111,8 +127,21 @@ def compress_runs(db: runsdb.RunsDB, config: dict, n: int, events: int = 200) ->
     with open(log_path, "a") as log:
         for run in names:
             transfer.transfer_run(db, config, run, str(markers.path(state, "transfer", run)), log)
-            process.process_run(db, config, run, str(markers.path(state, "transfer", run)),
-                                str(markers.path(state, "process", run)), log, str(log_path))
-            compress.compress_run(db, config, run, str(markers.path(state, "process", run)),
-                                  str(markers.path(state, "compress", run)), log)
+            process.process_run(
+                db,
+                config,
+                run,
+                str(markers.path(state, "transfer", run)),
+                str(markers.path(state, "process", run)),
+                log,
+                str(log_path),
+            )
+            compress.compress_run(
+                db,
+                config,
+                run,
+                str(markers.path(state, "process", run)),
+                str(markers.path(state, "compress", run)),
+                log,
+            )
     return names

@@ -32,11 +32,13 @@ def test_audit_lists_hpss_strays_missing_tarballs_and_rot(fa, config_path, confi
     r = fa(config_path, "audit")
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     out = r.stdout.splitlines()
-    assert ("STRAY hpss:/fortress/asterix/batches/261130_0001_to_261130_0002.tar: no run document records this "
-            "tarball") in out, out
+    assert (
+        "STRAY hpss:/fortress/asterix/batches/261130_0001_to_261130_0002.tar: no run document records this tarball"
+    ) in out, out
     for run in names[2:]:
-        assert (f"MISSING run {run}: its archived tarball hpss:/fortress/asterix/batches/{second}.tar is missing"
-                in out), out
+        assert (
+            f"MISSING run {run}: its archived tarball hpss:/fortress/asterix/batches/{second}.tar is missing" in out
+        ), out
     lost = [ln for ln in out if ln.startswith("LOST-COPY")]
     assert any(f"run {names[0]}:" in ln for ln in lost), out
     # (htar stops at the member whose CRC fails: its batch-mate cannot be read back either, and says so)

@@ -103,8 +103,7 @@ def test_a_batch_is_archived_verified_purged_and_restored(fa, config_path, confi
     assert not (tmp_path / "restored" / fresh).exists()
 
 
-def test_a_half_way_upload_and_a_corrupted_tarball_are_retried_next_tick(fa, config_path, config, db, tmp_path,
-                                                                         bed):
+def test_a_half_way_upload_and_a_corrupted_tarball_are_retried_next_tick(fa, config_path, config, db, tmp_path, bed):
     names = compressed_runs(config, db, 4)
     batches = {f"{names[0]}_to_{names[1]}": names[:2], f"{names[2]}_to_{names[3]}": names[2:]}
     # the first upload of this tick is cut half-way, the second arrives corrupted
@@ -116,8 +115,10 @@ def test_a_half_way_upload_and_a_corrupted_tarball_are_retried_next_tick(fa, con
     for batch, runs in batches.items():
         assert f"batch {batch}" in r.stderr
         error = assert_kept_compressed(db, tmp_path, runs, bed, batch)
-        assert f"{error}; the runs stay compressed, their compressed copies are kept, and the next tick retries" \
+        assert (
+            f"{error}; the runs stay compressed, their compressed copies are kept, and the next tick retries"
             in r.stderr
+        )
         (kind,) = [k for k, sign in bed.signs.items() if sign in error]
         failed[kind] = batch
     assert sorted(failed) == ["corrupt", "halfway"]

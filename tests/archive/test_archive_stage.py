@@ -27,8 +27,7 @@ def run_batch(db, config, runs, log):
     state = fa_config.state_dir(config)
     batch = f"{runs[0]}_to_{runs[-1]}"
     compressed = [str(markers.path(state, "compress", r)) for r in runs]
-    return batch, archive.archive_batch(db, config, batch, runs, compressed,
-                                        str(markers.batch_path(state, batch)), log)
+    return batch, archive.archive_batch(db, config, batch, runs, compressed, str(markers.batch_path(state, batch)), log)
 
 
 def flip_byte(path, offset):
@@ -135,8 +134,13 @@ def test_a_batch_is_archived_whole_or_not_at_all(config, db, bed, job_log):
     assert f"runs {runs[1]} belong to it but are not in this tick's plan" in str(err.value)
     assert not bed.visible.exists() or not list(bed.visible.iterdir())
     # and the tick's plan keeps the whole batch when --run names only one of its runs
-    plan = sync.close_batches(db, {**config, "tick": {**config["tick"], "runs": [runs[0]]}}, "t1",
-                              fa_config.state_dir(config) / "ticks" / "t1" / "batches.json", job_log)
+    plan = sync.close_batches(
+        db,
+        {**config, "tick": {**config["tick"], "runs": [runs[0]]}},
+        "t1",
+        fa_config.state_dir(config) / "ticks" / "t1" / "batches.json",
+        job_log,
+    )
     assert plan["batches"] == {"B1": runs}
 
 
@@ -182,6 +186,7 @@ def test_restore_detects_a_damaged_archive_copy(config, db, bed, job_log, tmp_pa
 
 # -- parsing the tools' output ---------------------------------------------------
 
+
 def test_htar_listing_and_hsi_ls_are_parsed():
     from fulliautomatix.archive import hpss
 
@@ -205,13 +210,16 @@ def test_read_back_output_is_parsed_and_compared():
 
     sums = tarsums.parse("B 20480\nF abc\nM 10 h1 a.tar.zst\nM 20 h2 b.tar.zst\n")
     members = {name: Member(size, digest) for name, (size, digest) in sums.members.items()}
-    assert {"tarball_bytes": sums.bytes, "tarball_sha256": sums.sha256} == {"tarball_bytes": 20480,
-                                                                            "tarball_sha256": "abc"}
+    assert {"tarball_bytes": sums.bytes, "tarball_sha256": sums.sha256} == {
+        "tarball_bytes": 20480,
+        "tarball_sha256": "abc",
+    }
     assert members == {"a.tar.zst": Member(10, "h1"), "b.tar.zst": Member(20, "h2")}
     expected = {"a.tar.zst": Member(10, "h1"), "c.tar.zst": Member(5, "h3")}
     assert compare(expected, members) == ["member c.tar.zst is missing", "unexpected member b.tar.zst"]
     assert compare({"a.tar.zst": Member(10, "hX")}, {"a.tar.zst": Member(10, "h1")}) == [
-        "member a.tar.zst differs from its recorded sha256"]
+        "member a.tar.zst differs from its recorded sha256"
+    ]
     assert compare({"a.tar.zst": Member(10, "h1")}, {"a.tar.zst": Member(10, None)}) == []
     with pytest.raises(tarsums.ReadBackError):
         tarsums.parse("M 1 h x\n")

@@ -26,16 +26,16 @@ def slurm():
         skip_or_fail("the Slurm test bed needs root (it runs slurmd and installs packages)")
     env = {**os.environ, "TESTBED_DIR": str(TESTBED_DIR), **PORTS}
     try:
-        r = subprocess.run(["bash", str(ROOT / "testbed" / "slurm" / "up.sh")], env=env, capture_output=True,
-                           text=True, timeout=600)
+        r = subprocess.run(
+            ["bash", str(ROOT / "testbed" / "slurm" / "up.sh")], env=env, capture_output=True, text=True, timeout=600
+        )
     except subprocess.TimeoutExpired:
         skip_or_fail("testbed/slurm/up.sh did not finish within 10 minutes")
     if r.returncode != 0:
         skip_or_fail(f"the Slurm test bed did not start: {(r.stderr or r.stdout).strip()[-500:]}")
     conf = str(TESTBED_DIR / "slurm" / "slurm.conf")
     yield {"SLURM_CONF": conf, "dir": TESTBED_DIR}
-    subprocess.run(["bash", str(ROOT / "testbed" / "slurm" / "down.sh")], env=env, capture_output=True,
-                   timeout=120)
+    subprocess.run(["bash", str(ROOT / "testbed" / "slurm" / "down.sh")], env=env, capture_output=True, timeout=120)
 
 
 @pytest.fixture
@@ -51,11 +51,17 @@ def cluster_config(make_config, slurm, prefix, tmp_path):
     def make(**overrides) -> Path:
         base = {
             "cluster": "testbed",
-            "clusters": {"testbed": {
-                "scratch": str(tmp_path / "cluster"), "profile": "profiles/testbed", "scheduler": "pbs",
-                "submit_host": "local", "status_query": "squeue", "job_name_prefix": prefix,
-                "scheduler_env": {"SLURM_CONF": slurm["SLURM_CONF"]},
-            }},
+            "clusters": {
+                "testbed": {
+                    "scratch": str(tmp_path / "cluster"),
+                    "profile": "profiles/testbed",
+                    "scheduler": "pbs",
+                    "submit_host": "local",
+                    "status_query": "squeue",
+                    "job_name_prefix": prefix,
+                    "scheduler_env": {"SLURM_CONF": slurm["SLURM_CONF"]},
+                }
+            },
             "processing": {"tick_wait_seconds": 60},
         }
         from fulliautomatix import config as fa_config

@@ -24,8 +24,9 @@ def skip_or_fail(reason: str):
 
 
 def slurm_cmd(slurm, *argv, check=True) -> str:
-    r = subprocess.run(list(argv), capture_output=True, text=True, timeout=60,
-                       env={**os.environ, "SLURM_CONF": slurm["SLURM_CONF"]})
+    r = subprocess.run(
+        list(argv), capture_output=True, text=True, timeout=60, env={**os.environ, "SLURM_CONF": slurm["SLURM_CONF"]}
+    )
     if check:
         assert r.returncode == 0, r.stderr
     return r.stdout

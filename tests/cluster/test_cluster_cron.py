@@ -18,19 +18,33 @@ from slurmbed import FA, descendants, job_info, jobs_named, simulate, steps, wai
 
 from fulliautomatix.batch import records
 
-SLOW_FIRST_ATTEMPT = ('if [ "$1" = "$SLOW_RUN" ] && [ ! -e "$2.tried" ]; then mkdir -p "$(dirname "$2")"; '
-                      'touch "$2.tried"; sleep 600; fi; shift 2; exec "$@"')
+SLOW_FIRST_ATTEMPT = (
+    'if [ "$1" = "$SLOW_RUN" ] && [ ! -e "$2.tried" ]; then mkdir -p "$(dirname "$2")"; '
+    'touch "$2.tried"; sleep 600; fi; shift 2; exec "$@"'
+)
 
 
 def slow_config(cluster_config, slow_run: str, **extra):
-    command = (f"env SLOW_RUN={slow_run} bash -c {shlex.quote(SLOW_FIRST_ATTEMPT)} slow {{run}} {{output}} "
-               "{python} -m fulliautomatix.processor --config {pax_config} --input {raw} --output {output}")
+    command = (
+        f"env SLOW_RUN={slow_run} bash -c {shlex.quote(SLOW_FIRST_ATTEMPT)} slow {{run}} {{output}} "
+        "{python} -m fulliautomatix.processor --config {pax_config} --input {raw} --output {output}"
+    )
     return cluster_config(
-        processing={"command": command, "tick_wait_seconds": 5,
-                    "walltime": {"floor_minutes": 1, "events_per_hour": {"default": 1e9}}},
-        clusters={"testbed": {"queues": [{"name": "standby", "max_walltime": "00:01:00"},
-                                         {"name": "physics", "max_walltime": "00:10:00"}]}},
-        **extra)
+        processing={
+            "command": command,
+            "tick_wait_seconds": 5,
+            "walltime": {"floor_minutes": 1, "events_per_hour": {"default": 1e9}},
+        },
+        clusters={
+            "testbed": {
+                "queues": [
+                    {"name": "standby", "max_walltime": "00:01:00"},
+                    {"name": "physics", "max_walltime": "00:10:00"},
+                ]
+            }
+        },
+        **extra,
+    )
 
 
 def timed(fa, cfg):
@@ -40,17 +54,18 @@ def timed(fa, cfg):
 
 
 def active(slurm, prefix, run):
-    return [j for j in jobs_named(slurm, prefix) if j["name"] == f"{prefix}-{run}"
-            and j["state"] in ("PENDING", "RUNNING")]
+    return [
+        j for j in jobs_named(slurm, prefix) if j["name"] == f"{prefix}-{run}" and j["state"] in ("PENDING", "RUNNING")
+    ]
 
 
 def kill_tick_after_submission(cfg, work, run: str, slurm) -> str:
     """Start a tick, kill -9 every host-side process of it once it submitted `run`'s job; that job's id,
     once the job has finished."""
-    tick = subprocess.Popen([FA, "--config", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL)
-    wait_for(lambda: (records.read_record(work, run) or {}).get("job_id"), 60, "the run's submission",
-             step=0.1)
+    tick = subprocess.Popen(
+        [FA, "--config", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
+    )
+    wait_for(lambda: (records.read_record(work, run) or {}).get("job_id"), 60, "the run's submission", step=0.1)
     victims = [psutil.Process(tick.pid)] + descendants(tick.pid)
     for p in victims:
         try:
@@ -63,10 +78,11 @@ def kill_tick_after_submission(cfg, work, run: str, slurm) -> str:
     return job
 
 
-def test_long_jobs_do_not_hold_up_ticks_survive_kill_9_and_walltime_kills(fa, cluster_config, db, slurm, prefix,
-                                                                           tmp_path):
+def test_long_jobs_do_not_hold_up_ticks_survive_kill_9_and_walltime_kills(
+    fa, cluster_config, db, slurm, prefix, tmp_path
+):
     cfg = cluster_config()
-    slow, = simulate(fa, cfg, 1)
+    (slow,) = simulate(fa, cfg, 1)
     cfg = slow_config(cluster_config, slow)
 
     # tick 1 submits the slow run and returns while its job runs
@@ -79,7 +95,7 @@ def test_long_jobs_do_not_hold_up_ticks_survive_kill_9_and_walltime_kills(fa, cl
     assert doc["processing"]["queue"] == "standby" and doc["processing"]["walltime"] == "00:01:00"
 
     # 1. a new run is transferred and submitted within one tick while the long job runs
-    new, = simulate(fa, cfg, 1)
+    (new,) = simulate(fa, cfg, 1)
     r, seconds = timed(fa, cfg)
     assert r.returncode == 0, r.stderr
     assert seconds < 60, f"a tick took {seconds:.0f} s while a long job ran"
@@ -89,14 +105,15 @@ def test_long_jobs_do_not_hold_up_ticks_survive_kill_9_and_walltime_kills(fa, cl
     assert [j["id"] for j in jobs_named(slurm, prefix) if j["name"] == f"{prefix}-{slow}"] == [job1]
 
     # 2. kill -9 of every host-side process of a tick right after it submitted a job
-    third, = simulate(fa, cfg, 1)
+    (third,) = simulate(fa, cfg, 1)
     job3 = kill_tick_after_submission(cfg, tmp_path / "work", third, slurm)
 
     r, seconds = timed(fa, cfg)  # no --unlock, nothing cleaned by hand
     assert r.returncode == 0, r.stderr
     for run in (slow, new, third):
-        assert len([j for j in jobs_named(slurm, prefix) if j["name"] == f"{prefix}-{run}"]) == 1, \
+        assert len([j for j in jobs_named(slurm, prefix) if j["name"] == f"{prefix}-{run}"]) == 1, (
             f"run {run} was submitted twice"
+        )
     third_doc = db.get(third)
     assert third_doc["processed_status"] == "processed", "the job that finished while no host process ran"
     assert third_doc["processing"]["job_id"] == job3
@@ -120,20 +137,27 @@ def test_long_jobs_do_not_hold_up_ticks_survive_kill_9_and_walltime_kills(fa, cl
     assert db.get(slow)["processed_status"] == "processed"
 
 
-def test_host_processes_and_queued_jobs_stay_bounded_whatever_the_backlog(fa, cluster_config, db, slurm, prefix,
-                                                                        tmp_path):
+def test_host_processes_and_queued_jobs_stay_bounded_whatever_the_backlog(
+    fa, cluster_config, db, slurm, prefix, tmp_path
+):
     cfg = cluster_config(processing={"max_jobs": 2, "tick_wait_seconds": 5})
     runs = simulate(fa, cfg, 6)
     peak = {"host": 0, "jobs": 0}
     done = threading.Event()
-    tick = subprocess.Popen([FA, "--config", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True)
+    tick = subprocess.Popen(
+        [FA, "--config", str(cfg)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
 
     def sample():
         while not done.is_set():
             peak["host"] = max(peak["host"], 1 + len(descendants(tick.pid)))
-            peak["jobs"] = max(peak["jobs"], len([j for j in jobs_named(slurm, prefix)
-                                                  if j["state"] in ("PENDING", "RUNNING")]))
+            peak["jobs"] = max(
+                peak["jobs"], len([j for j in jobs_named(slurm, prefix) if j["state"] in ("PENDING", "RUNNING")])
+            )
             time.sleep(0.2)
 
     sampler = threading.Thread(target=sample)

@@ -23,18 +23,26 @@ SLOW = 'sleep 30; exec "$@"'  # the job runs ~40 s: long enough for a whole tick
 
 
 def status(cfg_dir, slurm, job_id: str) -> str:
-    r = subprocess.run([sys.executable, "-m", "fulliautomatix.scheduler", "status", job_id], cwd=cfg_dir,
-                       capture_output=True, text=True, env={**os.environ, "SLURM_CONF": slurm["SLURM_CONF"]})
+    r = subprocess.run(
+        [sys.executable, "-m", "fulliautomatix.scheduler", "status", job_id],
+        cwd=cfg_dir,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SLURM_CONF": slurm["SLURM_CONF"]},
+    )
     assert r.returncode == 0, r.stderr
     return r.stdout.strip()
 
 
 def test_a_tick_while_the_job_runs_holds_the_run_then_collects_it(fa, cluster_config, db, slurm, prefix, tmp_path):
-    command = (f"bash -c {shlex.quote(SLOW)} slow "
-               "{python} -m fulliautomatix.processor --config {pax_config} --input {raw} --output {output}")
-    cfg = cluster_config(clusters={"testbed": {"status_query": "qstat"}},
-                         processing={"tick_wait_seconds": 0, "command": command})
-    run, = simulate(fa, cfg, 1)
+    command = (
+        f"bash -c {shlex.quote(SLOW)} slow "
+        "{python} -m fulliautomatix.processor --config {pax_config} --input {raw} --output {output}"
+    )
+    cfg = cluster_config(
+        clusters={"testbed": {"status_query": "qstat"}}, processing={"tick_wait_seconds": 0, "command": command}
+    )
+    (run,) = simulate(fa, cfg, 1)
     r = fa(cfg)  # submits, then leaves the job running
     assert r.returncode == 0, r.stderr
     job = db.get(run)["processing"]["job_id"]
@@ -67,8 +75,10 @@ def every_listing_finds_the_job(work_dir, slurm, job: str, name: str) -> None:
     """qstat -f, qstat -u and squeue of the same running job: the same id, state and name."""
     settings = batch_settings.load_settings(work_dir)
     assert settings["env"]["SLURM_CONF"] == slurm["SLURM_CONF"]
-    listed = {query: adapters.adapter({**settings, "status_query": query}).listing()
-              for query in ("qstat", "qstat-u", "squeue")}
+    listed = {
+        query: adapters.adapter({**settings, "status_query": query}).listing()
+        for query in ("qstat", "qstat-u", "squeue")
+    }
     full, table, squeue = listed["qstat"][job], listed["qstat-u"][job], listed["squeue"][job]
     assert (full.name, full.state, full.partial, full.owner) == (name, "R", False, settings["username"])
     assert full.walltime and full.queue == job_info(slurm, job)["partition"]

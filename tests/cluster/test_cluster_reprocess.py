@@ -8,7 +8,7 @@ from slurmbed import job_info, simulate, steps, wait_for
 
 def test_reprocess_keeps_the_old_output_until_the_new_one_succeeds(fa, cluster_config, db, slurm, tmp_path):
     cfg = cluster_config()
-    run, = simulate(fa, cfg, 1)
+    (run,) = simulate(fa, cfg, 1)
     r = fa(cfg)
     assert r.returncode == 0, r.stderr
     doc = db.get(run)
@@ -19,17 +19,24 @@ def test_reprocess_keeps_the_old_output_until_the_new_one_succeeds(fa, cluster_c
 
     # the reprocessing tick stages the raw data back from the compressed copy and submits, then leaves
     slow = 'sleep 15; exec "$@"'  # long enough to look at the run while its job runs
-    cfg = cluster_config(processing={"tick_wait_seconds": 0, "command": (
-        f"bash -c {shlex.quote(slow)} slow "
-        "{python} -m fulliautomatix.processor --config {pax_config} --input {raw} --output {output}")})
+    cfg = cluster_config(
+        processing={
+            "tick_wait_seconds": 0,
+            "command": (
+                f"bash -c {shlex.quote(slow)} slow "
+                "{python} -m fulliautomatix.processor --config {pax_config} --input {raw} --output {output}"
+            ),
+        }
+    )
     r = fa(cfg, "--reprocess", run)
     assert r.returncode == 0, r.stderr
     doc = db.get(run)
     new = tmp_path / "cluster" / "processed" / run / "ref-1-r1"
     assert doc["processed_status"] in ("queued", "processing")
     assert doc["reprocess"]["tag"] == "ref-1-r1" and doc["processing"]["output"] == str(new)
-    assert doc["processed_outputs"] == [{"version": "ref-1", "output": str(old), "tag": None,
-                                         "finished": doc["processed_outputs"][0]["finished"]}]
+    assert doc["processed_outputs"] == [
+        {"version": "ref-1", "output": str(old), "tag": None, "finished": doc["processed_outputs"][0]["finished"]}
+    ]
     assert (old / "events.tsv").read_bytes() == old_table, "the old output stays while the new one is made"
     assert doc["raw_status"] == "compressed", "the compressed copy stays the copy of record"
 
@@ -49,9 +56,10 @@ def test_reprocess_keeps_the_old_output_until_the_new_one_succeeds(fa, cluster_c
 
 
 def test_slurm_profile_processes_a_run(fa, cluster_config, db, slurm, tmp_path):
-    cfg = cluster_config(clusters={"testbed": {"profile": "profiles/slurm", "scheduler": "slurm"}},
-                         processing={"tick_wait_seconds": 90})
-    run, = simulate(fa, cfg, 1)
+    cfg = cluster_config(
+        clusters={"testbed": {"profile": "profiles/slurm", "scheduler": "slurm"}}, processing={"tick_wait_seconds": 90}
+    )
+    (run,) = simulate(fa, cfg, 1)
     r = fa(cfg)
     assert r.returncode == 0, r.stderr
     doc = db.get(run)

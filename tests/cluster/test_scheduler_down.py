@@ -14,19 +14,23 @@ from slurmbed import jobs_named, simulate
 
 
 def digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_f8_the_scheduler_down_at_submit_then_back(fa, cluster_config, db, slurm, prefix, tmp_path):
     down = tmp_path / "scheduler-down"
     down.mkdir()
-    (down / "qsub").write_text("#!/bin/sh\necho 'qsub: cannot connect to server (errno=111) Connection refused' >&2"
-                               "\nexit 1\n")
+    (down / "qsub").write_text(
+        "#!/bin/sh\necho 'qsub: cannot connect to server (errno=111) Connection refused' >&2\nexit 1\n"
+    )
     (down / "qsub").chmod(0o755)
     scheduler_env = {"SLURM_CONF": slurm["SLURM_CONF"], "PATH": f"{down}:{os.environ['PATH']}"}
     cfg = cluster_config(clusters={"testbed": {"scheduler_env": scheduler_env}}, archive={"max_wait_days": 0})
-    run, = simulate(fa, cfg, 1)
+    (run,) = simulate(fa, cfg, 1)
     daq = digests(tmp_path / "daq" / run)
 
     r = fa(cfg)

@@ -43,8 +43,11 @@ def simulate(fa, cfg, n, events=200):
 
 
 def digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def steps(doc):
@@ -81,15 +84,18 @@ def script(path: Path, text: str) -> str:
 # -- F1, F2 and F10: the transfer's copy killed or corrupted; then ten ticks at once ------------------
 
 FLIP = f"{shlex.quote(sys.executable)} -c " + shlex.quote(
-    "import sys; p = sys.argv[1]; b = bytearray(open(p, 'rb').read()); b[len(b) // 2] ^= 255; "
-    "open(p, 'wb').write(b)")
+    "import sys; p = sys.argv[1]; b = bytearray(open(p, 'rb').read()); b[len(b) // 2] ^= 255; open(p, 'wb').write(b)"
+)
 
 
 def faulty_transfer(tmp_path: Path) -> list[str]:
     """transfer.rsync: the real rsync, made to fail by the next line of `faults`: kill (rsync killed
     -9 half-way, its partial copy left) or corrupt (a byte of the copy flipped before verification)."""
     faults = tmp_path / "transfer-faults"
-    return [script(tmp_path / "faulty-transfer", f"""
+    return [
+        script(
+            tmp_path / "faulty-transfer",
+            f"""
 fault=$(head -n1 {faults} 2>/dev/null); sed -i 1d {faults} 2>/dev/null
 for dest; do :; done
 if [ "$fault" = kill ]; then
@@ -101,11 +107,14 @@ fi
 rsync "$@" || exit $?
 [ "$fault" = corrupt ] && {FLIP} "$(find "$dest" -type f | sort | head -n1)"
 exit 0
-"""), "-a", "--partial"], faults
+""",
+        ),
+        "-a",
+        "--partial",
+    ], faults
 
 
-def test_f1_f2_f10_a_killed_and_a_corrupted_transfer_are_redone_then_ten_ticks_at_once(fa, make_config, db,
-                                                                                       tmp_path):
+def test_f1_f2_f10_a_killed_and_a_corrupted_transfer_are_redone_then_ten_ticks_at_once(fa, make_config, db, tmp_path):
     rsync, faults = faulty_transfer(tmp_path)
     cfg = make_config(transfer={"rsync": rsync, "concurrency": 1}, archive={"max_wait_days": 0})
     names = simulate(fa, cfg, 3, events=600)
@@ -120,8 +129,17 @@ def test_f1_f2_f10_a_killed_and_a_corrupted_transfer_are_redone_then_ten_ticks_a
         assert not (tmp_path / "cluster" / "raw" / n).exists(), "a partial or corrupted copy is never trusted"
 
     # F10: ten ticks at once, then plain ticks: one works, nine say so and do nothing, each run once.
-    ticks = [subprocess.Popen([FA, "--config", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True, env=env(), stdin=subprocess.DEVNULL) for _ in range(10)]
+    ticks = [
+        subprocess.Popen(
+            [FA, "--config", str(cfg)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env(),
+            stdin=subprocess.DEVNULL,
+        )
+        for _ in range(10)
+    ]
     errs = [t.communicate(timeout=600)[1] for t in ticks]
     assert [t.returncode for t in ticks] == [0] * 10, errs
     assert sum("another tick is running" in e for e in errs) == 9, errs
@@ -134,6 +152,7 @@ def test_f1_f2_f10_a_killed_and_a_corrupted_transfer_are_redone_then_ten_ticks_a
 
 
 # -- F4 and F5: the runs DB down at the start, and killed mid-tick in each stage -----------------------
+
 
 @pytest.fixture
 def own_db(tmp_path):
@@ -170,8 +189,10 @@ def wait_for(col, names, field, state, tick: subprocess.Popen, timeout=120) -> b
 
 SLOW_STAGES = {  # a tick's stages made slow enough to catch a run in each state
     "transfer": {"rsync": ["sh", "-c", 'sleep 0.5; exec rsync -a --partial "$@"', "slow-rsync"]},
-    "processing": {"command": "sh -c 'sleep 0.5; exec \"$0\" -m fulliautomatix.processor --config \"$1\" "
-                              "--input \"$2\" --output \"$3\"' {python} {pax_config} {raw} {output}"},
+    "processing": {
+        "command": 'sh -c \'sleep 0.5; exec "$0" -m fulliautomatix.processor --config "$1" '
+        '--input "$2" --output "$3"\' {python} {pax_config} {raw} {output}'
+    },
 }
 
 
@@ -187,16 +208,27 @@ def test_f4_f5_the_runs_db_down_at_start_and_killed_in_each_stage(fa, make_confi
     r = fa(cfg)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert [ln for ln in r.stderr.splitlines() if "runs DB" in ln or "runs_db" in ln], r.stderr
-    assert (digests(tmp_path / "daq"), digests(tmp_path / "cluster") if (tmp_path / "cluster").exists()
-            else {}) == before
+    assert (
+        digests(tmp_path / "daq"),
+        digests(tmp_path / "cluster") if (tmp_path / "cluster").exists() else {},
+    ) == before
     own_db.start()
 
     # F5: killed while a run is transferring, processing, compressing (archiving: test_reliability.py).
-    for field, state in (("raw_status", "transferring"), ("processed_status", "processing"),
-                         ("raw_status", "compressing")):
+    for field, state in (
+        ("raw_status", "transferring"),
+        ("processed_status", "processing"),
+        ("raw_status", "compressing"),
+    ):
         col = pymongo.MongoClient(own_db.uri)[rdb["database"]][rdb["collection"]]
-        tick = subprocess.Popen([FA, "--config", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True, env=env(**{fa_config.DB_ENV: own_db.uri}), stdin=subprocess.DEVNULL)
+        tick = subprocess.Popen(
+            [FA, "--config", str(cfg)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env(**{fa_config.DB_ENV: own_db.uri}),
+            stdin=subprocess.DEVNULL,
+        )
         caught = wait_for(col, names, field, state, tick)
         if caught:
             own_db.kill()
@@ -205,8 +237,7 @@ def test_f4_f5_the_runs_db_down_at_start_and_killed_in_each_stage(fa, make_confi
         assert "Traceback" not in err and tick.returncode == 1 and "done" not in err.splitlines()[-1], err
         own_db.start()
     col = pymongo.MongoClient(own_db.uri)[rdb["database"]][rdb["collection"]]
-    recovered(fa, cfg, tmp_path, daq, lambda n: col.find_one({"name": n}),
-              env_=env(**{fa_config.DB_ENV: own_db.uri}))
+    recovered(fa, cfg, tmp_path, daq, lambda n: col.find_one({"name": n}), env_=env(**{fa_config.DB_ENV: own_db.uri}))
     for n in names:
         doc = col.find_one({"name": n})
         done = [s for s in steps(doc) if s[2] in ("ondeck", "processed", "compressed", "archived")]
@@ -215,14 +246,22 @@ def test_f4_f5_the_runs_db_down_at_start_and_killed_in_each_stage(fa, make_confi
 
 # -- F6 and F9: the processor exits 1; kill -9 of the tick's process group while compressing -------------
 
+
 def test_f6_f9_a_failing_processor_then_a_tick_killed_while_compressing(fa, make_config, db, tmp_path):
     switch = tmp_path / "fail-once"
-    processor = script(tmp_path / "processor", f"""
+    processor = script(
+        tmp_path / "processor",
+        f"""
 if [ -e {switch} ]; then rm {switch}; echo "injected failure" >&2; exit 1; fi
 exec "$@"
-""")
-    cfg = make_config(processing={"command": f"{processor} {{python}} -m fulliautomatix.processor --config "
-                                             "{pax_config} --input {raw} --output {output}"})
+""",
+    )
+    cfg = make_config(
+        processing={
+            "command": f"{processor} {{python}} -m fulliautomatix.processor --config "
+            "{pax_config} --input {raw} --output {output}"
+        }
+    )
     names = simulate(fa, cfg, 2, events=4000)
     daq = {n: digests(tmp_path / "daq" / n) for n in names}
     switch.touch()
@@ -231,8 +270,14 @@ exec "$@"
     failed = [n for n in names if db.get(n)["processed_status"] == "failed"]
     assert len(failed) == 1 and [ln for ln in r.stderr.splitlines() if failed[0] in ln and "exited with 1" in ln]
 
-    tick = subprocess.Popen([FA, "--config", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=env(), stdin=subprocess.DEVNULL, start_new_session=True)
+    tick = subprocess.Popen(
+        [FA, "--config", str(cfg)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env(),
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     caught = wait_for(db.col, names, "raw_status", "compressing", tick)
     if caught:
         os.killpg(tick.pid, signal.SIGKILL)
@@ -245,15 +290,24 @@ exec "$@"
 
 # -- F11: scratch and archive disks full (a small tmpfs), then freed ---------------------------------------
 
+
 def in_tmpfs(tmp_path: Path, mount: Path, size: str, argv: list[str]) -> SimpleNamespace:
     """Run argv with a tmpfs of `size` at `mount`, in a private mount namespace (we are root here and in CI)."""
     mount.mkdir(parents=True, exist_ok=True)
     q = shlex.quote
-    sh = (f"mount -t tmpfs -o size={size} fa-test-full {q(str(mount))} || exit 99\n"
-          f"{shlex.join(argv)} 2>{q(str(tmp_path / '.err'))}; echo $? >{q(str(tmp_path / '.rc'))}")
+    sh = (
+        f"mount -t tmpfs -o size={size} fa-test-full {q(str(mount))} || exit 99\n"
+        f"{shlex.join(argv)} 2>{q(str(tmp_path / '.err'))}; echo $? >{q(str(tmp_path / '.rc'))}"
+    )
     try:
-        r = subprocess.run(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", sh],
-                           capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL, env=env())
+        r = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", sh],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            stdin=subprocess.DEVNULL,
+            env=env(),
+        )
     except FileNotFoundError:
         pytest.skip("unshare is not installed: no private tmpfs for a full disk")
     if r.returncode == 99 or "unshare failed" in r.stderr:
@@ -278,10 +332,14 @@ def test_f11_full_scratch_and_archive_disks_are_resumed_once_there_is_room(fa, m
 
 # -- found while writing F11: a copy on scratch that vanished after its transfer verified ---------------
 
-@pytest.mark.xfail(strict=True, reason="process.py: processing runs the processor on a copy on scratch that "
-                   "vanished after its transfer verified (a scratch purge, or F11's tmpfs gone); it fails with "
-                   "'no raw_*.bin files' until HELD, instead of transferring the run again from its intact DAQ "
-                   "copy as compression's check does (recovery.py)")
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="process.py: processing runs the processor on a copy on scratch that "
+    "vanished after its transfer verified (a scratch purge, or F11's tmpfs gone); it fails with "
+    "'no raw_*.bin files' until HELD, instead of transferring the run again from its intact DAQ "
+    "copy as compression's check does (recovery.py)",
+)
 def test_a_copy_on_scratch_that_vanished_is_transferred_again(fa, make_config, db, tmp_path):
     cfg = make_config(processing={"max_attempts": 1})
     names = simulate(fa, cfg, 2)

@@ -21,8 +21,7 @@ def test_audit_finds_a_corrupted_tarball_strays_and_missing_copies(fa, config_pa
 
     r = fa(config_path, "audit")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.splitlines() == ["audited 2 archived runs: 0 do not verify; 0 strays; "
-                                     "0 recorded copies missing"]
+    assert r.stdout.splitlines() == ["audited 2 archived runs: 0 do not verify; 0 strays; 0 recorded copies missing"]
     assert db.get(names[0])["archive"]["audited"]["ok"] is True
 
     tarball = Path(db.get(names[0])["archive"]["tarball"])

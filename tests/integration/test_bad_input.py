@@ -16,8 +16,11 @@ def error_lines(stderr: str, word: str) -> list[str]:
 
 def tree_digest(root):
     """{relative path: sha256} of every file under root."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def closed_port() -> int:
@@ -53,16 +56,29 @@ def test_only_unknown_runs_is_an_error_and_does_nothing(fa, config_path, db, tmp
     assert not (tmp_path / "cluster").exists()
 
 
-def test_malformed_documents_are_named_and_the_other_runs_archived(fa, config_path, db, raw_collection, tmp_path,
-                                                                    monkeypatch):
+def test_malformed_documents_are_named_and_the_other_runs_archived(
+    fa, config_path, db, raw_collection, tmp_path, monkeypatch
+):
     good = simulate(fa, config_path, 2)
     daq = tmp_path / "daq"
     # The DAQ wrote a run without events and source, and one whose name is shell syntax.
     bad_docs = [
-        {"name": "170101_0077", "number": 77, "raw_status": "acquired", "raw_location": "zinc",
-         "processed_status": "none"},
-        {"name": SHELL_NAME, "number": 78, "events": 200, "source": "physics", "raw_status": "acquired",
-         "raw_location": "zinc", "processed_status": "none"},
+        {
+            "name": "170101_0077",
+            "number": 77,
+            "raw_status": "acquired",
+            "raw_location": "zinc",
+            "processed_status": "none",
+        },
+        {
+            "name": SHELL_NAME,
+            "number": 78,
+            "events": 200,
+            "source": "physics",
+            "raw_status": "acquired",
+            "raw_location": "zinc",
+            "processed_status": "none",
+        },
     ]
     for d in bad_docs:
         raw_collection.insert_one({**d, "history": [], "rev": 0})

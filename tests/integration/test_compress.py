@@ -13,8 +13,6 @@ from fulliautomatix import config as fa_config
 from fa_testlib import JobLog as Log
 
 
-
-
 def processed_run(db, config) -> str:
     """One simulated run, transferred and processed by calling the stages directly."""
     Path(config["daq"]["raw_dir"]).mkdir(parents=True, exist_ok=True)
@@ -29,14 +27,22 @@ def transfer_and_process(db, config, run: str) -> None:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "a") as log:
         transfer.transfer_run(db, config, run, str(markers.path(state, "transfer", run)), log)
-        process.process_run(db, config, run, str(markers.path(state, "transfer", run)),
-                            str(markers.path(state, "process", run)), log, str(log_path))
+        process.process_run(
+            db,
+            config,
+            run,
+            str(markers.path(state, "transfer", run)),
+            str(markers.path(state, "process", run)),
+            log,
+            str(log_path),
+        )
 
 
 def compress_it(db, config, run, log):
     state = fa_config.state_dir(config)
-    return compress.compress_run(db, config, run, str(markers.path(state, "process", run)),
-                                 str(markers.path(state, "compress", run)), log)
+    return compress.compress_run(
+        db, config, run, str(markers.path(state, "process", run)), str(markers.path(state, "compress", run)), log
+    )
 
 
 @pytest.mark.parametrize("verify", ["stream", "decompress"])

@@ -79,9 +79,19 @@ def test_a_tick_writes_bson_dates(fa, make_config, db, dated):
         doc = dated.find_one({"name": name})
         assert doc["raw_status"] == "archived"
         found = date_values(doc)
-        expected = {"start", "updated_at", "transfer.started", "transfer.finished", "transfer.daq_purge.at",
-                    "processing.started", "processing.finished", "processed_outputs[0].finished",
-                    "compressed.at", "archive.verified", "archive.purged"}
+        expected = {
+            "start",
+            "updated_at",
+            "transfer.started",
+            "transfer.finished",
+            "transfer.daq_purge.at",
+            "processing.started",
+            "processing.finished",
+            "processed_outputs[0].finished",
+            "compressed.at",
+            "archive.verified",
+            "archive.purged",
+        }
         assert expected <= set(found) and len(doc["history"]) == 9
         for path, value in found.items():
             assert isinstance(value, dt.datetime), f"{name} {path} is {value!r}, not a BSON date"
@@ -91,20 +101,43 @@ def test_a_tick_writes_bson_dates(fa, make_config, db, dated):
     assert sorted(d["name"] for d in dated.find({"transfer.finished": {"$gte": before}})) == names
     assert list(dated.find({"compressed.at": {"$gt": before + dt.timedelta(days=1)}})) == []
     # ... $dateToString, and history dates through $unwind (see the next test for history.at directly).
-    days = list(dated.aggregate([{"$unwind": "$history"}, {"$match": {"history.at": {"$gte": before}}},
-                                 {"$group": {"_id": {"$dateToString": {"format": "%Y-%m-%d", "date": "$history.at"}},
-                                             "n": {"$sum": 1}}}]))
+    days = list(
+        dated.aggregate(
+            [
+                {"$unwind": "$history"},
+                {"$match": {"history.at": {"$gte": before}}},
+                {"$group": {"_id": {"$dateToString": {"format": "%Y-%m-%d", "date": "$history.at"}}, "n": {"$sum": 1}}},
+            ]
+        )
+    )
     assert sum(row["n"] for row in days) == 18 and all(row["_id"].startswith("20") for row in days)
 
 
 def test_every_kind_of_write_stores_dates(db, dated, tmp_path):
     """Dotted fields, whole sub-documents, a marker replayed with string times, inserts: all dates."""
     t = dt.datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-    db.insert_run({"name": "170101_0001", "number": 1, "events": 10, "source": "physics", "raw_status": "acquired",
-                   "raw_location": "zinc", "processed_status": "none", "start": t.isoformat()})
+    db.insert_run(
+        {
+            "name": "170101_0001",
+            "number": 1,
+            "events": 10,
+            "source": "physics",
+            "raw_status": "acquired",
+            "raw_location": "zinc",
+            "processed_status": "none",
+            "start": t.isoformat(),
+        }
+    )
     db.transition("170101_0001", RAW, "transferring", fields={"transfer.attempts": 1, "transfer.started": t})
-    marker = markers.run_marker("transfer", "170101_0001", {"raw_location": "local/fa", "transfer": {
-        "attempts": 1, "started": t.isoformat(), "finished": "2024-05-01T12:00:05+00:00", "bytes": 3}}, {})
+    marker = markers.run_marker(
+        "transfer",
+        "170101_0001",
+        {
+            "raw_location": "local/fa",
+            "transfer": {"attempts": 1, "started": t.isoformat(), "finished": "2024-05-01T12:00:05+00:00", "bytes": 3},
+        },
+        {},
+    )
     markers.write(tmp_path / "ondeck.json", marker)
     assert '"finished": "2024-05-01T12:00:05+00:00"' in (tmp_path / "ondeck.json").read_text()
     assert sync.apply(db, markers.read(tmp_path / "ondeck.json"), note="repaired from marker")
@@ -119,8 +152,11 @@ def test_every_kind_of_write_stores_dates(db, dated, tmp_path):
     assert doc["transfer"]["bytes"] == 3 and doc["raw_location"] == "local/fa" and doc["rev"] == 3
 
 
-@pytest.mark.xfail(strict=True, reason="nx-27017 0.8.1 compares no date inside an array (history.at); "
-                                       "MongoDB does: use $unwind and $match on nx-27017")
+@pytest.mark.xfail(
+    strict=True,
+    reason="nx-27017 0.8.1 compares no date inside an array (history.at); "
+    "MongoDB does: use $unwind and $match on nx-27017",
+)
 def test_a_history_at_range_query_finds_dated_runs(fa, config_path, db, dated):
     before = dt.datetime.now(UTC) - dt.timedelta(minutes=5)
     names = simulate(fa, config_path, 1)
@@ -136,8 +172,9 @@ def test_db_migrate_converts_a_db_written_by_the_old_code(fa, config_path, db, r
     assert all(isinstance(v, str) for d in dated.find() for v in date_values(d).values())
     r = fa(config_path, "db", "migrate")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip().splitlines()[-1] == ("db migrate: done: 6 runs read, 6 converted to BSON dates, "
-                                                 "0 already were")
+    assert r.stdout.strip().splitlines()[-1] == (
+        "db migrate: done: 6 runs read, 6 converted to BSON dates, 0 already were"
+    )
     for was in old:
         doc = dated.find_one({"name": was["name"]})
         values = date_values(doc)
@@ -156,35 +193,55 @@ def test_db_migrate_converts_a_db_written_by_the_old_code(fa, config_path, db, r
     # what the migrated documents answer: date ranges and $dateToString
     started = dates.as_utc(old[0]["start"])
     assert len(list(dated.find({"start": {"$gte": started}}))) == 6
-    assert list(dated.aggregate([{"$match": {"name": old[0]["name"]}},
-                                 {"$project": {"_id": 0, "d": {"$dateToString": {
-                                     "format": "%Y-%m-%dT%H:%M:%S", "date": "$start"}}}}])) == [
-        {"d": started.strftime("%Y-%m-%dT%H:%M:%S")}]
+    assert list(
+        dated.aggregate(
+            [
+                {"$match": {"name": old[0]["name"]}},
+                {"$project": {"_id": 0, "d": {"$dateToString": {"format": "%Y-%m-%dT%H:%M:%S", "date": "$start"}}}},
+            ]
+        )
+    ) == [{"d": started.strftime("%Y-%m-%dT%H:%M:%S")}]
 
 
 def test_db_migrate_gives_updated_day_to_runs_written_before_it(db, raw_collection, dated):
     """Documents whose times are dates but that lack updated_day (a version without it wrote them) get the UTC
     day of their updated_at, so the report's window (one equality query per day) finds them."""
     day = dt.datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
-    runs = [{**d, "updated_at": day + dt.timedelta(hours=k)} if d.get("updated_at") else d
-            for k, d in enumerate(dates.for_db(d) for d in load_old_runs())]
+    runs = [
+        {**d, "updated_at": day + dt.timedelta(hours=k)} if d.get("updated_at") else d
+        for k, d in enumerate(dates.for_db(d) for d in load_old_runs())
+    ]
     runs[1]["updated_day"] = 20990101  # already has one: kept
     raw_collection.insert_many(runs)
     assert db.written_on([20261120, 20261121]) == []
     progress = migrate.migrate_dates(db, out=lambda line: None)
     assert (progress.read, progress.converted) == (6, 4)
     found = {d["name"]: d["updated_day"] for d in dated.find() if "updated_day" in d}
-    assert found == {"261201_0001": 20261120, "261201_0002": 20990101, "261201_0003": 20261121,
-                     "261201_0004": 20261121, "261201_0005": 20261121}, "the UTC day; none without updated_at"
+    assert found == {
+        "261201_0001": 20261120,
+        "261201_0002": 20990101,
+        "261201_0003": 20261121,
+        "261201_0004": 20261121,
+        "261201_0005": 20261121,
+    }, "the UTC day; none without updated_at"
     assert sorted(d["name"] for d in db.written_on([20261120, 20261121])) == [
-        "261201_0001", "261201_0003", "261201_0004", "261201_0005"]
+        "261201_0001",
+        "261201_0003",
+        "261201_0004",
+        "261201_0005",
+    ]
     assert migrate.migrate_dates(db, out=lambda line: None).converted == 0, "a second run changes nothing"
 
 
 def test_db_migrate_goes_page_by_page_and_resumes(db, raw_collection, dated):
     old = load_old_runs()
-    raw_collection.insert_many([{**d, "name": f"{d['name'][:-2]}{k}{d['name'][-1]}", "number": d["number"] + 10 * k}
-                                for k in range(2) for d in old])  # 12 runs
+    raw_collection.insert_many(
+        [
+            {**d, "name": f"{d['name'][:-2]}{k}{d['name'][-1]}", "number": d["number"] + 10 * k}
+            for k in range(2)
+            for d in old
+        ]
+    )  # 12 runs
     lines = []
 
     def interrupt_after_first_line(line):
@@ -199,9 +256,12 @@ def test_db_migrate_goes_page_by_page_and_resumes(db, raw_collection, dated):
     lines = []
     progress = migrate.migrate_dates(db, out=lines.append, batch=4, every=4)
     assert (progress.read, progress.converted, progress.left) == (12, 8, 0)
-    assert lines == ["db migrate: 4 runs read, 0 converted so far", "db migrate: 8 runs read, 4 converted so far",
-                     "db migrate: 12 runs read, 8 converted so far",
-                     "db migrate: done: 12 runs read, 8 converted to BSON dates, 4 already were"]
+    assert lines == [
+        "db migrate: 4 runs read, 0 converted so far",
+        "db migrate: 8 runs read, 4 converted so far",
+        "db migrate: 12 runs read, 8 converted so far",
+        "db migrate: done: 12 runs read, 8 converted to BSON dates, 4 already were",
+    ]
     assert all(isinstance(v, dt.datetime) for d in dated.find() for v in date_values(d).values())
 
 
@@ -218,13 +278,15 @@ def test_db_migrate_rereads_a_run_another_writer_changed(db, raw_collection, dat
 
 
 def test_a_tick_handles_old_and_new_documents_together(fa, make_config, db, raw_collection, dated, tmp_path):
-    config_path = make_config(archive={"max_wait_days": 1},
-                              transfer={"purge": "purge_after_days", "purge_after_days": 1})
+    config_path = make_config(
+        archive={"max_wait_days": 1}, transfer={"purge": "purge_after_days", "purge_after_days": 1}
+    )
     names = simulate(fa, config_path, 3)
     r = fa(config_path)
     assert r.returncode == 0, r.stderr
-    assert {d["name"]: d["raw_status"] for d in dated.find()} == dict(zip(names, ["archived", "archived",
-                                                                                 "compressed"]))
+    assert {d["name"]: d["raw_status"] for d in dated.find()} == dict(
+        zip(names, ["archived", "archived", "compressed"])
+    )
     # Runs 1 and 3 as the old code left them; all verified and compressed three days ago.
     three_days_ago = dt.datetime.now(UTC).replace(microsecond=0) - dt.timedelta(days=3)
     for name in names:

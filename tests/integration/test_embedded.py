@@ -54,9 +54,14 @@ def test_the_embedded_runs_db_serves_every_command(fa, make_config, tmp_path):
 
     # `db serve` serves the same data to other clients (a DAQ, mongosh) until stopped.
     port = free_port()
-    server = subprocess.Popen([FA, "--config", str(path), "db", "serve", "--port", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
-                              env={k: v for k, v in os.environ.items() if k != fa_config.DB_ENV})
+    server = subprocess.Popen(
+        [FA, "--config", str(path), "db", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env={k: v for k, v in os.environ.items() if k != fa_config.DB_ENV},
+    )
     client = pymongo.MongoClient(f"mongodb://127.0.0.1:{port}/", serverSelectionTimeoutMS=500)
     try:
         deadline = time.monotonic() + 60

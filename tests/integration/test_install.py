@@ -26,12 +26,19 @@ from fulliautomatix import states
 
 BUILD_INPUTS = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "src", "workflow", "profiles", "config")
 SKIP = shutil.ignore_patterns("__pycache__", "*.py[co]", "*.egg-info", ".snakemake")
-ONDECK_OR_LATER = states.RAW_STATES[states.RAW_STATES.index("ondeck"):]
+ONDECK_OR_LATER = states.RAW_STATES[states.RAW_STATES.index("ondeck") :]
 
 
 def run(argv: list, cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    r = subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-                       stdin=subprocess.DEVNULL)
+    r = subprocess.run(
+        [str(a) for a in argv],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     assert r.returncode == 0, f"$ {' '.join(map(str, argv))}\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
     return r
 
@@ -58,8 +65,11 @@ def installed(tmp_path_factory) -> Path:
 
 def clean_env(venv: Path) -> dict:
     """This shell's environment without anything that points at the checkout or its venv."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in (fa_config.DB_ENV, fa_config.HOME_ENV, "PYTHONPATH", "VIRTUAL_ENV")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in (fa_config.DB_ENV, fa_config.HOME_ENV, "PYTHONPATH", "VIRTUAL_ENV")
+    }
     dev_bin = str(Path(sys.executable).parent)
     path = [p for p in env.get("PATH", "").split(os.pathsep) if p and p != dev_bin]
     env["PATH"] = os.pathsep.join([str(venv / "bin"), *path])
@@ -68,14 +78,22 @@ def clean_env(venv: Path) -> dict:
 
 def test_the_installed_package_is_the_wheel_not_the_checkout(installed, tmp_path):
     env = clean_env(installed)
-    r = run([installed / "bin" / "python", "-c", "import fulliautomatix.cli as m; print(m.__file__)"],
-            cwd=tmp_path, env=env)
+    r = run(
+        [installed / "bin" / "python", "-c", "import fulliautomatix.cli as m; print(m.__file__)"], cwd=tmp_path, env=env
+    )
     assert Path(r.stdout.strip()).is_relative_to(installed)
     root = Path(run(["fulliautomatix", "paths", "root"], cwd=tmp_path, env=env).stdout.strip())
     assert root.is_relative_to(installed), "the workflow tree ships inside the package"
-    for name in ("workflow/Snakefile", "workflow/rules/common.smk", "workflow/scripts/transfer_run.py",
-                 "workflow/schemas/config.schema.yaml", "workflow/envs/fulliautomatix.yaml",
-                 "profiles/local/config.yaml", "profiles/conte/config.yaml", "config/config.yaml"):
+    for name in (
+        "workflow/Snakefile",
+        "workflow/rules/common.smk",
+        "workflow/scripts/transfer_run.py",
+        "workflow/schemas/config.schema.yaml",
+        "workflow/envs/fulliautomatix.yaml",
+        "profiles/local/config.yaml",
+        "profiles/conte/config.yaml",
+        "config/config.yaml",
+    ):
         assert (root / name).is_file(), f"{name} is not in the installed package"
     assert not (root / "src").exists()
 
@@ -86,15 +104,19 @@ def test_an_installed_tick_runs_from_any_directory(installed, tmp_path, nx_serve
     site.mkdir()
     elsewhere.mkdir()
     config = site / "site.yaml"  # relative paths (the default config's data/...) resolve beside this file
-    config.write_text(yaml.safe_dump({
-        "runs_db": {"uri": nx_server, "database": db_name, "collection": db_name},
-        "archive": {"batch_runs": 2},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {"runs_db": {"uri": nx_server, "database": db_name, "collection": db_name}, "archive": {"batch_runs": 2}}
+        )
+    )
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert run(["fulliautomatix", "--version"], cwd=elsewhere, env=env).stdout.strip() == f"fulliautomatix {version}"
 
-    run(["fulliautomatix", "--config", config, "--log", "INFO", "simulate-daq", "--runs", "2", "--events", "200"],
-        cwd=elsewhere, env=env)
+    run(
+        ["fulliautomatix", "--config", config, "--log", "INFO", "simulate-daq", "--runs", "2", "--events", "200"],
+        cwd=elsewhere,
+        env=env,
+    )
     assert len(list((site / "data" / "daq").iterdir())) == 2, "the DAQ directory is data/daq beside the config"
     run(["fulliautomatix", "--config", config], cwd=elsewhere, env=env)
 

@@ -35,7 +35,7 @@ def run_doc(fa, cfg, run) -> dict:
     r = fa(cfg, "status", run)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    return json.loads("\n".join(lines[1:lines.index("history:")]))
+    return json.loads("\n".join(lines[1 : lines.index("history:")]))
 
 
 def servers(state: Path) -> list[psutil.Process]:
@@ -56,8 +56,11 @@ def wait(what, timeout=120, step=0.1):
 
 
 def digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def kill_wrapper_and_snakemake(tick: subprocess.Popen) -> list[psutil.Process]:
@@ -74,17 +77,22 @@ def kill_wrapper_and_snakemake(tick: subprocess.Popen) -> list[psutil.Process]:
 
 def slow_processor(records: Path) -> str:
     """processing.command: the reference processor after 10 s, recording each start and end per run."""
-    script = (f'echo "start $(date +%s.%N)" >> {records}/"$1"; sleep 10; '
-              '"$0" -m fulliautomatix.processor --config "$2" --input "$3" --output "$4"; rc=$?; '
-              f'echo "end $(date +%s.%N)" >> {records}/"$1"; exit $rc')
+    script = (
+        f'echo "start $(date +%s.%N)" >> {records}/"$1"; sleep 10; '
+        '"$0" -m fulliautomatix.processor --config "$2" --input "$3" --output "$4"; rc=$?; '
+        f'echo "end $(date +%s.%N)" >> {records}/"$1"; exit $rc'
+    )
     return f"sh -c {shlex.quote(script)} {{python}} {{run}} {{pax_config}} {{raw}} {{output}}"
 
 
 CASES = {
     # stage killed in, config, events, when the job is at work
     "processing": ({}, 200, lambda tmp, run: (tmp / "records" / run).is_file()),
-    "transferring": ({"transfer": {"rsync": ["rsync", "-a", "--partial", "--bwlimit=250"]}}, 4000,
-                     lambda tmp, run: any((tmp / "cluster" / "raw" / ".incoming").glob(f"{run}/*"))),
+    "transferring": (
+        {"transfer": {"rsync": ["rsync", "-a", "--partial", "--bwlimit=250"]}},
+        4000,
+        lambda tmp, run: any((tmp / "cluster" / "raw" / ".incoming").glob(f"{run}/*")),
+    ),
 }
 
 
@@ -92,17 +100,26 @@ CASES = {
 def test_no_tick_works_on_a_run_an_orphaned_job_still_works_on(fa, make_config, tmp_path, case):
     overrides, events, at_work = CASES[case]
     (tmp_path / "records").mkdir()
-    cfg = make_config(runs_db={"uri": "embedded"}, processing={"command": slow_processor(tmp_path / "records")},
-                      archive={"max_wait_days": 0},
-                      **overrides)
+    cfg = make_config(
+        runs_db={"uri": "embedded"},
+        processing={"command": slow_processor(tmp_path / "records")},
+        archive={"max_wait_days": 0},
+        **overrides,
+    )
     state = tmp_path / "work" / "state"
     r = fa(cfg, "simulate-daq", "--runs", "1", "--events", str(events))
     assert r.returncode == 0, r.stderr
     run = r.stderr.strip().rsplit(": ", 1)[1]
     daq = digests(tmp_path / "daq" / run)
 
-    tick = subprocess.Popen([FA, "--config", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL, env=env(), start_new_session=True)
+    tick = subprocess.Popen(
+        [FA, "--config", str(cfg)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        env=env(),
+        start_new_session=True,
+    )
     try:
         wait(lambda: at_work(tmp_path, run) or tick.poll() is not None)
         assert tick.poll() is None, "the tick ended before its job was at work"
@@ -115,8 +132,9 @@ def test_no_tick_works_on_a_run_an_orphaned_job_still_works_on(fa, make_config, 
         assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
         line = [ln for ln in r.stderr.splitlines() if run in ln and "still works on it" in ln]
         assert len(line) == 1 and rule in line[0], r.stderr
-        assert list((tmp_path / "work" / "logs" / rule / run).glob("*.log")) == [killed_log], \
+        assert list((tmp_path / "work" / "logs" / rule / run).glob("*.log")) == [killed_log], (
             "no job of the new tick started on the run"
+        )
 
         wait(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in orphans), timeout=300)
         for _ in range(8):
@@ -134,8 +152,9 @@ def test_no_tick_works_on_a_run_an_orphaned_job_still_works_on(fa, make_config, 
     starts = (tmp_path / "records" / run).read_text().split()
     assert starts[0::2] == ["start", "end"], "the processor ran once, never beside itself"
     text = killed_log.read_text()
-    assert ("fulliautomatix.processor" in text) if case == "processing" else ("verified" in text), \
+    assert ("fulliautomatix.processor" in text) if case == "processing" else ("verified" in text), (
         "the killed job's own log is kept whole"
+    )
     r = fa(cfg, "restore", run, "--to", str(tmp_path / "restored"))
     assert r.returncode == 0, r.stderr
     assert digests(tmp_path / "restored" / run) == daq
@@ -147,8 +166,14 @@ def test_a_wrapper_killed_alone_leaves_no_runs_db_server(fa, make_config, tmp_pa
     cfg = make_config(runs_db={"uri": "embedded"})
     state = tmp_path / "work" / "state"
     assert fa(cfg, "simulate-daq", "--runs", "2", "--events", "200").returncode == 0
-    tick = subprocess.Popen([FA, "--config", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL, env=env(), start_new_session=True)
+    tick = subprocess.Popen(
+        [FA, "--config", str(cfg)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        env=env(),
+        start_new_session=True,
+    )
     try:
         wait(lambda: servers(state) or tick.poll() is not None)
         wait(lambda: any("snakemake" in " ".join(c.cmdline()) for c in psutil.Process(tick.pid).children()))

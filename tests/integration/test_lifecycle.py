@@ -3,7 +3,6 @@
 import tarfile
 
 
-
 def test_runs_go_from_acquired_to_archived(fa, config_path, config, db, tmp_path):
     r = fa(config_path, "simulate-daq", "--runs", "4", "--events", "300")
     assert r.returncode == 0, r.stderr

@@ -62,16 +62,18 @@ def every_log(tmp_path: Path) -> str:
 
 def held_and_stuck(raw_collection, names):
     """names[0] HELD (its transfer failed 3 times), names[1] STUCK (acquired 3 h ago, DAQ not live)."""
-    raw_collection.update_one({"name": names[0]}, {"$set": {
-        "transfer": {"attempts": 3, "error": "rsync exited 12 (protocol data stream)"}}})
+    raw_collection.update_one(
+        {"name": names[0]}, {"$set": {"transfer": {"attempts": 3, "error": "rsync exited 12 (protocol data stream)"}}}
+    )
     three_hours_ago = _dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(hours=3)
     raw_collection.update_one({"name": names[1]}, {"$set": {"start": three_hours_ago}})  # a BSON date
 
 
 def test_held_and_stuck_runs_mail_and_post_once_then_resolve(fa, make_config, raw_collection, smtp, hook, tmp_path):
     prom = tmp_path / "metrics" / "fa.prom"
-    config_path = make_config(notify={"urls": [smtp.url(), hook.url()]}, metrics={"textfile": str(prom)},
-                              daq={"settle_seconds": 10 ** 9})  # no run is transferred: both stay acquired
+    config_path = make_config(
+        notify={"urls": [smtp.url(), hook.url()]}, metrics={"textfile": str(prom)}, daq={"settle_seconds": 10**9}
+    )  # no run is transferred: both stay acquired
     names = simulate(fa, config_path, 2)
     held_and_stuck(raw_collection, names)
 
@@ -115,10 +117,15 @@ def test_held_and_stuck_runs_mail_and_post_once_then_resolve(fa, make_config, ra
 def test_failing_destinations_never_fail_a_tick_nor_show_credentials(fa, make_config, raw_collection, tmp_path):
     secret = "s3cr3t-Pa55"
     with SilentServer() as silent:
-        urls = [f"mailtos://fa:{secret}@127.0.0.1:{free_port()}?to=shift@example.org&from=fa@example.org",
-                f"json://fa:{secret}@127.0.0.1:{silent.port}/hook?token={secret}"]
-        config_path = make_config(notify={"urls": urls, "timeout_seconds": 3},
-                                  metrics={"textfile": str(tmp_path / "fa.prom")}, daq={"settle_seconds": 10 ** 9})
+        urls = [
+            f"mailtos://fa:{secret}@127.0.0.1:{free_port()}?to=shift@example.org&from=fa@example.org",
+            f"json://fa:{secret}@127.0.0.1:{silent.port}/hook?token={secret}",
+        ]
+        config_path = make_config(
+            notify={"urls": urls, "timeout_seconds": 3},
+            metrics={"textfile": str(tmp_path / "fa.prom")},
+            daq={"settle_seconds": 10**9},
+        )
         names = simulate(fa, config_path, 2)
         held_and_stuck(raw_collection, names)
         t0 = time.monotonic()
@@ -141,8 +148,9 @@ def test_a_crashed_tick_and_an_unreachable_runs_db_are_notified(fa, make_config,
         shutil.copytree(ROOT / tree, home / tree, ignore=shutil.ignore_patterns(".snakemake", "__pycache__"))
     with open(home / "workflow" / "rules" / "finish.smk", "a") as fh:
         fh.write("\nthis is not Snakemake\n")
-    config_path = make_config(notify={"urls": [hook.url()], "after_failed_ticks": 2},
-                              metrics={"textfile": str(tmp_path / "fa.prom")})
+    config_path = make_config(
+        notify={"urls": [hook.url()], "after_failed_ticks": 2}, metrics={"textfile": str(tmp_path / "fa.prom")}
+    )
     simulate(fa, config_path, 1)
     crashed = fa(config_path, env={"FULLIAUTOMATIX_HOME": str(home), "PYTHONPATH": str(ROOT / "src")})
     assert crashed.returncode == 1 and "crashed" in crashed.stderr, crashed.stderr
@@ -188,9 +196,15 @@ def test_snakemake_run_directly_ends_its_tick_the_same_way(fa, make_config, raw_
     names = simulate(fa, config_path, 2)
     raw_collection.update_one({"name": names[0]}, {"$set": {"transfer": {"attempts": 3, "error": "rsync exited 12"}}})
     env = {k: v for k, v in os.environ.items() if not k.startswith("FULLIAUTOMATIX_")}
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "profiles/local", "--configfile",
-                           str(config_path)], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env,
-                          stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--profile", "profiles/local", "--configfile", str(config_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = [line for line in proc.stderr.splitlines() if line.startswith("fulliautomatix info: tick ")]
     assert len(summary) == 1 and "transferred 1 (" in summary[0] and "held 1, stuck 0" in summary[0], summary

@@ -38,8 +38,11 @@ def simulate(fa, config_path, n, events=200):
 
 
 def digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def lines_naming(text: str, word: str) -> list[str]:
@@ -75,8 +78,14 @@ def in_tmpfs(tmp_path: Path, mount: Path, size: str, *commands: list[str]) -> li
         script.append(f"{shlex.join(argv)} >{q(f'{out}.out')} 2>{q(f'{out}.err')}; echo $? >{q(f'{out}.rc')}")
     env = {k: v for k, v in os.environ.items() if k != fa_config.DB_ENV}
     try:
-        r = subprocess.run(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", "\n".join(script)],
-                           capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL, env=env)
+        r = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", "\n".join(script)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
     except FileNotFoundError:
         pytest.skip("unshare is not installed")
     if r.returncode == 99 or "unshare failed" in r.stderr:
@@ -84,12 +93,18 @@ def in_tmpfs(tmp_path: Path, mount: Path, size: str, *commands: list[str]) -> li
     results = []
     for i in range(len(commands)):
         out = tmp_path / f".cmd{i}"
-        results.append(SimpleNamespace(returncode=int(Path(f"{out}.rc").read_text()),
-                                       stdout=Path(f"{out}.out").read_text(), stderr=Path(f"{out}.err").read_text()))
+        results.append(
+            SimpleNamespace(
+                returncode=int(Path(f"{out}.rc").read_text()),
+                stdout=Path(f"{out}.out").read_text(),
+                stderr=Path(f"{out}.err").read_text(),
+            )
+        )
     return results
 
 
 # -- 2. duplicate run names ----------------------------------------------------------------------
+
 
 def test_duplicate_names_are_bad_while_every_other_run_goes_on(fa, make_config, raw_collection, tmp_path):
     """Two documents with one name, inserted before the unique index existed: no tick fails in
@@ -104,8 +119,9 @@ def test_duplicate_names_are_bad_while_every_other_run_goes_on(fa, make_config, 
 
     r = fa(cfg, "--run", names[0])
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
-    assert raw_collection.find_one({"name": names[0]})["raw_status"] == "archived" or \
-        raw_collection.find_one({"name": names[0]})["raw_status"] in ("compressed", "ondeck")
+    assert raw_collection.find_one({"name": names[0]})["raw_status"] == "archived" or raw_collection.find_one(
+        {"name": names[0]}
+    )["raw_status"] in ("compressed", "ondeck")
     r = fa(cfg)
     assert "Traceback" not in r.stderr and r.returncode == 1, r.stderr
     bad = lines_naming(r.stderr, names[1])
@@ -116,8 +132,11 @@ def test_duplicate_names_are_bad_while_every_other_run_goes_on(fa, make_config, 
     assert st.returncode == 0, st.stderr
     assert [ln for ln in st.stdout.splitlines() if names[1] in ln and "BAD" in ln and "2 documents" in ln]
     assert sorted(map(str, raw_collection.find({"name": names[1]}))) == before, "duplicates are not touched"
-    ticks_until(fa, cfg, lambda: all(raw_collection.find_one({"name": n})["raw_status"] == "archived"
-                                      for n in (names[0], names[2])))
+    ticks_until(
+        fa,
+        cfg,
+        lambda: all(raw_collection.find_one({"name": n})["raw_status"] == "archived" for n in (names[0], names[2])),
+    )
 
     raw_collection.delete_one({"_id": twin_id})  # what the line says to do
     ticks_until(fa, cfg, lambda: raw_collection.find_one({"name": names[1]})["raw_status"] == "archived")
@@ -126,6 +145,7 @@ def test_duplicate_names_are_bad_while_every_other_run_goes_on(fa, make_config, 
 
 
 # -- 4. runs that can never succeed ---------------------------------------------------------------
+
 
 def corrupt(path: Path) -> None:
     """Flip bytes in the middle of a file, keeping its size and modification time (silent corruption)."""
@@ -232,6 +252,7 @@ def test_compression_attempts_are_bounded_and_say_which_copies_exist(fa, make_co
 
 # -- 5. bad config ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("command", ["", "   "])
 def test_an_empty_processing_command_is_refused_at_load(fa, make_config, tmp_path, command):
     cfg = make_config(processing={"command": command})
@@ -269,6 +290,7 @@ def test_a_live_check_that_does_not_exist_is_a_warning_naming_it(fa, make_config
 
 
 # -- 6. wrong or missing words -------------------------------------------------------------------
+
 
 def test_a_full_scratch_disk_says_no_space_left_naming_run_and_disk(fa, make_config, db, tmp_path):
     cfg = make_config()
@@ -313,8 +335,14 @@ def test_restore_of_a_path_is_refused_in_one_line(fa, config_path, db):
     assert not Path("/tmp/never").exists()
 
 
-@pytest.mark.parametrize("uri", ["mongodb://fa:s3cret-pw@127.0.0.1:99999/", "mongodb://fa:s3cret-pw@host:x/y",
-                                 "mongodb://fa:s3cret/pw@127.0.0.1:1/"])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "mongodb://fa:s3cret-pw@127.0.0.1:99999/",
+        "mongodb://fa:s3cret-pw@host:x/y",
+        "mongodb://fa:s3cret/pw@127.0.0.1:1/",
+    ],
+)
 def test_a_bad_runs_db_uri_is_one_line_and_its_password_never_logged(fa, make_config, tmp_path, uri):
     cfg = make_config(runs_db={"uri": uri, "timeout_seconds": 0.5})
     for args in ([], ["status"]):
@@ -369,9 +397,15 @@ def test_a_tick_whose_db_died_while_archiving_does_not_say_done(fa, make_config,
     names = simulate(fa, cfg, 2)
     assert fa(cfg, "--transfer", "--process", "--compress").returncode == 0
     col = pymongo.MongoClient(uri)[yaml.safe_load(cfg.read_text())["runs_db"]["database"]][
-        yaml.safe_load(cfg.read_text())["runs_db"]["collection"]]
-    tick = subprocess.Popen([FA, "--config", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={k: v for k, v in os.environ.items() if k != fa_config.DB_ENV})
+        yaml.safe_load(cfg.read_text())["runs_db"]["collection"]
+    ]
+    tick = subprocess.Popen(
+        [FA, "--config", str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != fa_config.DB_ENV},
+    )
     deadline = time.monotonic() + 120
     while col.find_one({"name": names[0]})["raw_status"] != "archiving":
         assert tick.poll() is None and time.monotonic() < deadline, tick.communicate()
@@ -415,15 +449,20 @@ def test_a_file_name_with_a_newline_is_refused_in_one_line(fa, make_config, db, 
 
 # -- 7. leftovers ---------------------------------------------------------------------------------
 
+
 def test_a_killed_uploads_leftover_is_tidied_by_the_next_upload(fa, make_config, db, tmp_path):
     slow = ["rsync", "-a", "--partial", "--bwlimit=64"]
     cfg = make_config(archive={"rsync": {"command": slow}, "upload_timeout_seconds": 600})
     names = simulate(fa, cfg, 2, events=2000)
     assert fa(cfg, "--transfer", "--process", "--compress").returncode == 0
     incoming = tmp_path / "archive" / ".incoming"
-    tick = subprocess.Popen([FA, "--config", str(cfg), "--archive"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True,
-                            env={k: v for k, v in os.environ.items() if k != fa_config.DB_ENV})
+    tick = subprocess.Popen(
+        [FA, "--config", str(cfg), "--archive"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={k: v for k, v in os.environ.items() if k != fa_config.DB_ENV},
+    )
     deadline = time.monotonic() + 120
     while not list(incoming.glob(".*.tar.*")):
         assert tick.poll() is None and time.monotonic() < deadline, "the upload never started"

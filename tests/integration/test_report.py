@@ -22,8 +22,17 @@ from fa_testlib import ROOT, skip_or_fail
 from fulliautomatix import finish, markers, planning, report
 
 UTC = _dt.timezone.utc
-PLOTS = {"backlog", "bytes", "rate", "daq_to_ondeck", "queue_wait", "processing", "compressed_to_archived",
-         "walltime_used", "failures"}
+PLOTS = {
+    "backlog",
+    "bytes",
+    "rate",
+    "daq_to_ondeck",
+    "queue_wait",
+    "processing",
+    "compressed_to_archived",
+    "walltime_used",
+    "failures",
+}
 
 
 @pytest.fixture
@@ -37,8 +46,13 @@ def site_runs(db):
 def chromium():
     """Debian's chromium, installed with apt when missing (as root; CI runs as root)."""
     if binary() is None:
-        proc = subprocess.run(["bash", str(ROOT / "scripts" / "system-deps.sh"), "chromium"], capture_output=True,
-                              text=True, timeout=1200, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            ["bash", str(ROOT / "scripts" / "system-deps.sh"), "chromium"],
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            stdin=subprocess.DEVNULL,
+        )
         if proc.returncode != 0 or binary() is None:
             skip_or_fail(f"chromium is not installed: {proc.stderr.strip()[-500:]}")
     return binary()
@@ -75,8 +89,7 @@ def test_report_figures_from_the_run_histories(fa, config_path, site_runs):
     failures = fig["failures"]
     assert sum(failures["stages"]["transfer"]) == 9 + 3 + 1 and sum(failures["stages"]["process"]) == 0
     top = failures["top_errors"]
-    assert {"stage": "transfer", "message": "rsync exited with 23", "count": 1,
-            "example": site_runs["retry"]} in top
+    assert {"stage": "transfer", "message": "rsync exited with 23", "count": 1, "example": site_runs["retry"]} in top
     assert fig["oldest_pending"][0]["run"] == site_runs["compressed"]
     for run in by_run:
         assert run in fig["timelines"], "every listed run has its history"
@@ -149,8 +162,9 @@ def test_the_page_in_a_real_chromium(fa, config_path, site_runs, config, chromiu
 def test_the_browser_harness_sees_requests_and_errors(chromium, tmp_path):
     """The control: a page that asks the network and logs an error is caught (its host resolves to nothing)."""
     bad = tmp_path / "bad.html"
-    bad.write_text('<html><body><img src="http://report-test.invalid/x.png">'
-                   '<script>console.error("boom")</script></body></html>')
+    bad.write_text(
+        '<html><body><img src="http://report-test.invalid/x.png"><script>console.error("boom")</script></body></html>'
+    )
     with Chromium(tmp_path / "profile") as browser:
         browser.open(f"file://{bad}")
         requests, errors = browser.requests(), browser.errors()

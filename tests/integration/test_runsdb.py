@@ -10,8 +10,16 @@ from fulliautomatix.states import PROCESSED, RAW, TransitionRefused
 
 
 def new_run(name="170101_0001", number=1, **extra):
-    return {"name": name, "number": number, "events": 200, "source": "physics", "raw_status": "acquired",
-            "raw_location": "zinc", "processed_status": "none", **extra}
+    return {
+        "name": name,
+        "number": number,
+        "events": 200,
+        "source": "physics",
+        "raw_status": "acquired",
+        "raw_location": "zinc",
+        "processed_status": "none",
+        **extra,
+    }
 
 
 def handle(config):
@@ -57,7 +65,10 @@ def test_a_transition_appends_one_history_entry(db):
     assert doc["transfer"] == {"attempts": 1, "bytes": 42}, "dotted fields set parts of a sub-document"
     assert doc["rev"] == 3
     assert [(h["field"], h["from"], h["to"]) for h in doc["history"]] == [
-        (RAW, "acquired", "transferring"), (RAW, "transferring", "ondeck"), (PROCESSED, "none", "queued")]
+        (RAW, "acquired", "transferring"),
+        (RAW, "transferring", "ondeck"),
+        (PROCESSED, "none", "queued"),
+    ]
     for h in doc["history"]:
         assert {"at", "field", "from", "to", "host"} <= set(h)
         assert h["host"] == socket.gethostname()
@@ -66,11 +77,14 @@ def test_a_transition_appends_one_history_entry(db):
     assert doc["history"][0]["at"] <= doc["history"][1]["at"] <= doc["history"][2]["at"]
 
 
-@pytest.mark.parametrize("to, expect", [
-    ("ondeck", None),                # acquired -> ondeck skips the verified transfer
-    ("archived", None),
-    ("transferring", ("ondeck",)),   # allowed by the machine, not from where the caller expects
-])
+@pytest.mark.parametrize(
+    "to, expect",
+    [
+        ("ondeck", None),  # acquired -> ondeck skips the verified transfer
+        ("archived", None),
+        ("transferring", ("ondeck",)),  # allowed by the machine, not from where the caller expects
+    ],
+)
 def test_a_transition_from_the_wrong_state_is_refused_and_nothing_written(db, to, expect):
     db.insert_run(new_run())
     before = db.get("170101_0001")
@@ -103,8 +117,14 @@ def test_two_writers_racing_on_one_run_exactly_one_wins(config, db, round_):
         def move(i, h):
             barrier.wait()
             try:
-                h.transition("170101_0001", RAW, "transferring", expect=("acquired",),
-                             fields={"transfer.tick": f"tick-{i}"}, doc=snaps[i])
+                h.transition(
+                    "170101_0001",
+                    RAW,
+                    "transferring",
+                    expect=("acquired",),
+                    fields={"transfer.tick": f"tick-{i}"},
+                    doc=snaps[i],
+                )
                 results[i] = "won"
             except TransitionRefused:
                 results[i] = "refused"
@@ -173,17 +193,26 @@ def put(db, name, number, raw, proc):
 
 @pytest.fixture
 def mixed(db):
-    runs = [("170101_0001", "archived", "processed"), ("170101_0002", "archived", "processed"),
-            ("170101_0003", "compressed", "processed"), ("170101_0004", "ondeck", "failed"),
-            ("170101_0005", "acquired", "none"), ("170101_0006", "acquired", "none")]
+    runs = [
+        ("170101_0001", "archived", "processed"),
+        ("170101_0002", "archived", "processed"),
+        ("170101_0003", "compressed", "processed"),
+        ("170101_0004", "ondeck", "failed"),
+        ("170101_0005", "acquired", "none"),
+        ("170101_0006", "acquired", "none"),
+    ]
     for n, (name, raw, proc) in enumerate(runs, 1):
         put(db, name, n, raw, proc)
     return runs
 
 
 def test_counts_per_state_pair(db, mixed):
-    assert db.counts() == {("archived", "processed"): 2, ("compressed", "processed"): 1,
-                           ("ondeck", "failed"): 1, ("acquired", "none"): 2}
+    assert db.counts() == {
+        ("archived", "processed"): 2,
+        ("compressed", "processed"): 1,
+        ("ondeck", "failed"): 1,
+        ("acquired", "none"): 2,
+    }
 
 
 def test_counts_of_an_empty_collection(db):
@@ -198,7 +227,10 @@ def test_pending_excludes_archived_runs_and_their_history(db, mixed):
 
 def test_by_status(db, mixed):
     assert [d["name"] for d in db.by_status(PROCESSED, ["failed", "none"])] == [
-        "170101_0004", "170101_0005", "170101_0006"]
+        "170101_0004",
+        "170101_0005",
+        "170101_0006",
+    ]
 
 
 def test_resolve_by_name_or_number(db, mixed):
@@ -213,8 +245,10 @@ def test_resolve_by_name_or_number(db, mixed):
 
 
 def test_indexes_on_name_and_state_fields(db):
-    keys = {tuple(k for k, _ in ix["key"]) if isinstance(ix["key"], list) else tuple(ix["key"])
-            for ix in db.col.list_indexes()}
+    keys = {
+        tuple(k for k, _ in ix["key"]) if isinstance(ix["key"], list) else tuple(ix["key"])
+        for ix in db.col.list_indexes()
+    }
     assert {("name",), ("raw_status",), ("processed_status",)} <= keys
     db.ensure_indexes()  # idempotent
 

@@ -26,8 +26,10 @@ def today() -> str:
 
 def tree(root):
     """{relative path: sha256 (files) or None (directories)} under root."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
-            for p in sorted(root.rglob("*"))}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
+        for p in sorted(root.rglob("*"))
+    }
 
 
 def tree_of_simulated(where, name, events):
@@ -61,8 +63,9 @@ def test_a_fresh_runs_db_over_a_daq_holding_runs_skips_their_numbers(fa, config_
     names = made(r.stderr)
     assert names == [f"{day}_0009", f"{day}_0010"], "numbering continues after the DAQ's highest number"
     assert {k: v for k, v in tree(daq).items() if k in before} == before, "the runs already there are untouched"
-    assert sorted(p.name for p in daq.iterdir()) == sorted([*names, f"{day}_0001", f"{day}_0002", "991231_0007",
-                                                            f".{day}_0008.writing"])
+    assert sorted(p.name for p in daq.iterdir()) == sorted(
+        [*names, f"{day}_0001", f"{day}_0002", "991231_0007", f".{day}_0008.writing"]
+    )
     docs = sorted(raw_collection.find({}), key=lambda d: d["name"])
     assert [(d["name"], d["number"]) for d in docs] == [(names[0], 9), (names[1], 10)]
     assert all(list((daq / n).glob("raw_*.bin")) for n in names)
@@ -71,8 +74,17 @@ def test_a_fresh_runs_db_over_a_daq_holding_runs_skips_their_numbers(fa, config_
 def test_the_runs_db_numbers_count_too_and_its_names_are_skipped(fa, config_path, db, raw_collection, tmp_path):
     day = today()
     rawformat.write_run(tmp_path / "daq" / f"{day}_0002", f"{day}_0002", 10)
-    db.insert_run({"name": f"{day}_0012", "number": 12, "events": 10, "source": "physics",
-                   "raw_status": "acquired", "raw_location": "zinc", "processed_status": "none"})
+    db.insert_run(
+        {
+            "name": f"{day}_0012",
+            "number": 12,
+            "events": 10,
+            "source": "physics",
+            "raw_status": "acquired",
+            "raw_location": "zinc",
+            "processed_status": "none",
+        }
+    )
     r = fa(config_path, "simulate-daq", "--runs", "1", "--events", "20")
     assert r.returncode == 0, r.stderr
     assert made(r.stderr) == [f"{day}_0013"]
@@ -93,8 +105,9 @@ def test_two_simulate_daq_at_once_never_write_the_same_run(config_path, db, raw_
         assert tree(daq / name) == tree_of_simulated(tmp_path / "expected", name, 1500)
 
 
-def test_a_daq_directory_that_cannot_be_made_is_one_line_and_nothing_is_left(fa, make_config, db, raw_collection,
-                                                                            tmp_path):
+def test_a_daq_directory_that_cannot_be_made_is_one_line_and_nothing_is_left(
+    fa, make_config, db, raw_collection, tmp_path
+):
     plain = tmp_path / "plain"
     plain.write_text("a regular file where a directory should be\n")
     cfg = make_config(daq={"raw_dir": str(plain / "daq")})
@@ -113,12 +126,19 @@ def test_a_full_daq_disk_is_one_line_keeping_the_runs_before_it(make_config, db,
     mnt.mkdir()
     cfg = make_config(daq={"raw_dir": str(mnt / "daq")})
     fa = shlex.join([FA, "--config", str(cfg), "simulate-daq", "--runs", "3", "--events", "1500"])
-    script = (f"mount -t tmpfs -o size=1m fa-test-full {shlex.quote(str(mnt))} || exit 99\n"
-              f"{fa}\nrc=$?\nls -A {shlex.quote(str(mnt / 'daq'))} >{shlex.quote(str(tmp_path / 'left'))}\n"
-              "exit $rc\n")
+    script = (
+        f"mount -t tmpfs -o size=1m fa-test-full {shlex.quote(str(mnt))} || exit 99\n"
+        f"{fa}\nrc=$?\nls -A {shlex.quote(str(mnt / 'daq'))} >{shlex.quote(str(tmp_path / 'left'))}\n"
+        "exit $rc\n"
+    )
     try:
-        r = subprocess.run(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script],
-                           capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+        r = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            stdin=subprocess.DEVNULL,
+        )
     except FileNotFoundError:
         pytest.skip("unshare is not installed")
     if r.returncode == 99 or "unshare failed" in r.stderr:
@@ -144,7 +164,9 @@ def test_a_simulate_daq_stopped_while_writing_leaves_nothing(config_path, db, ra
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err, err
     lines = err.strip().splitlines()
-    assert lines == [f"fulliautomatix: simulate-daq: run {today()}_0001 not written: interrupted; nothing of it was "
-                     "left, then run simulate-daq again"], err
+    assert lines == [
+        f"fulliautomatix: simulate-daq: run {today()}_0001 not written: interrupted; nothing of it was "
+        "left, then run simulate-daq again"
+    ], err
     assert list(daq.iterdir()) == []
     assert raw_collection.count_documents({}) == 0

@@ -29,8 +29,9 @@ def smk(*args: str, config_path: Path | None = None, timeout: float = 300) -> su
     """Run the real snakemake from the project root, as the README shows."""
     argv = SNAKEMAKE + list(args) + (["--configfile", str(config_path)] if config_path else [])
     env = {k: v for k, v in os.environ.items() if not k.startswith("FULLIAUTOMATIX_")}
-    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL
+    )
 
 
 def simulate(fa, config_path, n: int) -> list[str]:
@@ -70,6 +71,7 @@ def our_processes(marker: str) -> set[int]:
 
 
 # -- 1. profiles choose their cluster ------------------------------------------------------
+
 
 @pytest.mark.parametrize("profile", ["conte", "halstead", "rice", "brown", "slurm", "testbed"])
 def test_a_cluster_profile_plans_on_its_cluster(fa, make_config, tmp_path, profile):
@@ -117,41 +119,76 @@ def test_the_wrapper_cluster_flag_wins_over_the_profile(make_config):
 
 # -- 2. read-only verbs read only -----------------------------------------------------------
 
-READ_ONLY_VERBS = [["-n"], ["--lint"], ["--summary"], ["--detailed-summary"], ["--list-rules"], ["--dag"],
-                   ["--rulegraph"]]
+READ_ONLY_VERBS = [
+    ["-n"],
+    ["--lint"],
+    ["--summary"],
+    ["--detailed-summary"],
+    ["--list-rules"],
+    ["--dag"],
+    ["--rulegraph"],
+]
 
 
 @pytest.fixture(scope="module")
 def runs_in_every_state(tmp_path_factory):
     """An embedded runs DB (no server left running) with runs in every state, and a remote DAQ
     whose ssh would record any call.  Made once: every verb must leave it as it is."""
+
     def fa(config_path, *args):
         env = {k: v for k, v in os.environ.items() if not k.startswith("FULLIAUTOMATIX_")}
-        return subprocess.run([FA, "--config", str(config_path), *args], capture_output=True, text=True,
-                              env=env, stdin=subprocess.DEVNULL, timeout=300)
+        return subprocess.run(
+            [FA, "--config", str(config_path), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            timeout=300,
+        )
 
     tmp_path = tmp_path_factory.mktemp("every-state")
     calls = tmp_path / "ssh-calls"
     fake_ssh = tmp_path / "record-ssh"
-    fake_ssh.write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\nexit 255\n")
+    fake_ssh.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexit 255\n')
     fake_ssh.chmod(0o755)
     config_path = tmp_path / "config.yaml"
-    config_path.write_text(yaml.safe_dump({
-        "runs_db": {"uri": "embedded"}, "work_dir": str(tmp_path / "work"), "log_dir": str(tmp_path / "logs"),
-        "daq": {"raw_dir": str(tmp_path / "daq")}, "clusters": {"local": {"scratch": str(tmp_path / "cluster")}},
-        "archive": {"location": str(tmp_path / "archive"), "batch_runs": 2, "max_wait_days": 0}}))
+    config_path.write_text(
+        yaml.safe_dump(
+            {
+                "runs_db": {"uri": "embedded"},
+                "work_dir": str(tmp_path / "work"),
+                "log_dir": str(tmp_path / "logs"),
+                "daq": {"raw_dir": str(tmp_path / "daq")},
+                "clusters": {"local": {"scratch": str(tmp_path / "cluster")}},
+                "archive": {"location": str(tmp_path / "archive"), "batch_runs": 2, "max_wait_days": 0},
+            }
+        )
+    )
     names = simulate(fa, config_path, 8)
     # archived, compressed, processed, ondeck, acquired
-    for args in (["--run", *names[:4]], ["--transfer", "--process", "--compress", "--run", names[4]],
-                 ["--transfer", "--process", "--run", names[5]], ["--transfer", "--run", names[6]]):
+    for args in (
+        ["--run", *names[:4]],
+        ["--transfer", "--process", "--compress", "--run", names[4]],
+        ["--transfer", "--process", "--run", names[5]],
+        ["--transfer", "--run", names[6]],
+    ):
         proc = fa(config_path, *args)
         assert proc.returncode == 0, proc.stderr
     from fulliautomatix import config as fa_config
     from fulliautomatix import runsdb
 
     with runsdb.connect(fa_config.load(config_path)) as db:
-        db.insert_run({"name": "261130_0001", "number": 1, "events": 10, "source": "LED", "raw_status": "acquired",
-                       "raw_location": "zinc", "processed_status": "none"})
+        db.insert_run(
+            {
+                "name": "261130_0001",
+                "number": 1,
+                "events": 10,
+                "source": "LED",
+                "raw_status": "acquired",
+                "raw_location": "zinc",
+                "processed_status": "none",
+            }
+        )
     cfg = yaml.safe_load(config_path.read_text())
     cfg["daq"].update(host="fa-daq", ssh=[str(fake_ssh)])
     config_path.write_text(yaml.safe_dump(cfg))
@@ -160,9 +197,10 @@ def runs_in_every_state(tmp_path_factory):
 
 def snapshot(config_path: Path) -> dict:
     cfg = yaml.safe_load(config_path.read_text())
-    return {name: tree(Path(cfg[key]) if key != "daq" else Path(cfg["daq"]["raw_dir"]))
-            for name, key in (("work", "work_dir"), ("logs", "log_dir"), ("daq", "daq"))} | {
-        "scratch": tree(Path(cfg["clusters"]["local"]["scratch"])), "archive": tree(Path(cfg["archive"]["location"]))}
+    return {
+        name: tree(Path(cfg[key]) if key != "daq" else Path(cfg["daq"]["raw_dir"]))
+        for name, key in (("work", "work_dir"), ("logs", "log_dir"), ("daq", "daq"))
+    } | {"scratch": tree(Path(cfg["clusters"]["local"]["scratch"])), "archive": tree(Path(cfg["archive"]["location"]))}
 
 
 @pytest.mark.parametrize("verb", READ_ONLY_VERBS, ids=lambda v: v[0])
@@ -183,13 +221,17 @@ def test_read_only_verbs_change_nothing(runs_in_every_state, verb):
 def test_dry_run_beside_a_running_tick(fa, make_config, tmp_path):
     """-n while a tick runs (its server up) reads through that server and disturbs nothing."""
     slow = tmp_path / "slow-processor"
-    slow.write_text("#!/bin/sh\nsleep 4\nmkdir -p \"$2\" && echo done > \"$2/out\"\n")
+    slow.write_text('#!/bin/sh\nsleep 4\nmkdir -p "$2" && echo done > "$2/out"\n')
     slow.chmod(0o755)
     config_path = make_config(runs_db={"uri": "embedded"}, processing={"command": f"{slow} {{raw}} {{output}}"})
     names = simulate(fa, config_path, 2)
     work = Path(yaml.safe_load(config_path.read_text())["work_dir"])
-    tick = subprocess.Popen([sys.executable, "-m", "fulliautomatix.cli", "--config", str(config_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    tick = subprocess.Popen(
+        [sys.executable, "-m", "fulliautomatix.cli", "--config", str(config_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while not list((work / "state" / "ondeck").glob("*.json")) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -202,6 +244,7 @@ def test_dry_run_beside_a_running_tick(fa, make_config, tmp_path):
 
 
 # -- 3. targeted rebuilds -----------------------------------------------------------------
+
 
 def test_a_target_builds_one_run_up_to_its_stage(fa, config_path, db):
     names = simulate(fa, config_path, 2)
@@ -247,6 +290,7 @@ def test_reprocess_alone_does_only_the_reprocessing(fa, config_path, db):
 
 # -- 4. a busy tick is one line ------------------------------------------------------------
 
+
 def test_a_busy_tick_is_one_line_through_either_door(fa, config_path, db):
     names = simulate(fa, config_path, 1)
     work = Path(yaml.safe_load(config_path.read_text())["work_dir"])
@@ -266,6 +310,7 @@ def test_a_busy_tick_is_one_line_through_either_door(fa, config_path, db):
 
 
 # -- 5. batches in name order, archived by the tick that compressed them -------------------
+
 
 def test_one_tick_archives_batches_in_name_order(fa, make_config, db, tmp_path):
     config_path = make_config(archive={"batch_runs": 4})

@@ -22,12 +22,13 @@ from fulliautomatix import hosts, purge
 from fa_testlib import JobLog as Log
 
 
-
-
 def digests(root: Path) -> dict[str, str]:
     """{relative path: sha256} of every file under root (following nothing)."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
 
 
 def simulate(fa, config_path, n):
@@ -177,6 +178,7 @@ def test_a_run_directory_replaced_after_transfer_is_not_purged(fa, make_config, 
 
 # -- the purge's own re-checks, called directly against real directories -----------------------
 
+
 @pytest.fixture
 def transferred(fa, config_path, config, db, tmp_path):
     """One run transferred (DAQ copy kept): (run, its DAQ directory, verified files, snapshot, algorithm)."""
@@ -229,6 +231,7 @@ def test_a_symlinked_daq_directory_itself_is_followed(fa, make_config, db, tmp_p
 
 # -- deleting on scratch: the plain raw copy and compressed copies ------------------------------
 
+
 def test_remove_tree_refuses_links_and_leaves_their_targets(tmp_path):
     root = tmp_path / "scratch" / "raw"
     root.mkdir(parents=True)
@@ -267,7 +270,6 @@ def test_remove_files_refuses_links(tmp_path):
     (root / "b.tar.zst").unlink()
     hosts.remove_files(hosts.Host(), str(root), ["a.tar.zst", "gone.tar.zst"])
     assert not (root / "a.tar.zst").exists()
-
 
 
 def test_a_compressed_copy_that_is_a_link_is_neither_archived_nor_deleted(fa, db, make_config, tmp_path):

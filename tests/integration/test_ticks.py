@@ -14,6 +14,7 @@ import pytest
 from fa_testlib import FA, ROOT
 from fulliautomatix import config as fa_config
 
+
 def simulate(fa, config_path, n):
     r = fa(config_path, "simulate-daq", "--runs", str(n), "--events", "200")
     assert r.returncode == 0, r.stderr
@@ -24,8 +25,10 @@ def tree_digest(root):
     """{relative path: sha256 (files) or None (directories)} under root."""
     if not root.exists():
         return {}
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
-            for p in sorted(root.rglob("*"))}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
+        for p in sorted(root.rglob("*"))
+    }
 
 
 def all_docs(raw_collection):
@@ -49,9 +52,17 @@ def assert_no_duplicate_transitions(doc):
 
 def test_two_ticks_started_at_once(fa, config_path, db):
     names = simulate(fa, config_path, 2)
-    procs = [subprocess.Popen([FA, "--config", str(config_path)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=tick_env(), stdin=subprocess.DEVNULL)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [FA, "--config", str(config_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=tick_env(),
+            stdin=subprocess.DEVNULL,
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     busy = [err for _, err in outs if "another tick is running" in err]
@@ -102,8 +113,9 @@ def test_transfer_only_moves_runs_to_ondeck(fa, config_path, db, tmp_path):
         assert steps(doc) == [("raw_status", "acquired", "transferring"), ("raw_status", "transferring", "ondeck")]
         assert doc["raw_location"].startswith("local/")
         assert len(doc["transfer"]["checksums"]) == 1
-        assert (tmp_path / "cluster" / "raw" / name / "raw_000.bin").read_bytes() == \
-            (tmp_path / "daq" / name / "raw_000.bin").read_bytes()
+        assert (tmp_path / "cluster" / "raw" / name / "raw_000.bin").read_bytes() == (
+            tmp_path / "daq" / name / "raw_000.bin"
+        ).read_bytes()
         assert (tmp_path / "work" / "state" / "ondeck" / f"{name}.json").is_file()
     assert not (tmp_path / "cluster" / "processed").exists()
     assert not (tmp_path / "cluster" / "compressed").exists()
@@ -131,11 +143,18 @@ def test_a_lost_db_write_is_repaired_from_the_marker(fa, config_path, db, raw_co
     assert done["raw_status"] == "ondeck"
     assert (tmp_path / "work" / "state" / "ondeck" / f"{name}.json").is_file()
     # The transfer's final write never reached the DB: back to how it was just before.
-    raw_collection.update_one({"_id": done["_id"]}, {"$set": {
-        "raw_status": "transferring", "raw_location": "zinc", "rev": done["rev"] - 1,
-        "transfer": {"attempts": 1, "started": done["transfer"]["started"]},
-        "history": done["history"][:-1],
-    }})
+    raw_collection.update_one(
+        {"_id": done["_id"]},
+        {
+            "$set": {
+                "raw_status": "transferring",
+                "raw_location": "zinc",
+                "rev": done["rev"] - 1,
+                "transfer": {"attempts": 1, "started": done["transfer"]["started"]},
+                "history": done["history"][:-1],
+            }
+        },
+    )
     # Only the sync_runs_db checkpoint works in an --archive tick (nothing is compressed).
     r = fa(config_path, "--archive")
     assert r.returncode == 0, r.stderr
@@ -165,8 +184,11 @@ def wait_for_state(db, proc, names, field, state):
 def process_table() -> dict[int, tuple[int, int]]:
     """{pid: (parent pid, process group)} of every live (not zombie) process."""
     ps = subprocess.run(["ps", "-eo", "pid=,ppid=,pgid=,stat="], capture_output=True, text=True).stdout
-    return {int(pid): (int(ppid), int(pgid)) for pid, ppid, pgid, stat in (ln.split()[:4] for ln in ps.splitlines())
-            if not stat.startswith("Z")}
+    return {
+        int(pid): (int(ppid), int(pgid))
+        for pid, ppid, pgid, stat in (ln.split()[:4] for ln in ps.splitlines())
+        if not stat.startswith("Z")
+    }
 
 
 def live_processes() -> set[int]:
@@ -213,8 +235,9 @@ def assert_recovered(db, tmp_path, names: list[str], daq_before) -> None:
             members += tar.getnames()
     assert sorted(members) == sorted(f"{n}.tar.zst" for n in names), "each run archived exactly once"
     scratch = tmp_path / "cluster"
-    leftovers = [str(p.relative_to(scratch)) for p in scratch.rglob("*")
-                 if p.is_file() and not p.match("processed/*/*/*")]
+    leftovers = [
+        str(p.relative_to(scratch)) for p in scratch.rglob("*") if p.is_file() and not p.match("processed/*/*/*")
+    ]
     assert leftovers == [], "no raw, staging, partial or compressed copies left on scratch"
     for n in names:
         out = scratch / "processed" / n
@@ -233,9 +256,14 @@ def test_a_killed_tick_is_recovered_by_the_next_one(fa, config_path, db, tmp_pat
     daq_before = tree_digest(tmp_path / "daq")
     if before:
         assert fa(config_path, *before).returncode == 0
-    proc = subprocess.Popen([FA, "--config", str(config_path)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=tick_env(), stdin=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [FA, "--config", str(config_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=tick_env(),
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     tick = set()
     try:
         caught = wait_for_state(db, proc, names, field, state)
@@ -282,8 +310,13 @@ def test_status_table_and_run_history(fa, config_path, db):
     db.transition(names[0], "raw_status", "ondeck", note="transfer verified")
     db.transition(names[0], "processed_status", "queued")
     db.transition(names[0], "processed_status", "processing")
-    db.transition(names[0], "processed_status", "failed", note="exit 2",
-                  fields={"processing": {"attempts": 3, "exit_code": 2, "log_tail": "boom\n"}})
+    db.transition(
+        names[0],
+        "processed_status",
+        "failed",
+        note="exit 2",
+        fields={"processing": {"attempts": 3, "exit_code": 2, "log_tail": "boom\n"}},
+    )
     db.update(names[1], {"transfer.attempts": 1, "transfer.error": "rsync exited with 23"})
     r = fa(config_path, "status")
     assert r.returncode == 0, r.stderr
@@ -291,8 +324,9 @@ def test_status_table_and_run_history(fa, config_path, db):
     assert rows[0] == ["raw_status", "processed_status", "runs"]
     assert ["acquired", "none", "2"] in rows and ["ondeck", "failed", "1"] in rows and ["total", "3"] in rows
     assert any(ln.startswith("  HELD") and names[0] in ln and "retry" in ln for ln in r.stdout.splitlines())
-    assert any(ln.startswith("  RETRY") and names[1] in ln and "rsync exited with 23" in ln
-               for ln in r.stdout.splitlines())
+    assert any(
+        ln.startswith("  RETRY") and names[1] in ln and "rsync exited with 23" in ln for ln in r.stdout.splitlines()
+    )
     assert fa(config_path, "status", "--check").returncode == 3
 
     number = db.get(names[0])["number"]
@@ -301,7 +335,7 @@ def test_status_table_and_run_history(fa, config_path, db):
     lines = r.stdout.splitlines()
     assert lines[0] == f"run {names[0]}"
     assert '"raw_status": "ondeck"' in r.stdout and '"exit_code": 2' in r.stdout
-    history = lines[lines.index("history:") + 1:]
+    history = lines[lines.index("history:") + 1 :]
     assert len(history) == 5
     assert "raw_status" in history[1] and "transferring -> ondeck" in history[1] and "(transfer verified)" in history[1]
     assert "processing -> failed" in history[4] and "(exit 2)" in history[4]
@@ -315,9 +349,21 @@ def test_status_table_and_run_history(fa, config_path, db):
 def test_snakemake_lint_finds_nothing(config_path, nx_server, tmp_path):
     """snakemake --lint on the default config (paths and runs DB of this test laid over it)."""
     env = {**os.environ, fa_config.DB_ENV: nx_server}
-    r = subprocess.run([str(Path(sys.executable).with_name("snakemake")), "--lint",
-                        "--snakefile", "workflow/Snakefile", "--configfile", str(config_path)],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("snakemake")),
+            "--lint",
+            "--snakefile",
+            "workflow/Snakefile",
+            "--configfile",
+            str(config_path),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
     assert "Congratulations, your workflow is in a good condition!" in out, out

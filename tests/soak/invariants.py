@@ -23,16 +23,25 @@ from pathlib import Path
 
 from fulliautomatix import states
 
-ORDER = {states.RAW: {s: i for i, s in enumerate(states.RAW_STATES)},
-         states.PROCESSED: {"none": 0, "failed": 1, "queued": 2, "processing": 3, "processed": 4}}
+ORDER = {
+    states.RAW: {s: i for i, s in enumerate(states.RAW_STATES)},
+    states.PROCESSED: {"none": 0, "failed": 1, "queued": 2, "processing": 3, "processed": 4},
+}
 # Steps back that a failed attempt takes (the error is recorded in the run): the next tick retries.
-RETRY_STEPS = {(states.RAW, "transferring", "acquired"), (states.RAW, "compressing", "ondeck"),
-               (states.RAW, "archiving", "compressed"), (states.PROCESSED, "processing", "queued")}
+RETRY_STEPS = {
+    (states.RAW, "transferring", "acquired"),
+    (states.RAW, "compressing", "ondeck"),
+    (states.RAW, "archiving", "compressed"),
+    (states.PROCESSED, "processing", "queued"),
+}
 
 
 def digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
 
 
 @dataclass
@@ -97,18 +106,28 @@ class Invariants:
     def _s4(self, doc: dict, starts: list[str], when: str) -> bool:
         name = doc.get("name")
         started = sum(1 for s in starts if s == name)
-        recorded = sum(1 for h in doc.get("history") or [] if h.get("field") == states.PROCESSED
-                       and h.get("to") == "processing" and h.get("from") != "processing")
+        recorded = sum(
+            1
+            for h in doc.get("history") or []
+            if h.get("field") == states.PROCESSED and h.get("to") == "processing" and h.get("from") != "processing"
+        )
         if started > recorded:
             self.breach(f"S4 {when}: run {name}: processor started {started} times, {recorded} attempts recorded")
             return False
         return True
 
     def lines(self) -> list[str]:
-        names = {"S1": "runs-recoverable", "S2": "no-unrecorded-step-back", "S3": "processor-starts-alone",
-                 "S4": "no-double-submission", "S5": "outside-files-unchanged"}
-        return [f"{s} {names[s]}: {ok}/{of}" + (f" (after {self.checks} checks)" if s == "S2" else "")
-                for s, (ok, of) in sorted(self.counts.items())]
+        names = {
+            "S1": "runs-recoverable",
+            "S2": "no-unrecorded-step-back",
+            "S3": "processor-starts-alone",
+            "S4": "no-double-submission",
+            "S5": "outside-files-unchanged",
+        }
+        return [
+            f"{s} {names[s]}: {ok}/{of}" + (f" (after {self.checks} checks)" if s == "S2" else "")
+            for s, (ok, of) in sorted(self.counts.items())
+        ]
 
 
 def _lines(path: Path) -> list[str]:

@@ -71,24 +71,36 @@ class Soak:
         (d["sentinel"] / "notes" / "shift-log.txt").write_text("an operator's file beside the data\n")
         (d["sentinel"] / "notes" / "deep" / "calibration.bin").write_bytes(bytes(range(256)) * 16)
         self.inv.sentinel = digests(d["sentinel"])
-        command = (f"{{python}} {HERE / 'processor_wrapper.py'} {self.soak_dir} {{run}} --config {{pax_config}} "
-                   "--input {raw} --output {output}")
-        cfg = {"work_dir": str(d["work"]), "log_dir": str(d["logs"]), "daq": {"raw_dir": str(d["daq"])},
-               "clusters": {"local": {"scratch": str(d["cluster"])}},
-               "archive": {"location": str(d["archive"]), "batch_runs": 4, "max_wait_days": 0},
-               # A fault nearly every tick is far above a real rate: room for several hits on one run.
-               "processing": {"command": command, "max_attempts": 10},
-               # rsync at 250 kB/s: a run's copy (about 100 kB) lasts long enough to be killed mid-copy
-               "transfer": {"max_attempts": 10, "rsync": ["rsync", "-a", "--partial", "--bwlimit=250"]},
-               "compression": {"max_attempts": 10},
-               "report": {"every_tick": False}, "audit": {"per_tick": 2}}
+        command = (
+            f"{{python}} {HERE / 'processor_wrapper.py'} {self.soak_dir} {{run}} --config {{pax_config}} "
+            "--input {raw} --output {output}"
+        )
+        cfg = {
+            "work_dir": str(d["work"]),
+            "log_dir": str(d["logs"]),
+            "daq": {"raw_dir": str(d["daq"])},
+            "clusters": {"local": {"scratch": str(d["cluster"])}},
+            "archive": {"location": str(d["archive"]), "batch_runs": 4, "max_wait_days": 0},
+            # A fault nearly every tick is far above a real rate: room for several hits on one run.
+            "processing": {"command": command, "max_attempts": 10},
+            # rsync at 250 kB/s: a run's copy (about 100 kB) lasts long enough to be killed mid-copy
+            "transfer": {"max_attempts": 10, "rsync": ["rsync", "-a", "--partial", "--bwlimit=250"]},
+            "compression": {"max_attempts": 10},
+            "report": {"every_tick": False},
+            "audit": {"per_tick": 2},
+        }
         self.config_path.write_text(yaml.safe_dump(cfg))
         self.config = fa_config.load(self.config_path)
 
     # -- the runs ----------------------------------------------------------------------------
     def simulate(self, n: int) -> None:
-        r = subprocess.run([FA, "--config", str(self.config_path), "simulate-daq", "--runs", str(n), "--events",
-                            str(self.events)], capture_output=True, text=True, env=self.env, timeout=300)
+        r = subprocess.run(
+            [FA, "--config", str(self.config_path), "simulate-daq", "--runs", str(n), "--events", str(self.events)],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=300,
+        )
         if r.returncode != 0:
             raise SystemExit(f"soak: simulate-daq failed: {r.stderr.strip()}")
         for name in r.stderr.strip().rsplit(": ", 1)[1].split(", "):
@@ -106,8 +118,14 @@ class Soak:
     # -- one tick, maybe with a fault ----------------------------------------------------------
     def start_tick(self, tag: str) -> subprocess.Popen:
         err = open(self.soak_dir / "ticks" / f"{self.ticks:03d}-{tag}.err", "w")
-        return subprocess.Popen([FA, "--config", str(self.config_path)], stdout=subprocess.DEVNULL, stderr=err,
-                                stdin=subprocess.DEVNULL, env=self.env, start_new_session=True)
+        return subprocess.Popen(
+            [FA, "--config", str(self.config_path)],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            env=self.env,
+            start_new_session=True,
+        )
 
     def tick(self, fault: str | None) -> bool:
         """One tick (several with ticks-at-once), the fault injected; whether the fault hit something."""
@@ -136,8 +154,13 @@ class Soak:
 
     def corrupt_scratch(self) -> bool:
         """A byte flipped in the copy on scratch of a run whose transfer verified (a bad disk)."""
-        copies = [f for d in sorted(self.docs(), key=lambda d: d["name"]) if d.get("raw_status") == "ondeck"
-                  for f in sorted((self.dirs["cluster"] / "raw" / d["name"]).rglob("*")) if f.is_file()]
+        copies = [
+            f
+            for d in sorted(self.docs(), key=lambda d: d["name"])
+            if d.get("raw_status") == "ondeck"
+            for f in sorted((self.dirs["cluster"] / "raw" / d["name"]).rglob("*"))
+            if f.is_file()
+        ]
         if not copies:
             return False
         victim = self.rng.choice(copies)
@@ -149,8 +172,11 @@ class Soak:
     def rsyncs(self) -> list[psutil.Process]:
         """The transfers' rsyncs (they run in the run's DAQ directory and name only their destination)."""
         into = str(self.dirs["cluster"] / "raw")
-        return [p for p in psutil.process_iter(["name", "cmdline"])
-                if p.info["name"] == "rsync" and into in " ".join(p.info["cmdline"] or [])]
+        return [
+            p
+            for p in psutil.process_iter(["name", "cmdline"])
+            if p.info["name"] == "rsync" and into in " ".join(p.info["cmdline"] or [])
+        ]
 
     def during_tick(self, fault: str, proc: subprocess.Popen, moment: float) -> bool:
         """At `moment` (the ones that need a target: from then on, as soon as there is one), while the
@@ -199,13 +225,19 @@ class Soak:
         """Every run restored from the archive and compared with what the DAQ wrote; how many are identical."""
         to = self.root / "restored"
         names = sorted(self.inv.originals)
-        r = subprocess.run([FA, "--config", str(self.config_path), "restore", *names, "--to", str(to)],
-                           capture_output=True, text=True, env=self.env, timeout=900)
+        r = subprocess.run(
+            [FA, "--config", str(self.config_path), "restore", *names, "--to", str(to)],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=900,
+        )
         good = sum(digests(to / n) == self.inv.originals[n] for n in names)
         for n in names:
             if digests(to / n) != self.inv.originals[n]:
-                self.inv.breach(f"S1 at the end: run {n}: restored copy differs from the DAQ's "
-                                f"({r.stderr.strip()[-200:]})")
+                self.inv.breach(
+                    f"S1 at the end: run {n}: restored copy differs from the DAQ's ({r.stderr.strip()[-200:]})"
+                )
         self.inv.counts["S1"] = (good, len(names))
         return good
 
@@ -237,8 +269,10 @@ def run(seed: int, runs: int, minutes: float, root: Path, events: int = 200, fau
         soak.check(f"tick {soak.ticks} (clean)")
     finished = soak.all_archived()
     if not finished:
-        soak.inv.breach(f"not every run archived within {minutes} minutes ({soak.ticks} ticks); see "
-                        f"`{FA} --config {soak.config_path} status`")
+        soak.inv.breach(
+            f"not every run archived within {minutes} minutes ({soak.ticks} ticks); see "
+            f"`{FA} --config {soak.config_path} status`"
+        )
     restored = soak.restore_all() if finished else 0
     soak.check("at the end")
     print(f"soak: seed {seed}, {runs} runs, {soak.ticks} ticks in {time.monotonic() - start:.0f} s, in {root}")
@@ -261,8 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--events", type=int, default=200, help="events per simulated run")
     ap.add_argument("--dir", type=Path, help="where the soak's directories go (default: a new temporary one)")
-    ap.add_argument("--faults", default=",".join(FAULTS), help=f"the faults to choose from (default: all: "
-                    f"{','.join(FAULTS)})")
+    ap.add_argument(
+        "--faults", default=",".join(FAULTS), help=f"the faults to choose from (default: all: {','.join(FAULTS)})"
+    )
     args = ap.parse_args(argv)
     root = args.dir or Path(tempfile.mkdtemp(prefix="fa-soak-"))
     root.mkdir(parents=True, exist_ok=True)

@@ -10,9 +10,27 @@ from fulliautomatix import config as fa_config
 
 def test_the_soak_survives_its_faults(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != fa_config.DB_ENV}
-    r = subprocess.run([sys.executable, "-m", "tests.soak.soak", "--runs", "12", "--minutes", "2", "--seed", "7",
-                        "--dir", str(tmp_path / "soak")], cwd=ROOT, capture_output=True, text=True, env=env,
-                       timeout=600, stdin=subprocess.DEVNULL)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.soak.soak",
+            "--runs",
+            "12",
+            "--minutes",
+            "2",
+            "--seed",
+            "7",
+            "--dir",
+            str(tmp_path / "soak"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     lines = r.stdout.splitlines()
     assert "S1 runs-recoverable: 12/12" in lines, r.stdout

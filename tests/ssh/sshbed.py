@@ -20,8 +20,11 @@ BIN = Path(__file__).resolve().parent / "bin"  # test-only wrappers (see each on
 
 def digests(root: Path) -> dict[str, str]:
     """{relative path: sha256} of every file under root."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def xxh128(path: Path) -> str:
@@ -75,8 +78,9 @@ class Bed:
         base = {
             "daq": {"host": "fa-daq", "ssh": self.ssh(), "raw_dir": self.daq_dir, "live_check": []},
             "cluster": "bed",
-            "clusters": {"bed": {"host": "fa-cluster", "ssh": self.ssh(), "username": "asterix",
-                                 "scratch": self.scratch}},
+            "clusters": {
+                "bed": {"host": "fa-cluster", "ssh": self.ssh(), "username": "asterix", "scratch": self.scratch}
+            },
             "transfer": {"checksum": "auto"},
         }
         fa_config.deep_update(base, self.overrides)
@@ -92,8 +96,17 @@ class Bed:
             (run_dir / f"raw_{i:03d}.bin").write_bytes(rng.randbytes(size))
         (run_dir / "meta" / "run.json").write_text(f'{{"name": "{name}"}}\n')
         os.utime(run_dir, None)
-        self.db.insert_run({"name": name, "number": int(name[-4:]), "events": 100, "source": "physics",
-                            "raw_status": "acquired", "raw_location": "zinc", "processed_status": "none"})
+        self.db.insert_run(
+            {
+                "name": name,
+                "number": int(name[-4:]),
+                "events": 100,
+                "source": "physics",
+                "raw_status": "acquired",
+                "raw_location": "zinc",
+                "processed_status": "none",
+            }
+        )
         return digests(run_dir)
 
     def tick(self, config: Path, *args: str):
@@ -102,5 +115,3 @@ class Bed:
     def job_log(self, run: str) -> str:
         p = self.tmp / "work" / "logs" / "transfer_run" / f"{run}.log"
         return p.read_text() if p.exists() else ""
-
-

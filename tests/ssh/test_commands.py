@@ -28,17 +28,30 @@ def load(tmp_path):
         p = tmp_path / "c.yaml"
         p.write_text(yaml.safe_dump({"work_dir": str(tmp_path / "work"), **data}))
         return fa_config.load(p)
+
     yield load
     hosts.close_masters(hosts.control_dir({"work_dir": str(tmp_path / "work")}))
 
 
 def three_machines(**extra) -> dict:
     data = {
-        "daq": {"host": "daq", "user": "xe", "port": 2201, "ssh": ["ssh", "-F", "/etc/fa/ssh_config"],
-                "raw_dir": "/data/raw"},
+        "daq": {
+            "host": "daq",
+            "user": "xe",
+            "port": 2201,
+            "ssh": ["ssh", "-F", "/etc/fa/ssh_config"],
+            "raw_dir": "/data/raw",
+        },
         "cluster": "big",
-        "clusters": {"big": {"host": "login.big", "user": "fa", "port": 2202, "scratch": "/scratch/fa",
-                             "ssh": ["ssh", "-i", "/etc/fa/key"]}},
+        "clusters": {
+            "big": {
+                "host": "login.big",
+                "user": "fa",
+                "port": 2202,
+                "scratch": "/scratch/fa",
+                "ssh": ["ssh", "-i", "/etc/fa/key"],
+            }
+        },
     }
     return fa_config.deep_update(data, extra)
 
@@ -68,8 +81,16 @@ def test_hosts_come_from_the_config_sections(load):
 
 
 def test_the_rsync_command_run_on_the_daq(load):
-    c = load(three_machines(transfer={"group": "darkmatter", "dir_mode": "2775", "file_mode": "0664",
-                                      "rsync": ["rsync", "-a", "--bwlimit=50000"]}))
+    c = load(
+        three_machines(
+            transfer={
+                "group": "darkmatter",
+                "dir_mode": "2775",
+                "file_mode": "0664",
+                "rsync": ["rsync", "-a", "--bwlimit=50000"],
+            }
+        )
+    )
     argv = transfer.rsync_argv(c, RUN)
     assert argv[:3] == ["rsync", "-a", "--bwlimit=50000"] and argv.count("--partial") == 1
     for opt in ("--info=progress2", "--chmod=D2775,F0664", "--chown=:darkmatter", "--timeout=600"):
@@ -95,15 +116,18 @@ def test_a_remote_daq_needs_a_name_for_a_local_cluster(load):
         transfer.rsync_argv(c, RUN)
 
 
-@pytest.mark.parametrize("data, key", [
-    ({"transfer": {"dir_mode": "2777"}}, "transfer.dir_mode"),
-    ({"transfer": {"file_mode": "0666"}}, "transfer.file_mode"),
-    ({"daq": {"host": "-oProxyCommand=touch /tmp/x"}}, "daq.host"),
-    ({"daq": {"user": "a b"}}, "daq.user"),
-    ({"clusters": {"local": {"scratch": "s", "port": 70000}}}, "clusters.local.port"),
-    ({"transfer": {"group": "$(id)"}}, "transfer.group"),
-    ({"transfer": {"checksum": "md5"}}, "transfer.checksum"),
-])
+@pytest.mark.parametrize(
+    "data, key",
+    [
+        ({"transfer": {"dir_mode": "2777"}}, "transfer.dir_mode"),
+        ({"transfer": {"file_mode": "0666"}}, "transfer.file_mode"),
+        ({"daq": {"host": "-oProxyCommand=touch /tmp/x"}}, "daq.host"),
+        ({"daq": {"user": "a b"}}, "daq.user"),
+        ({"clusters": {"local": {"scratch": "s", "port": 70000}}}, "clusters.local.port"),
+        ({"transfer": {"group": "$(id)"}}, "transfer.group"),
+        ({"transfer": {"checksum": "md5"}}, "transfer.checksum"),
+    ],
+)
 def test_the_schema_refuses_world_writable_modes_and_option_like_hosts(load, data, key):
     with pytest.raises(fa_config.ConfigError, match=f"config key {key}"):
         load(data)
@@ -170,11 +194,18 @@ def test_the_manifest_reports_its_algorithm_and_falls_back(tmp_path):
     m = hosts.scan(Host(), str(tmp_path), ["sha256"])
     assert m.algorithm == "sha256" and m.files[0]["hash"].startswith("ba7816bf")
     # the first tool installed wins: here the xxh128 tool is "missing"
-    out = subprocess.run(["bash", "-c", hosts.MANIFEST, "fa-manifest", str(tmp_path), "xxh128:no-such-xxh128sum",
-                          "sha256:sha256sum"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["bash", "-c", hosts.MANIFEST, "fa-manifest", str(tmp_path), "xxh128:no-such-xxh128sum", "sha256:sha256sum"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert hosts.parse_listing(out).algorithm == "sha256"
-    none = subprocess.run(["bash", "-c", hosts.MANIFEST, "fa-manifest", str(tmp_path), "xxh128:no-such-xxh128sum"],
-                          capture_output=True, text=True)
+    none = subprocess.run(
+        ["bash", "-c", hosts.MANIFEST, "fa-manifest", str(tmp_path), "xxh128:no-such-xxh128sum"],
+        capture_output=True,
+        text=True,
+    )
     assert none.returncode == 5 and "none of these checksum tools" in none.stderr
     assert m.newest_mtime == pytest.approx((tmp_path / "a").stat().st_mtime, abs=1e-3)
     assert m.started is not None and abs(m.started - time.time()) < 60
@@ -183,8 +214,7 @@ def test_the_manifest_reports_its_algorithm_and_falls_back(tmp_path):
 def test_a_guarded_command_stops_when_its_caller_dies(tmp_path):
     """The hang-up guard: kill the process that started a long command, the command stops too."""
     marker = f"{tmp_path}/guarded"
-    code = ("from fulliautomatix.hosts import Host; "
-            f"Host().run_guarded(['bash', '-c', 'sleep 300; echo', {marker!r}])")
+    code = f"from fulliautomatix.hosts import Host; Host().run_guarded(['bash', '-c', 'sleep 300; echo', {marker!r}])"
     caller = subprocess.Popen([sys.executable, "-c", code], start_new_session=False)
 
     def running():

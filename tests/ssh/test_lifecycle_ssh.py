@@ -32,8 +32,17 @@ def add_run(bed, run: str, events: int = 300) -> dict[str, str]:
     (run_dir / "meta").mkdir()
     (run_dir / "meta" / "run.json").write_text(f'{{"name": "{run}"}}\n')
     os.utime(run_dir, None)
-    bed.db.insert_run({"name": run, "number": int(run[-4:]), "events": events, "source": "physics",
-                       "raw_status": "acquired", "raw_location": "zinc", "processed_status": "none"})
+    bed.db.insert_run(
+        {
+            "name": run,
+            "number": int(run[-4:]),
+            "events": events,
+            "source": "physics",
+            "raw_status": "acquired",
+            "raw_location": "zinc",
+            "processed_status": "none",
+        }
+    )
     return digests(run_dir)
 
 
@@ -49,17 +58,20 @@ def test_runs_reach_archived_with_remote_scratch_and_restore_byte_identical(bed,
     else:
         archive_dir = f"{bed.env['FA_TESTBED_DATA_PATH']}/{bed.tid}/archive"
         archive_view = bed.scratch_view.parent / "archive"
-        archive = {"backend": "rsync", "location": archive_dir, "batch_runs": 2,
-                   "rsync": {"host": "fa-cluster", "ssh": bed.ssh()}}
+        archive = {
+            "backend": "rsync",
+            "location": archive_dir,
+            "batch_runs": 2,
+            "rsync": {"host": "fa-cluster", "ssh": bed.ssh()},
+        }
         url = f"rsync:fa-cluster:{archive_dir}"
     # fa-cluster's /root is its own, so the venv's python (a pyenv link into /root) is not there:
     # the processor needs only the standard library and this checkout's src/.
-    processor = (f"env PYTHONPATH={ROOT / 'src'} /usr/bin/python3 -m fulliautomatix.processor "
-                 "--config {pax_config} --input {raw} --output {output}")
-    cfg = bed.config(
-        processing={"command": f"{shlex.join(bed.ssh())} fa-cluster {processor}"},
-        archive=archive,
+    processor = (
+        f"env PYTHONPATH={ROOT / 'src'} /usr/bin/python3 -m fulliautomatix.processor "
+        "--config {pax_config} --input {raw} --output {output}"
     )
+    cfg = bed.config(processing={"command": f"{shlex.join(bed.ssh())} fa-cluster {processor}"}, archive=archive)
 
     for _ in range(4):
         r = bed.fa(cfg, timeout=120)

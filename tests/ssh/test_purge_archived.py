@@ -12,8 +12,9 @@ import json
 
 
 def test_archived_runs_lose_their_daq_copy_only_if_the_archive_reads_back(fa, make_config, tmp_path, raw_collection):
-    cfg = make_config(archive={"batch_runs": 1, "max_wait_days": 0},
-                      transfer={"purge": "purge_after_days", "purge_after_days": 1})
+    cfg = make_config(
+        archive={"batch_runs": 1, "max_wait_days": 0}, transfer={"purge": "purge_after_days", "purge_after_days": 1}
+    )
     r = fa(cfg, "simulate-daq", "--runs", "2", "--events", "100")
     assert r.returncode == 0, r.stderr
     runs = sorted(p.name for p in (tmp_path / "daq").iterdir())

@@ -23,9 +23,10 @@ def recorded_config(bed, tmp_path):
     calls = tmp_path / "calls.log"
     calls.touch()
     rec = [str(BIN / "ssh-recorder"), str(calls)]
-    cfg = bed.config(daq={"ssh": [*rec, "ssh", "-F", bed.env["FA_SSH_CONFIG"]]},
-                     clusters={"bed": {"ssh": [*rec, "ssh", "-F", bed.env["FA_SSH_CONFIG"]],
-                                       "from_daq": {"ssh": [*rec, "ssh"]}}})
+    cfg = bed.config(
+        daq={"ssh": [*rec, "ssh", "-F", bed.env["FA_SSH_CONFIG"]]},
+        clusters={"bed": {"ssh": [*rec, "ssh", "-F", bed.env["FA_SSH_CONFIG"]], "from_daq": {"ssh": [*rec, "ssh"]}}},
+    )
     return cfg, calls
 
 
@@ -34,8 +35,19 @@ def test_a_tick_refuses_the_name_and_transfers_the_other_run(bed, raw_collection
     bed.add_run(GOOD)
     bad = bad_name(tmp_path)
     (bed.daq_view / bad.replace("/", "_")).mkdir()  # whatever the DAQ wrote, it is never reached by name
-    raw_collection.insert_one({"name": bad, "number": 2, "events": 10, "source": "physics", "raw_status": "acquired",
-                               "raw_location": "zinc", "processed_status": "none", "history": [], "rev": 0})
+    raw_collection.insert_one(
+        {
+            "name": bad,
+            "number": 2,
+            "events": 10,
+            "source": "physics",
+            "raw_status": "acquired",
+            "raw_location": "zinc",
+            "processed_status": "none",
+            "history": [],
+            "rev": 0,
+        }
+    )
     r = bed.tick(cfg)
     assert r.returncode == 1, "a malformed run document is an error of the tick"
     named = [ln for ln in r.stderr.splitlines() if "does not match the run name pattern" in ln]

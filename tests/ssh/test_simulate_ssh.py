@@ -53,7 +53,8 @@ def test_a_fresh_runs_db_over_the_remote_daq_skips_its_runs(bed, tmp_path):
     names = made(r.stderr)
     assert first == [f"{day}_0001", f"{day}_0002"] and names == [f"{day}_0007", f"{day}_0008"]
     assert sorted(p.name for p in bed.daq_view.iterdir()) == sorted(
-        [*first, f"{day}_0005", f".{day}_0006.writing", *names]), "no claim of this simulate-daq is left"
+        [*first, f"{day}_0005", f".{day}_0006.writing", *names]
+    ), "no claim of this simulate-daq is left"
     assert all(list((bed.daq_view / n).glob("raw_*.bin")) for n in names)
     log = calls.read_text().splitlines()
     assert sum(" fa-simulate-daq list " in ln for ln in log) == 1, "the DAQ directory is listed once"

@@ -24,9 +24,12 @@ def test_a_tick_shares_one_connection_per_host_under_work_dir_and_ends_them(bed)
         work = Path(short) / "work"
         ssh_log = Path(short) / "ssh.log"
         verbose = ["-E", str(ssh_log), "-v"]  # ssh's own account of every connection it makes
-        cfg = bed.config(work_dir=str(work), transfer={"concurrency": 3},
-                         daq={"ssh": [*bed.ssh(), *verbose]},
-                         clusters={"bed": {"ssh": [*bed.ssh(), *verbose]}})
+        cfg = bed.config(
+            work_dir=str(work),
+            transfer={"concurrency": 3},
+            daq={"ssh": [*bed.ssh(), *verbose]},
+            clusters={"bed": {"ssh": [*bed.ssh(), *verbose]}},
+        )
         for i, run in enumerate((RUN, RUN2, RUN3)):
             bed.add_run(run, seed=i)
         r = bed.tick(cfg)
@@ -36,8 +39,13 @@ def test_a_tick_shares_one_connection_per_host_under_work_dir_and_ends_them(bed)
         controls = work / "state" / f"ssh-{os.getuid()}"
         assert hosts.control_dir(fa_config.load(cfg)) == controls
         log = (work / "logs" / "transfer_run" / f"{RUN}.log").read_text()
-        paths = {w.split("=", 1)[1] for ln in log.splitlines() if ln.startswith("$ ssh")
-                 for w in ln.split() if w.startswith("ControlPath=")}
+        paths = {
+            w.split("=", 1)[1]
+            for ln in log.splitlines()
+            if ln.startswith("$ ssh")
+            for w in ln.split()
+            if w.startswith("ControlPath=")
+        }
         assert len(paths) == 2 and all(Path(p).parent == controls for p in paths), paths
         # three runs, each with 3 commands to fa-cluster and 2 to fa-daq, and the tick's own
         # survey: one real connection to each host (ssh logs "Authenticated to" once per connection)
@@ -53,8 +61,9 @@ def test_without_multiplexing_every_command_connects(bed):
     with tempfile.TemporaryDirectory(prefix="fa") as short:
         ssh_log = Path(short) / "ssh.log"
         verbose = ["-E", str(ssh_log), "-v"]
-        cfg = bed.config(work_dir=str(Path(short) / "work"), ssh_multiplex=False,
-                         clusters={"bed": {"ssh": [*bed.ssh(), *verbose]}})
+        cfg = bed.config(
+            work_dir=str(Path(short) / "work"), ssh_multiplex=False, clusters={"bed": {"ssh": [*bed.ssh(), *verbose]}}
+        )
         bed.add_run(RUN)
         assert bed.tick(cfg).returncode == 0
         authenticated = [ln for ln in ssh_log.read_text().splitlines() if "Authenticated to" in ln]

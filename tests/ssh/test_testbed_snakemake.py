@@ -29,8 +29,13 @@ def testbed_slurm(ssh_testbed):
     if os.geteuid() != 0:
         skip_or_fail("the Slurm test bed needs root")
     try:
-        r = subprocess.run(["bash", str(ROOT / "testbed" / "slurm" / "up.sh")], capture_output=True, text=True,
-                           timeout=900, stdin=subprocess.DEVNULL)
+        r = subprocess.run(
+            ["bash", str(ROOT / "testbed" / "slurm" / "up.sh")],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired:
         skip_or_fail("testbed/slurm/up.sh did not finish within 15 minutes")
     if r.returncode != 0:
@@ -40,7 +45,8 @@ def testbed_slurm(ssh_testbed):
 
 def test_snakemake_with_the_testbed_profile_takes_runs_to_archived(bed, testbed_slurm, tmp_path, nx_server, db_name):
     site = {
-        "work_dir": str(tmp_path / "work"), "log_dir": str(tmp_path / "logs"),
+        "work_dir": str(tmp_path / "work"),
+        "log_dir": str(tmp_path / "logs"),
         "runs_db": {"uri": nx_server, "database": db_name, "collection": db_name},
         "daq": {"raw_dir": bed.daq_dir, "settle_seconds": 0},
         "clusters": {"testbed": {"scratch": bed.scratch, "job_name_prefix": bed.tid[:4]}},
@@ -56,11 +62,20 @@ def test_snakemake_with_the_testbed_profile_takes_runs_to_archived(bed, testbed_
     names = r.stderr.strip().rsplit(": ", 1)[1].split(", ")
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("FULLIAUTOMATIX_")}
-    argv = [sys.executable, "-m", "snakemake", "--profile", "profiles/testbed",
-            "--configfile", "config/testbed.yaml", str(site_file)]
+    argv = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--profile",
+        "profiles/testbed",
+        "--configfile",
+        "config/testbed.yaml",
+        str(site_file),
+    ]
     for _ in range(6):  # cron: one tick after another
-        tick = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-                              stdin=subprocess.DEVNULL)
+        tick = subprocess.run(
+            argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL
+        )
         assert tick.returncode == 0, tick.stderr[-4000:]
         if all(bed.db.get(n)["raw_status"] == "archived" for n in names):
             break

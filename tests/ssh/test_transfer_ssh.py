@@ -48,7 +48,8 @@ def test_a_run_goes_from_the_daq_to_the_cluster_without_touching_this_host(bed):
         assert t["seconds"] > 0 and t["checksum_algorithm"] == "xxh128"
         # the recorded checksums are those of the DAQ's files, computed independently here
         assert {c["path"]: c["hash"] for c in t["checksums"]} == {
-            str(p.relative_to(bed.daq_view / run)): xxh128(p) for p in daq_files}
+            str(p.relative_to(bed.daq_view / run)): xxh128(p) for p in daq_files
+        }
         assert t["destination"] == f"{bed.scratch}/raw/{run}" and t["daq_copy"] == "kept"
         # the copy is on fa-cluster, byte for byte; the DAQ copy is kept (purge: keep)
         assert digests(bed.copy_view(run)) == sums[run] == digests(bed.daq_view / run)
@@ -72,8 +73,12 @@ def test_a_run_goes_from_the_daq_to_the_cluster_without_touching_this_host(bed):
 
     # group and modes: setgid group-shared directories, files 0664, nothing world-writable
     gid = grp.getgrnam(group).gr_gid
-    for p in [bed.scratch_view, bed.scratch_view / "raw", bed.scratch_view / "raw" / ".incoming",
-              *[q for run in (RUN, RUN2) for q in [bed.copy_view(run), *bed.copy_view(run).rglob("*")]]]:
+    for p in [
+        bed.scratch_view,
+        bed.scratch_view / "raw",
+        bed.scratch_view / "raw" / ".incoming",
+        *[q for run in (RUN, RUN2) for q in [bed.copy_view(run), *bed.copy_view(run).rglob("*")]],
+    ]:
         st = p.stat()
         assert st.st_gid == gid, p
         want = 0o2775 if p.is_dir() else 0o664
@@ -147,8 +152,8 @@ def test_a_run_written_to_while_it_is_copied_fails_verification(bed):
 def test_a_corrupted_copy_is_caught_retried_and_finally_held_for_a_human(bed, tmp_path):
     flags = tmp_path / "corrupt"
     flags.mkdir()
-    (flags / RUN).write_text("once")      # RUN's copy is corrupted on its first transfer only
-    (flags / RUN2).write_text("always")   # RUN2's copy on every transfer
+    (flags / RUN).write_text("once")  # RUN's copy is corrupted on its first transfer only
+    (flags / RUN2).write_text("always")  # RUN2's copy on every transfer
     rsync = ["rsync", "-a", f"--rsync-path={BIN / 'corrupt-after-rsync'} {flags} rsync"]
     cfg = bed.config(transfer={"rsync": rsync, "max_attempts": 2, "purge": "purge_after_verify"})
     sums = {RUN: bed.add_run(RUN), RUN2: bed.add_run(RUN2)}
@@ -198,9 +203,13 @@ def test_a_transfer_killed_half_way_is_completed_by_the_next_tick(bed, tmp_path)
     sums = bed.add_run(RUN, sizes=(24_000_000, 100_000))
     slow = bed.config(transfer={"rsync": ["rsync", "-a", "--bwlimit=4000"]})  # ~6 s for the run
     staging, copy = bed.staging_view(RUN), bed.copy_view(RUN)
-    tick = subprocess.Popen([str(Path(sys.executable).with_name("fulliautomatix")), "--config", str(slow),
-                             "--transfer"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    tick = subprocess.Popen(
+        [str(Path(sys.executable).with_name("fulliautomatix")), "--config", str(slow), "--transfer"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

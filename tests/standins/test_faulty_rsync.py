@@ -7,8 +7,11 @@ TOOL = Path(__file__).parent / "rsync" / "faulty-rsync"
 
 
 def copy(faults, src, dest):
-    return subprocess.run([str(TOOL), "--faults", str(faults), "--", "rsync", "-a", "--partial", str(src), str(dest)],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [str(TOOL), "--faults", str(faults), "--", "rsync", "-a", "--partial", str(src), str(dest)],
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_no_fault_is_a_plain_rsync(tmp_path):

@@ -25,17 +25,22 @@ class Hpss:
         self.root.mkdir()
         self.work = tmp_path / "work"
         self.work.mkdir()
-        self.env = {k: v for k, v in os.environ.items()
-                    if not k.startswith("HPSS_STANDIN")}
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("HPSS_STANDIN")}
         self.env["HPSS_STANDIN_ROOT"] = str(self.root)
         self.env["HPSS_STANDIN_HOME"] = "/home/tester"
 
     def run(self, tool, *args, env=None, cwd=None, stdin=None):
         e = dict(self.env)
         e.update(env or {})
-        return subprocess.run([sys.executable, str(tool), *map(str, args)],
-                              cwd=cwd or self.work, env=e, input=stdin,
-                              capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, str(tool), *map(str, args)],
+            cwd=cwd or self.work,
+            env=e,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     def htar(self, *args, **kw):
         return self.run(HTAR, *args, **kw)
@@ -73,8 +78,7 @@ def listing_names(stdout):
     names = []
     for line in stdout.splitlines():
         parts = line.split()
-        if line.startswith("HTAR: ") and len(parts) == 7 and \
-                parts[1][0] in "-dl":
+        if line.startswith("HTAR: ") and len(parts) == 7 and parts[1][0] in "-dl":
             names.append(parts[6])
     return names
 
@@ -83,11 +87,11 @@ def listing_names(stdout):
 # general
 # --------------------------------------------------------------------------
 
+
 def test_scripts_are_labelled_executable_standins():
     for tool in (HTAR, HSI):
         text = tool.read_text()
-        assert "STAND-IN for HPSS htar/hsi used only by the test suite; " \
-               "not the real tool" in text
+        assert "STAND-IN for HPSS htar/hsi used only by the test suite; not the real tool" in text
         assert os.access(tool, os.X_OK)
         assert text.startswith("#!/usr/bin/env python3")
 
@@ -95,26 +99,21 @@ def test_scripts_are_labelled_executable_standins():
 def test_tools_run_from_path_like_the_real_ones(hpss, runs):
     env = dict(hpss.env)
     env["PATH"] = f"{HERE}{os.pathsep}{env.get('PATH', '')}"
-    r = subprocess.run(["hsi", "-q", "mkdir -p /p"], cwd=hpss.work, env=env,
-                       capture_output=True, text=True)
+    r = subprocess.run(["hsi", "-q", "mkdir -p /p"], cwd=hpss.work, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    r = subprocess.run(["htar", "-cvf", "/p/a.tar", "batch"], cwd=hpss.work,
-                       env=env, capture_output=True, text=True)
+    r = subprocess.run(["htar", "-cvf", "/p/a.tar", "batch"], cwd=hpss.work, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[-1] == "HTAR: HTAR SUCCESSFUL"
 
 
 @pytest.mark.parametrize("tool", [HTAR, HSI])
 def test_root_env_required(tmp_path, tool):
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("HPSS_STANDIN")}
-    r = subprocess.run([sys.executable, str(tool), "-tvf", "/x.tar"],
-                       env=env, capture_output=True, text=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HPSS_STANDIN")}
+    r = subprocess.run([sys.executable, str(tool), "-tvf", "/x.tar"], env=env, capture_output=True, text=True)
     assert r.returncode == 2
     assert "HPSS_STANDIN_ROOT is not set" in r.stderr
     env["HPSS_STANDIN_ROOT"] = str(tmp_path / "missing")
-    r = subprocess.run([sys.executable, str(tool), "-tvf", "/x.tar"],
-                       env=env, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, str(tool), "-tvf", "/x.tar"], env=env, capture_output=True, text=True)
     assert r.returncode == 2
     assert "not an existing directory" in r.stderr
 
@@ -132,58 +131,51 @@ def test_unknown_fault_mode_is_a_config_error(hpss):
 # htar
 # --------------------------------------------------------------------------
 
+
 def test_create_list_extract_roundtrip(hpss, runs):
     r = make_archive(hpss)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert "HTAR: a   batch/run001.zst" in lines
     assert any(ln.startswith("HTAR: a   /tmp/HTAR_CF_CHK_") for ln in lines)
-    assert any(ln.startswith("HTAR Create complete for /fortress/b1.tar, ")
-               for ln in lines)
+    assert any(ln.startswith("HTAR Create complete for /fortress/b1.tar, ") for ln in lines)
     assert lines[-1] == "HTAR: HTAR SUCCESSFUL"
     # archive + index in the namespace; the archive is a real ustar tar
     tar = hpss.path("/fortress/b1.tar")
     assert tar.is_file() and hpss.path("/fortress/b1.tar.idx").is_file()
     import tarfile
+
     with tarfile.open(tar) as tf:
         assert "batch/run001.zst" in tf.getnames()
 
     r = hpss.htar("-tvf", "/fortress/b1.tar")
     assert r.returncode == 0, r.stderr
     names = listing_names(r.stdout)
-    assert names[:-1] == ["batch/", "batch/sub/", "batch/run001.zst",
-                          "batch/run002.zst", "batch/sub/meta.json"]
+    assert names[:-1] == ["batch/", "batch/sub/", "batch/run001.zst", "batch/run002.zst", "batch/sub/meta.json"]
     assert names[-1].startswith("/tmp/HTAR_CF_CHK_")
-    size_line = [ln for ln in r.stdout.splitlines()
-                 if ln.endswith(" batch/run001.zst")][0]
+    size_line = [ln for ln in r.stdout.splitlines() if ln.endswith(" batch/run001.zst")][0]
     assert size_line.split()[3] == "70000"
-    assert r.stdout.splitlines()[-2].startswith(
-        "HTAR: Listing complete for /fortress/b1.tar, ")
+    assert r.stdout.splitlines()[-2].startswith("HTAR: Listing complete for /fortress/b1.tar, ")
     assert r.stdout.splitlines()[-1] == "HTAR: HTAR SUCCESSFUL"
 
     out = hpss.work / "restore"
     out.mkdir()
-    r = hpss.htar("-xvf", "/fortress/b1.tar", "-C", out,
-                  "batch/run002.zst")
+    r = hpss.htar("-xvf", "/fortress/b1.tar", "-C", out, "batch/run002.zst")
     assert r.returncode == 0, r.stderr
-    assert "HTAR: x batch/run002.zst, 1234 bytes, 4 media blocks" in \
-        r.stdout.splitlines()
-    assert (out / "batch" / "run002.zst").read_bytes() == \
-        (runs / "run002.zst").read_bytes()
+    assert "HTAR: x batch/run002.zst, 1234 bytes, 4 media blocks" in r.stdout.splitlines()
+    assert (out / "batch" / "run002.zst").read_bytes() == (runs / "run002.zst").read_bytes()
     assert not (out / "batch" / "run001.zst").exists()
     assert r.stdout.splitlines()[-1] == "HTAR: HTAR SUCCESSFUL"
 
 
-def test_extract_all_without_C_uses_cwd_and_skips_consistency_file(hpss,
-                                                                   runs):
+def test_extract_all_without_C_uses_cwd_and_skips_consistency_file(hpss, runs):
     assert make_archive(hpss).returncode == 0
     dest = hpss.work / "dest"
     dest.mkdir()
     r = hpss.htar("-xf", "/fortress/b1.tar", cwd=dest)
     assert r.returncode == 0, r.stderr
     for rel in ("run001.zst", "run002.zst", "sub/meta.json"):
-        assert (dest / "batch" / rel).read_bytes() == \
-            (runs / rel).read_bytes()
+        assert (dest / "batch" / rel).read_bytes() == (runs / rel).read_bytes()
     assert not (dest / "tmp").exists()
     assert "HTAR: x" not in r.stdout  # no -v, no per-member lines
 
@@ -228,9 +220,11 @@ def test_create_with_C_and_listfile(hpss, runs):
     r = hpss.htar("-cvf", "/l.tar", "-C", runs, "-L", lst)
     assert r.returncode == 0, r.stderr
     r = hpss.htar("-tf", "/l.tar")
-    names = [ln[len("HTAR: "):] for ln in r.stdout.splitlines()
-             if ln.startswith("HTAR: ") and "complete" not in ln
-             and "SUCCESSFUL" not in ln]
+    names = [
+        ln[len("HTAR: ") :]
+        for ln in r.stdout.splitlines()
+        if ln.startswith("HTAR: ") and "complete" not in ln and "SUCCESSFUL" not in ln
+    ]
     assert names[:2] == ["run001.zst", "sub/meta.json"]
 
 
@@ -243,13 +237,11 @@ def test_list_missing_archive_or_index(hpss, runs):
     assert r.returncode == 72 and "b1.tar.idx" in r.stderr
 
 
-@pytest.mark.parametrize("spec", ["-Hverify=1", "-Hverify=all",
-                                  "-Hverify=info,crc", "-Hcrc:verify=2"])
+@pytest.mark.parametrize("spec", ["-Hverify=1", "-Hverify=all", "-Hverify=info,crc", "-Hcrc:verify=2"])
 def test_verify_clean_archive(hpss, runs, spec):
     r = make_archive(hpss, "/fortress/v.tar", spec)
     assert r.returncode == 0, r.stderr
-    assert any(ln.startswith("HTAR: Verify complete for /fortress/v.tar")
-               for ln in r.stdout.splitlines())
+    assert any(ln.startswith("HTAR: Verify complete for /fortress/v.tar") for ln in r.stdout.splitlines())
     r = hpss.htar("-Kvf", "/fortress/v.tar")
     assert r.returncode == 0, r.stderr
 
@@ -267,17 +259,16 @@ def test_usage_errors(hpss):
 
 # ---- htar faults ---------------------------------------------------------
 
+
 def test_fault_htar_create_halfway_leaves_partial_archive(hpss, runs):
     full = make_archive(hpss, "/fortress/ok.tar")
     assert full.returncode == 0
-    r = make_archive(hpss, "/fortress/half.tar",
-                     env={"HPSS_STANDIN_FAIL": "htar-create-halfway"})
+    r = make_archive(hpss, "/fortress/half.tar", env={"HPSS_STANDIN_FAIL": "htar-create-halfway"})
     assert r.returncode == 72
     assert r.stdout.splitlines()[-1] == "HTAR: HTAR FAILED"
     assert "htar-create-halfway" in r.stderr
     half = hpss.path("/fortress/half.tar")
-    assert 0 < half.stat().st_size < hpss.path("/fortress/ok.tar").stat(
-    ).st_size
+    assert 0 < half.stat().st_size < hpss.path("/fortress/ok.tar").stat().st_size
     assert not hpss.path("/fortress/half.tar.idx").exists()
     assert hpss.htar("-tvf", "/fortress/half.tar").returncode == 72
 
@@ -286,19 +277,21 @@ def test_halfway_overwrite_keeps_stale_index(hpss, runs):
     """Documented hazard: the index is written last, so a failed re-create
     leaves the previous .idx next to a truncated archive."""
     assert make_archive(hpss, "/fortress/b.tar", "-Hcrc").returncode == 0
-    r = make_archive(hpss, "/fortress/b.tar", "-Hcrc",
-                     env={"HPSS_STANDIN_FAIL": "htar-create-halfway"})
+    r = make_archive(hpss, "/fortress/b.tar", "-Hcrc", env={"HPSS_STANDIN_FAIL": "htar-create-halfway"})
     assert r.returncode == 72
     assert hpss.htar("-tvf", "/fortress/b.tar").returncode == 0  # stale!
     assert hpss.htar("-Kf", "/fortress/b.tar").returncode == 72
 
 
-@pytest.mark.parametrize("mode,args", [
-    ("htar", ["-tvf", "/fortress/b1.tar"]),
-    ("htar-list", ["-tvf", "/fortress/b1.tar"]),
-    ("htar-extract", ["-xvf", "/fortress/b1.tar"]),
-    ("htar-verify", ["-Kvf", "/fortress/b1.tar"]),
-])
+@pytest.mark.parametrize(
+    "mode,args",
+    [
+        ("htar", ["-tvf", "/fortress/b1.tar"]),
+        ("htar-list", ["-tvf", "/fortress/b1.tar"]),
+        ("htar-extract", ["-xvf", "/fortress/b1.tar"]),
+        ("htar-verify", ["-Kvf", "/fortress/b1.tar"]),
+    ],
+)
 def test_fault_htar_operations(hpss, runs, mode, args):
     assert make_archive(hpss).returncode == 0
     r = hpss.htar(*args, env={"HPSS_STANDIN_FAIL": mode})
@@ -316,23 +309,20 @@ def test_fault_htar_create_writes_nothing(hpss, runs, mode):
 
 
 def test_corrupt_after_write_caught_by_hverify(hpss, runs):
-    r = make_archive(hpss, "/fortress/c.tar", "-Hverify=1",
-                     env={"HPSS_STANDIN_CORRUPT": "after-write"})
+    r = make_archive(hpss, "/fortress/c.tar", "-Hverify=1", env={"HPSS_STANDIN_CORRUPT": "after-write"})
     assert r.returncode == 72
     assert "CRC mismatch for member 'batch/run001.zst'" in r.stderr
     assert r.stdout.splitlines()[-1] == "HTAR: HTAR FAILED"
 
 
 def test_corrupt_after_write_with_compare_only(hpss, runs):
-    r = make_archive(hpss, "/fortress/c.tar", "-Hverify=compare",
-                     env={"HPSS_STANDIN_CORRUPT": "after-write"})
+    r = make_archive(hpss, "/fortress/c.tar", "-Hverify=compare", env={"HPSS_STANDIN_CORRUPT": "after-write"})
     assert r.returncode == 72
     assert "compare mismatch for member 'batch/run001.zst'" in r.stderr
 
 
 def test_corrupt_after_write_without_verify_caught_later(hpss, runs):
-    r = make_archive(hpss, "/fortress/c.tar", "-Hcrc",
-                     env={"HPSS_STANDIN_CORRUPT": "after-write"})
+    r = make_archive(hpss, "/fortress/c.tar", "-Hcrc", env={"HPSS_STANDIN_CORRUPT": "after-write"})
     assert r.returncode == 0  # htar itself does not notice
     # listing reads only the index: still looks fine
     assert hpss.htar("-tvf", "/fortress/c.tar").returncode == 0
@@ -348,21 +338,18 @@ def test_corrupt_after_write_without_verify_caught_later(hpss, runs):
 def test_corruption_without_crc_is_invisible_to_htar(hpss, runs):
     """Without -Hcrc / -Hverify=crc no CRCs are stored (as in real htar), so
     only a comparison of the extracted bytes can reveal the damage."""
-    r = make_archive(hpss, "/fortress/n.tar",
-                     env={"HPSS_STANDIN_CORRUPT": "after-write"})
+    r = make_archive(hpss, "/fortress/n.tar", env={"HPSS_STANDIN_CORRUPT": "after-write"})
     assert r.returncode == 0
     assert hpss.htar("-Kf", "/fortress/n.tar").returncode == 0
     dest = hpss.work / "n"
     dest.mkdir()
     r = hpss.htar("-xf", "/fortress/n.tar", "-C", dest, "batch/run001.zst")
     assert r.returncode == 0
-    assert (dest / "batch" / "run001.zst").read_bytes() != \
-        (runs / "run001.zst").read_bytes()
+    assert (dest / "batch" / "run001.zst").read_bytes() != (runs / "run001.zst").read_bytes()
 
 
 def test_corrupt_after_success_passes_hverify_then_fails_later(hpss, runs):
-    r = make_archive(hpss, "/fortress/s.tar", "-Hverify=all",
-                     env={"HPSS_STANDIN_CORRUPT": "after-success"})
+    r = make_archive(hpss, "/fortress/s.tar", "-Hverify=all", env={"HPSS_STANDIN_CORRUPT": "after-success"})
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[-1] == "HTAR: HTAR SUCCESSFUL"
     r = hpss.htar("-Kf", "/fortress/s.tar")
@@ -391,6 +378,7 @@ def test_corrupt_switch_file_persistent(hpss, runs):
 # --------------------------------------------------------------------------
 # hsi
 # --------------------------------------------------------------------------
+
 
 def test_hsi_ls_l_format_on_stderr(hpss, runs):
     assert make_archive(hpss).returncode == 0
@@ -433,8 +421,7 @@ def test_hsi_reserved_switch_files_hidden(hpss):
 def test_hsi_ls_missing(hpss):
     r = hpss.hsi("-q", "ls", "-l", "/nope/x.tar")
     assert r.returncode == 72
-    assert "*** hpss_Lstat: No such file or directory [-2: HPSS_ENOENT]" \
-        in r.stderr
+    assert "*** hpss_Lstat: No such file or directory [-2: HPSS_ENOENT]" in r.stderr
     assert "    /nope/x.tar" in r.stderr.splitlines()
 
 
@@ -475,8 +462,7 @@ def test_hsi_put_get_rm(hpss, runs):
 
 
 def test_hsi_multiple_commands_in_one_string(hpss, runs):
-    r = hpss.hsi("-q", f"mkdir -p /m/n; put {runs / 'run002.zst'} : "
-                       "/m/n/r.zst; ls -l /m/n/r.zst")
+    r = hpss.hsi("-q", f"mkdir -p /m/n; put {runs / 'run002.zst'} : /m/n/r.zst; ls -l /m/n/r.zst")
     assert r.returncode == 0, r.stderr
     assert r.stderr.splitlines()[-1].split()[-1] == "r.zst"
     # processing stops at the first failing command
@@ -500,14 +486,18 @@ def test_hsi_usage(hpss):
 
 # ---- hsi faults ----------------------------------------------------------
 
-@pytest.mark.parametrize("mode,cmd", [
-    ("hsi", ["ls", "/"]),
-    ("hsi-ls", ["ls", "-l", "/"]),
-    ("hsi-mkdir", ["mkdir", "-p", "/q"]),
-    ("hsi-rm", ["rm", "/file"]),
-    ("hsi-get", ["get", "out", ":", "/file"]),
-    ("hsi-put", ["put", "in.txt", ":", "/file2"]),
-])
+
+@pytest.mark.parametrize(
+    "mode,cmd",
+    [
+        ("hsi", ["ls", "/"]),
+        ("hsi-ls", ["ls", "-l", "/"]),
+        ("hsi-mkdir", ["mkdir", "-p", "/q"]),
+        ("hsi-rm", ["rm", "/file"]),
+        ("hsi-get", ["get", "out", ":", "/file"]),
+        ("hsi-put", ["put", "in.txt", ":", "/file2"]),
+    ],
+)
 def test_fault_hsi_commands(hpss, mode, cmd):
     (hpss.work / "in.txt").write_text("data\n")
     assert hpss.hsi("-q", "put", "in.txt", ":", "/file").returncode == 0
@@ -526,16 +516,14 @@ def test_fault_hsi_file_switch_and_other_tool_unaffected(hpss, runs):
 
 def test_fault_hsi_put_halfway(hpss, runs):
     src = runs / "run001.zst"
-    r = hpss.hsi("-q", "put", src, ":", "/h.zst",
-                 env={"HPSS_STANDIN_FAIL": "hsi-put-halfway"})
+    r = hpss.hsi("-q", "put", src, ":", "/h.zst", env={"HPSS_STANDIN_FAIL": "hsi-put-halfway"})
     assert r.returncode == 72
     assert hpss.path("/h.zst").stat().st_size == src.stat().st_size // 2
 
 
 def test_corrupt_after_put(hpss, runs):
     src = runs / "run001.zst"
-    r = hpss.hsi("-q", "put", src, ":", "/c.zst",
-                 env={"HPSS_STANDIN_CORRUPT": "after-put"})
+    r = hpss.hsi("-q", "put", src, ":", "/c.zst", env={"HPSS_STANDIN_CORRUPT": "after-put"})
     assert r.returncode == 0
     stored = hpss.path("/c.zst").read_bytes()
     assert len(stored) == src.stat().st_size

@@ -23,11 +23,34 @@ def test_each_scheduler_builds_its_own_submit_and_cancel_commands(tmp_path):
     pbs = adapters.adapter({**BASE, "scheduler": "pbs", "status_query": "qstat", "work_dir": str(tmp_path)})
     assert isinstance(slurm, adapters.Slurm) and isinstance(pbs, adapters.Pbs)
     assert slurm.submit_argv("standby", "00:05:00", "fa-170101_0001", "/w/jobs/1") == [
-        "sbatch", "--parsable", "-p", "standby", "-t", "00:05:00", "-J", "fa-170101_0001",
-        "-o", "/w/jobs/1/stdout", "-e", "/w/jobs/1/stderr", "/w/jobs/1/job.sh"]
+        "sbatch",
+        "--parsable",
+        "-p",
+        "standby",
+        "-t",
+        "00:05:00",
+        "-J",
+        "fa-170101_0001",
+        "-o",
+        "/w/jobs/1/stdout",
+        "-e",
+        "/w/jobs/1/stderr",
+        "/w/jobs/1/job.sh",
+    ]
     assert pbs.submit_argv("physics", "07:12:00", "fa-170101_0001", "/w/jobs/1") == [
-        "qsub", "-q", "physics", "-l", "walltime=07:12:00", "-N", "fa-170101_0001",
-        "-o", "/w/jobs/1/stdout", "-e", "/w/jobs/1/stderr", "/w/jobs/1/job.sh"]
+        "qsub",
+        "-q",
+        "physics",
+        "-l",
+        "walltime=07:12:00",
+        "-N",
+        "fa-170101_0001",
+        "-o",
+        "/w/jobs/1/stdout",
+        "-e",
+        "/w/jobs/1/stderr",
+        "/w/jobs/1/job.sh",
+    ]
     assert slurm.cancel_argv(["12", "13"]) == ["scancel", "12", "13"]
     assert pbs.cancel_argv(["12"]) == ["qdel", "12"]
 
@@ -39,45 +62,73 @@ def test_slurm_lists_with_squeue_whatever_status_query_says(tmp_path):
 
 
 def test_commands_run_with_the_scheduler_env_on_the_submit_host():
-    local = adapters.adapter({**BASE, "scheduler": "slurm", "status_query": "squeue",
-                              "env": {"SLURM_CONF": "/etc/slurm/x.conf", "A": "1"}})
+    local = adapters.adapter(
+        {**BASE, "scheduler": "slurm", "status_query": "squeue", "env": {"SLURM_CONF": "/etc/slurm/x.conf", "A": "1"}}
+    )
     assert local.argv(["squeue"]) == ["env", "A=1", "SLURM_CONF=/etc/slurm/x.conf", "squeue"]
-    remote = adapters.adapter({**BASE, "scheduler": "pbs", "status_query": "qstat", "submit_host": "login01",
-                               "submit_ssh": {"ssh": ["ssh", "-o", "BatchMode=yes"], "user": "asterix", "port": 2222}})
+    remote = adapters.adapter(
+        {
+            **BASE,
+            "scheduler": "pbs",
+            "status_query": "qstat",
+            "submit_host": "login01",
+            "submit_ssh": {"ssh": ["ssh", "-o", "BatchMode=yes"], "user": "asterix", "port": 2222},
+        }
+    )
     argv = remote.argv(["qdel", "7"])
     assert argv[0] == "ssh" and argv[-2:] == ["login01", "qdel 7"] and "2222" in argv and "asterix" in argv
 
 
-@pytest.mark.parametrize("stdout, job_id", [
-    ("4242\n", "4242"), ("4242;cluster2\n", "4242"), ("4807.pbs01.example.org\n", "4807"),
-    ("sbatch: some warning\n4243\n", "4243"), ("", ""), ("\n", "")])
+@pytest.mark.parametrize(
+    "stdout, job_id",
+    [
+        ("4242\n", "4242"),
+        ("4242;cluster2\n", "4242"),
+        ("4807.pbs01.example.org\n", "4807"),
+        ("sbatch: some warning\n4243\n", "4243"),
+        ("", ""),
+        ("\n", ""),
+    ],
+)
 def test_the_job_id_a_submission_printed(stdout, job_id):
     assert adapters.submitted_id(stdout) == job_id
 
 
-@pytest.mark.parametrize("job, ours, word", [
-    (None, True, "failed"),  # gone from the scheduler without an exit-code file
-    (Job("1", "fa-1", "PENDING"), True, "running"), (Job("1", "fa-1", "R"), True, "running"),
-    (Job("1", "fa-1", "Q"), False, "running"), (Job("1", "fa-1", "E", exit_status=-29), True, "running"),
-    (Job("1", "fa-1", "COMPLETED"), True, "success"),
-    (Job("1", "fa-1", "TIMEOUT"), True, "failed"), (Job("1", "fa-1", "FAILED"), False, "failed"),
-    (Job("1", "fa-1", "C", exit_status=0), True, "failed"),  # ours: only the exit-code file says it succeeded
-    (Job("1", "x", "C", exit_status=0), False, "success"), (Job("1", "x", "F", exit_status=3), False, "failed"),
-    (Job("1", "x", "C"), False, "success"),  # not ours, no exit status: Snakemake checks the outputs
-])
+@pytest.mark.parametrize(
+    "job, ours, word",
+    [
+        (None, True, "failed"),  # gone from the scheduler without an exit-code file
+        (Job("1", "fa-1", "PENDING"), True, "running"),
+        (Job("1", "fa-1", "R"), True, "running"),
+        (Job("1", "fa-1", "Q"), False, "running"),
+        (Job("1", "fa-1", "E", exit_status=-29), True, "running"),
+        (Job("1", "fa-1", "COMPLETED"), True, "success"),
+        (Job("1", "fa-1", "TIMEOUT"), True, "failed"),
+        (Job("1", "fa-1", "FAILED"), False, "failed"),
+        (Job("1", "fa-1", "C", exit_status=0), True, "failed"),  # ours: only the exit-code file says it succeeded
+        (Job("1", "x", "C", exit_status=0), False, "success"),
+        (Job("1", "x", "F", exit_status=3), False, "failed"),
+        (Job("1", "x", "C"), False, "success"),  # not ours, no exit status: Snakemake checks the outputs
+    ],
+)
 def test_what_a_listed_state_means_for_the_status_command(job, ours, word):
     assert adapters.status_word(job, ours) == word
 
 
 def test_squeue_is_read_by_field():
-    text = ("12|fa-170101_0001|RUNNING|(null)\n"
-            "13|0b1c|PENDING|rule_process_run_wildcards_170101_0002\n"
-            "14|fa-170101_0003|CANCELLED by 1000|\n"
-            "15|fa-170101_0004|TIMEOUT|\n")
+    text = (
+        "12|fa-170101_0001|RUNNING|(null)\n"
+        "13|0b1c|PENDING|rule_process_run_wildcards_170101_0002\n"
+        "14|fa-170101_0003|CANCELLED by 1000|\n"
+        "15|fa-170101_0004|TIMEOUT|\n"
+    )
     jobs = parse_listing(text, "squeue")
     assert {j.id: (j.name, j.state, j.timed_out) for j in jobs.values()} == {
-        "12": ("fa-170101_0001", "RUNNING", False), "13": ("0b1c", "PENDING", False),
-        "14": ("fa-170101_0003", "CANCELLED", False), "15": ("fa-170101_0004", "TIMEOUT", True)}
+        "12": ("fa-170101_0001", "RUNNING", False),
+        "13": ("0b1c", "PENDING", False),
+        "14": ("fa-170101_0003", "CANCELLED", False),
+        "15": ("fa-170101_0004", "TIMEOUT", True),
+    }
     assert jobs["13"].comment == "rule_process_run_wildcards_170101_0002"
 
 
@@ -88,8 +139,7 @@ def scripted_sbatch(tmp_path, body: str) -> dict:
     sbatch = bin_dir / "sbatch"
     sbatch.write_text(f"#!/bin/sh\n{body}\n")
     sbatch.chmod(sbatch.stat().st_mode | stat.S_IXUSR)
-    return {**BASE, "scheduler": "slurm", "status_query": "squeue",
-            "env": {"PATH": f"{bin_dir}:{os.environ['PATH']}"}}
+    return {**BASE, "scheduler": "slurm", "status_query": "squeue", "env": {"PATH": f"{bin_dir}:{os.environ['PATH']}"}}
 
 
 def test_a_refused_submission_and_one_without_a_job_id_are_told_apart(tmp_path):
@@ -138,11 +188,24 @@ def test_a_record_with_a_job_id_is_indexed_and_retired_whole(tmp_path):
 
 def test_one_processing_document_for_every_door():
     request = {"version": "v2", "output": "/s/processed/170101_0001/v2", "tag": None, "timeouts": 1}
-    batch = records.processing_doc(request, attempts=2, queue="physics", job_id="12", walltime="07:12:00",
-                                   job_name="fa-170101_0001")
-    assert batch == {"job_id": "12", "queue": "physics", "walltime": "07:12:00", "attempts": 2, "exit_code": None,
-                     "processor_version": "v2", "output": "/s/processed/170101_0001/v2", "tag": None, "timeouts": 1,
-                     "timed_out": None, "log_tail": None, "error": None, "job_name": "fa-170101_0001"}
+    batch = records.processing_doc(
+        request, attempts=2, queue="physics", job_id="12", walltime="07:12:00", job_name="fa-170101_0001"
+    )
+    assert batch == {
+        "job_id": "12",
+        "queue": "physics",
+        "walltime": "07:12:00",
+        "attempts": 2,
+        "exit_code": None,
+        "processor_version": "v2",
+        "output": "/s/processed/170101_0001/v2",
+        "tag": None,
+        "timeouts": 1,
+        "timed_out": None,
+        "log_tail": None,
+        "error": None,
+        "job_name": "fa-170101_0001",
+    }
     local = records.processing_doc(request, attempts=1, queue="local", timeouts=0, command=["pax", "x"])
     assert (local["job_id"], local["walltime"], local["timeouts"], local["command"]) == (None, None, 0, ["pax", "x"])
     assert set(batch) - {"job_name"} == set(local) - {"command"}

@@ -26,8 +26,16 @@ def ago(hours: float, iso: bool = True):
 
 
 def run(name="261201_0001", raw="acquired", proc="none", history=(), **extra):
-    doc = {"name": name, "number": 1, "events": 10, "source": "physics", "raw_status": raw,
-           "raw_location": "zinc", "processed_status": proc, "history": list(history)}
+    doc = {
+        "name": name,
+        "number": 1,
+        "events": 10,
+        "source": "physics",
+        "raw_status": raw,
+        "raw_location": "zinc",
+        "processed_status": proc,
+        "history": list(history),
+    }
     return {**doc, **extra}
 
 
@@ -39,11 +47,17 @@ def doc(raw="acquired", proc="none", hours_ago=0.0, as_date=False, **extra):
     """A run that entered its present state `hours_ago` hours before NOW (3.6 M events)."""
     field, to = ("processed_status", proc) if raw == "ondeck" and proc != "none" else ("raw_status", raw)
     history = [] if raw == "acquired" else [entry(field, to, hours_ago, not as_date, note="n")]
-    return run(extra.pop("name", "261201_0001"), raw, proc, history,
-               **{"events": 3_600_000, "start": ago(hours_ago, not as_date), **extra})
+    return run(
+        extra.pop("name", "261201_0001"),
+        raw,
+        proc,
+        history,
+        **{"events": 3_600_000, "start": ago(hours_ago, not as_date), **extra},
+    )
 
 
 # -- times ---------------------------------------------------------------------
+
 
 def test_times_are_read_as_iso_strings_and_as_dates():
     assert dates.as_utc("2026-12-01T10:00:00+00:00") == NOW - _dt.timedelta(hours=2)
@@ -53,9 +67,18 @@ def test_times_are_read_as_iso_strings_and_as_dates():
 
 # -- STUCK ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("raw, proc, limit_hours", [
-    ("acquired", "none", 1), ("transferring", "none", 6), ("ondeck", "queued", 48), ("compressing", "processed", 6),
-    ("compressed", "processed", 72), ("archiving", "processed", 24)])
+
+@pytest.mark.parametrize(
+    "raw, proc, limit_hours",
+    [
+        ("acquired", "none", 1),
+        ("transferring", "none", 6),
+        ("ondeck", "queued", 48),
+        ("compressing", "processed", 6),
+        ("compressed", "processed", 72),
+        ("archiving", "processed", 24),
+    ],
+)
 @pytest.mark.parametrize("as_date", [False, True])
 def test_each_state_is_stuck_past_its_limit(config, raw, proc, limit_hours, as_date):
     assert attention.stuck(doc(raw, proc, limit_hours * 0.9, as_date), config, NOW) is None
@@ -82,8 +105,13 @@ def test_a_transfer_over_its_limit_is_stuck(config, iso):
 
 def test_processing_is_stuck_after_its_walltime_times_the_factor(config):
     def job(hours):
-        return run(raw="ondeck", proc="processing", processing={"walltime": "01:00:00"},
-                   history=[entry("processed_status", "processing", hours)])
+        return run(
+            raw="ondeck",
+            proc="processing",
+            processing={"walltime": "01:00:00"},
+            history=[entry("processed_status", "processing", hours)],
+        )
+
     assert attention.problems([job(1.4)], config, NOW) == []
     assert attention.problems([job(1.6)], config, NOW)[0].kind == "STUCK"
     batch = doc("ondeck", "processing", 2.9, processing={"walltime": "02:00:00"})
@@ -98,6 +126,7 @@ def test_processing_is_stuck_after_its_walltime_times_the_factor(config):
 def test_a_compressed_run_waits_max_wait_days_and_a_day(config):
     def waiting(hours):
         return run(raw="compressed", proc="processed", history=[entry("raw_status", "compressed", hours)])
+
     assert attention.problems([waiting(2 * 24 + 23)], config, NOW) == []
     assert attention.problems([waiting(3 * 24 + 1)], config, NOW)[0].stage == "archive"
 
@@ -133,14 +162,23 @@ def test_without_history_no_run_is_called_stuck(config):
 
 # -- the list ------------------------------------------------------------------
 
+
 def test_one_problem_per_run_most_urgent_first(config):
     held = run("261201_0002", start=ago(5), transfer={"attempts": 3, "error": "rsync exited 12"})
     bad = run("261201_0003", raw="lost")
-    retry = run("261201_0004", raw="compressed", proc="processed", archive={"error": "sha256 mismatch"},
-                history=[entry("raw_status", "compressed", 1)])
+    retry = run(
+        "261201_0004",
+        raw="compressed",
+        proc="processed",
+        archive={"error": "sha256 mismatch"},
+        history=[entry("raw_status", "compressed", 1)],
+    )
     found = attention.problems([retry, held, bad], config, NOW)
-    assert [(p.kind, p.run) for p in found] == [("BAD", "261201_0003"), ("HELD", "261201_0002"),
-                                               ("RETRY", "261201_0004")]
+    assert [(p.kind, p.run) for p in found] == [
+        ("BAD", "261201_0003"),
+        ("HELD", "261201_0002"),
+        ("RETRY", "261201_0004"),
+    ]
     assert found[1].command == "fulliautomatix retry 261201_0002" and found[1].stage == "transfer"
     assert found[2].stage == "archive" and "sha256 mismatch" in found[2].reason
     assert found[2].command == "fulliautomatix --archive"
@@ -154,8 +192,12 @@ def test_one_item_per_run_most_urgent_kind_first(config):
     bad = doc(name="261201_0005", events=-1)
     fine = doc("archived", "processed", 100, name="261201_0006")
     items = attention.problems([retry, fine, stuck_retry, held, bad], config, NOW)
-    assert [(i.kind, i.run) for i in items] == [("BAD", "261201_0005"), ("HELD", "261201_0002"),
-                                                ("STUCK", "261201_0004"), ("RETRY", "261201_0003")]
+    assert [(i.kind, i.run) for i in items] == [
+        ("BAD", "261201_0005"),
+        ("HELD", "261201_0002"),
+        ("STUCK", "261201_0004"),
+        ("RETRY", "261201_0003"),
+    ]
     assert items[1].command == "fulliautomatix retry 261201_0002"
     assert items[3].command == "fulliautomatix --run 261201_0003" and "the next tick retries" in items[3].reason
     assert items[3].stage == "transfer"
@@ -174,30 +216,56 @@ def test_the_daq_live_note_is_kept_in_the_work_dir(tmp_path):
 
 
 def test_oldest_run_per_pending_state():
-    docs = [run(start=ago(3)), run(start=ago(1)),
-            run(raw="ondeck", proc="queued", history=[entry("raw_status", "ondeck", 4),
-                                                       entry("processed_status", "queued", 2)])]
+    docs = [
+        run(start=ago(3)),
+        run(start=ago(1)),
+        run(
+            raw="ondeck",
+            proc="queued",
+            history=[entry("raw_status", "ondeck", 4), entry("processed_status", "queued", 2)],
+        ),
+    ]
     assert attention.oldest(docs, NOW) == {"acquired": 3 * 3600, "ondeck": 4 * 3600, "queued": 2 * 3600}
 
 
 def test_lost_copies_duplicates_and_single_copies_are_in_the_one_list(config):
     """The kinds of the reliability work: LOST (held, no verified copy left), LOST-COPY (an archived copy
     failed its check), BAD for a name two documents hold or an unknown state, ONE-COPY (DAQ copy purged)."""
-    lost = run("261201_0002", raw="ondeck", lost={"reason": "scratch copy corrupt, DAQ copy purged"},
-               compressed={"held": "run 261201_0002: LOST: no verified copy; `fulliautomatix retry 261201_0002`"})
+    lost = run(
+        "261201_0002",
+        raw="ondeck",
+        lost={"reason": "scratch copy corrupt, DAQ copy purged"},
+        compressed={"held": "run 261201_0002: LOST: no verified copy; `fulliautomatix retry 261201_0002`"},
+    )
     single = run("261201_0003", raw="ondeck", transfer={"daq_copy": "purged", "destination": "/scratch/raw/x"})
     twin = run("261201_0004")
-    archived = run("261201_0005", raw="archived", proc="processed",
-                   archive={"copy_ok": False, "copy_error": "audit: the archived copy differs"})
+    archived = run(
+        "261201_0005",
+        raw="archived",
+        proc="processed",
+        archive={"copy_ok": False, "copy_error": "audit: the archived copy differs"},
+    )
     odd = run("261201_0006", raw="weird")
-    found = attention.problems([lost, single, twin], config, NOW, duplicates={"261201_0004": ["a", "b"]},
-                               unknown=[odd], lost_copies=[archived])
-    assert [(p.kind, p.run) for p in found] == [("BAD", "261201_0004"), ("BAD", "261201_0006"),
-                                               ("LOST", "261201_0002"), ("LOST-COPY", "261201_0005"),
-                                               ("ONE-COPY", "261201_0003")]
+    found = attention.problems(
+        [lost, single, twin], config, NOW, duplicates={"261201_0004": ["a", "b"]}, unknown=[odd], lost_copies=[archived]
+    )
+    assert [(p.kind, p.run) for p in found] == [
+        ("BAD", "261201_0004"),
+        ("BAD", "261201_0006"),
+        ("LOST", "261201_0002"),
+        ("LOST-COPY", "261201_0005"),
+        ("ONE-COPY", "261201_0003"),
+    ]
     assert "2 documents have this name" in found[0].reason and found[0].command.startswith("mongosh")
     assert found[2].command == "fulliautomatix retry 261201_0002"
     assert found[3].line().startswith("  LOST-COPY run 261201_0005: audit:")
     assert "DAQ copy purged" in found[4].reason
-    assert attention.counts(found) == {"BAD": 2, "LOST": 1, "LOST-COPY": 1, "HELD": 0, "STUCK": 0, "RETRY": 0,
-                                       "ONE-COPY": 1}
+    assert attention.counts(found) == {
+        "BAD": 2,
+        "LOST": 1,
+        "LOST-COPY": 1,
+        "HELD": 0,
+        "STUCK": 0,
+        "RETRY": 0,
+        "ONE-COPY": 1,
+    }

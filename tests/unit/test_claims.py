@@ -19,8 +19,9 @@ sys.stdin.read()
 
 def test_a_claim_lasts_as_long_as_any_process_holding_it(tmp_path):
     config = {"work_dir": str(tmp_path)}
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(tmp_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     child = int(holder.stdout.readline())
     busy = claims.busy(config)
     assert list(busy) == ["170101_0001"] and "job process_run of tick t1" in busy["170101_0001"]

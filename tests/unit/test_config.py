@@ -21,6 +21,7 @@ def write(tmp_path):
         p = tmp_path / name
         p.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
         return p
+
     return write
 
 
@@ -40,11 +41,17 @@ def test_the_default_config_file_says_what_the_schema_defaults_say():
     defaults = fa_config.validate({})
     defaults.pop("tick")
     missing = [k for k in defaults if k not in documented]
-    missing += [f"{k}.{sub}" for k, v in defaults.items() if isinstance(v, dict) and k != "clusters"
-                for sub in v if sub not in (documented.get(k) or {})]
+    missing += [
+        f"{k}.{sub}"
+        for k, v in defaults.items()
+        if isinstance(v, dict) and k != "clusters"
+        for sub in v
+        if sub not in (documented.get(k) or {})
+    ]
     assert missing == [], "keys of the schema missing from config/config.yaml"
-    assert fa_config.validate(documented) == fa_config.validate({}), \
+    assert fa_config.validate(documented) == fa_config.validate({}), (
         "config.yaml values differ from the schema defaults"
+    )
 
 
 def test_a_partial_file_keeps_the_other_defaults(write):
@@ -60,23 +67,26 @@ def test_defaults_are_not_shared_between_configs():
     assert b["transfer"]["rsync"] == ["rsync", "-a", "--partial"]
 
 
-@pytest.mark.parametrize("data, key", [
-    ({"archve": {}}, "config key archve: unknown key"),
-    ({"archive": {"batchruns": 2}}, "config key archive.batchruns: unknown key"),
-    ({"clusters": {"big": {"scratch": "/s", "queue": "x"}}}, "config key clusters.big.queue: unknown key"),
-    ({"archive": {"batch_runs": "four"}}, "config key archive.batch_runs:"),
-    ({"archive": {"batch_runs": 0}}, "config key archive.batch_runs:"),
-    ({"runs_db": {"timeout_seconds": "soon"}}, "config key runs_db.timeout_seconds:"),
-    ({"runs_db": "mongodb://x"}, "config key runs_db:"),
-    ({"transfer": {"checksum": "md5"}}, "config key transfer.checksum:"),
-    ({"transfer": {"purge": "always"}}, "config key transfer.purge:"),
-    ({"archive": {"backend": "s3"}}, "config key archive.backend:"),
-    ({"transfer": {"rsync": "rsync -a"}}, "config key transfer.rsync:"),
-    ({"tick": {"stages": ["transfer", "tape"]}}, "config key tick.stages.1:"),
-    ({"clusters": {"big": {"host": "big"}}}, "config key clusters.big:"),
-    ({"processing": {"version": "v 1; rm"}}, "config key processing.version:"),
-    ({"run_name_pattern": "([0-9"}, "config key run_name_pattern:"),
-])
+@pytest.mark.parametrize(
+    "data, key",
+    [
+        ({"archve": {}}, "config key archve: unknown key"),
+        ({"archive": {"batchruns": 2}}, "config key archive.batchruns: unknown key"),
+        ({"clusters": {"big": {"scratch": "/s", "queue": "x"}}}, "config key clusters.big.queue: unknown key"),
+        ({"archive": {"batch_runs": "four"}}, "config key archive.batch_runs:"),
+        ({"archive": {"batch_runs": 0}}, "config key archive.batch_runs:"),
+        ({"runs_db": {"timeout_seconds": "soon"}}, "config key runs_db.timeout_seconds:"),
+        ({"runs_db": "mongodb://x"}, "config key runs_db:"),
+        ({"transfer": {"checksum": "md5"}}, "config key transfer.checksum:"),
+        ({"transfer": {"purge": "always"}}, "config key transfer.purge:"),
+        ({"archive": {"backend": "s3"}}, "config key archive.backend:"),
+        ({"transfer": {"rsync": "rsync -a"}}, "config key transfer.rsync:"),
+        ({"tick": {"stages": ["transfer", "tape"]}}, "config key tick.stages.1:"),
+        ({"clusters": {"big": {"host": "big"}}}, "config key clusters.big:"),
+        ({"processing": {"version": "v 1; rm"}}, "config key processing.version:"),
+        ({"run_name_pattern": "([0-9"}, "config key run_name_pattern:"),
+    ],
+)
 def test_a_bad_key_type_or_value_names_the_key(write, data, key):
     with pytest.raises(ConfigError) as err:
         fa_config.load(write(data))
@@ -90,10 +100,9 @@ def test_unknown_key_lists_the_known_ones(write):
         fa_config.load(write({"archive": {"batchruns": 2}}))
 
 
-@pytest.mark.parametrize("text, words", [
-    ("runs_db: [unclosed", "not valid YAML"),
-    ("- a\n- b\n", "must hold a mapping"),
-])
+@pytest.mark.parametrize(
+    "text, words", [("runs_db: [unclosed", "not valid YAML"), ("- a\n- b\n", "must hold a mapping")]
+)
 def test_unreadable_files(write, text, words):
     with pytest.raises(ConfigError, match=words):
         fa_config.load(write(text))
@@ -123,11 +132,17 @@ def test_an_empty_env_value_does_not_override(write, monkeypatch):
 
 
 def test_relative_paths_become_absolute_under_the_project_root(write, tmp_path):
-    c = fa_config.load(write({
-        "work_dir": "rel/work", "log_dir": "rel/logs", "daq": {"raw_dir": "rel/daq"},
-        "clusters": {"local": {"scratch": "rel/scratch", "profile": "profiles/local"}},
-        "archive": {"location": "rel/archive"},
-    }))
+    c = fa_config.load(
+        write(
+            {
+                "work_dir": "rel/work",
+                "log_dir": "rel/logs",
+                "daq": {"raw_dir": "rel/daq"},
+                "clusters": {"local": {"scratch": "rel/scratch", "profile": "profiles/local"}},
+                "archive": {"location": "rel/archive"},
+            }
+        )
+    )
     root = fa_config.ROOT
     assert c["work_dir"] == str(root / "rel/work")
     assert c["log_dir"] == str(root / "rel/logs")
@@ -145,9 +160,15 @@ def test_absolute_and_home_paths(write, tmp_path):
 
 
 def test_remote_paths_are_left_as_the_remote_host_names_them(write):
-    c = fa_config.load(write({"daq": {"host": "daq", "raw_dir": "data/daq"},
-                              "clusters": {"big": {"host": "login.big", "scratch": "scratch/fa"}},
-                              "cluster": "big"}))
+    c = fa_config.load(
+        write(
+            {
+                "daq": {"host": "daq", "raw_dir": "data/daq"},
+                "clusters": {"big": {"host": "login.big", "scratch": "scratch/fa"}},
+                "cluster": "big",
+            }
+        )
+    )
     assert c["daq"]["raw_dir"] == "data/daq"
     assert c["clusters"]["big"]["scratch"] == "scratch/fa"
 
@@ -165,15 +186,22 @@ def test_the_cluster_is_chosen_by_option_then_config(write):
     c = fa_config.load(path, {"tick": {"cluster": "big"}})
     chosen = fa_config.cluster(c)
     assert {k: chosen[k] for k in ("name", "host", "scratch", "username", "profile")} == {
-        "name": "big", "host": "local", "scratch": "/scratch/fa", "username": "asterix",
-        "profile": str(fa_config.ROOT / "profiles/local")}
+        "name": "big",
+        "host": "local",
+        "scratch": "/scratch/fa",
+        "username": "asterix",
+        "profile": str(fa_config.ROOT / "profiles/local"),
+    }
     assert chosen["ssh"][0] == "ssh" and chosen["from_daq"]["host"] == "", "ssh keys filled from the schema"
 
 
-@pytest.mark.parametrize("overrides, data", [
-    ({"tick": {"cluster": "nope"}}, {}),   # --cluster nope
-    ({}, {"cluster": "nope"}),              # cluster: nope in the file
-])
+@pytest.mark.parametrize(
+    "overrides, data",
+    [
+        ({"tick": {"cluster": "nope"}}, {}),  # --cluster nope
+        ({}, {"cluster": "nope"}),  # cluster: nope in the file
+    ],
+)
 def test_an_unknown_cluster_is_refused_naming_the_known_ones(write, overrides, data):
     with pytest.raises(ConfigError) as err:
         fa_config.load(write(data), overrides)
@@ -181,8 +209,12 @@ def test_an_unknown_cluster_is_refused_naming_the_known_ones(write, overrides, d
 
 
 def test_hpss_with_the_clusters_scratch_on_a_remote_host_is_refused_naming_the_limitation(write):
-    path = write({"archive": {"backend": "hpss", "location": "/home/asterix/batches"},
-                  "clusters": {"big": {"host": "login.big", "scratch": "/scratch/fa"}}})
+    path = write(
+        {
+            "archive": {"backend": "hpss", "location": "/home/asterix/batches"},
+            "clusters": {"big": {"host": "login.big", "scratch": "/scratch/fa"}},
+        }
+    )
     assert fa_config.load(path)["archive"]["backend"] == "hpss", "a local cluster is fine"
     with pytest.raises(ConfigError) as err:
         fa_config.load(path, {"tick": {"cluster": "big"}})
@@ -205,13 +237,16 @@ def test_the_resource_root_is_this_checkout_unless_fulliautomatix_home_says_othe
     assert fa_config.resource_root() == tmp_path
 
 
-def test_installed_relative_paths_resolve_beside_the_config_file_else_in_the_current_dir(
-        write, tmp_path, monkeypatch):
+def test_installed_relative_paths_resolve_beside_the_config_file_else_in_the_current_dir(write, tmp_path, monkeypatch):
     """An installed package (ROOT is the copy inside it) never resolves paths into the package."""
     monkeypatch.setattr(fa_config, "ROOT", fa_config.PACKAGED)
     (tmp_path / "profiles" / "mine").mkdir(parents=True)
-    path = write({"work_dir": "rel/work", "clusters": {"local": {"profile": "profiles/mine"},
-                                                       "big": {"scratch": "/s", "profile": "profiles/conte"}}})
+    path = write(
+        {
+            "work_dir": "rel/work",
+            "clusters": {"local": {"profile": "profiles/mine"}, "big": {"scratch": "/s", "profile": "profiles/conte"}},
+        }
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
@@ -228,9 +263,10 @@ def test_a_relative_archive_staging_becomes_absolute(write):
     assert c["archive"]["staging"] == str(fa_config.ROOT / "rel/staging")
 
 
-@pytest.mark.parametrize("command, words", [
-    ("", "processing.command"), ("   ", "empty"), ("proc {raw} {nope}", "nope"), ("proc 'unbalanced", "split"),
-])
+@pytest.mark.parametrize(
+    "command, words",
+    [("", "processing.command"), ("   ", "empty"), ("proc {raw} {nope}", "nope"), ("proc 'unbalanced", "split")],
+)
 def test_a_processing_command_that_cannot_run_is_refused_at_load(write, command, words):
     with pytest.raises(ConfigError) as err:
         fa_config.load(write({"processing": {"command": command}}))
@@ -238,8 +274,16 @@ def test_a_processing_command_that_cannot_run_is_refused_at_load(write, command,
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("uri", ["mongodb://fa:secret@h/x", "mongodb://fa:sec/ret@h:99999/", "mongodb:/fa:secret@h",
-                                 "mongodb://fa:p@ss@h/x", "runs DB URI 'mongodb://u:secret@h' is not usable"])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "mongodb://fa:secret@h/x",
+        "mongodb://fa:sec/ret@h:99999/",
+        "mongodb:/fa:secret@h",
+        "mongodb://fa:p@ss@h/x",
+        "runs DB URI 'mongodb://u:secret@h' is not usable",
+    ],
+)
 def test_credentials_are_masked_in_any_uri(uri):
     from fulliautomatix.runsdb import redact
 

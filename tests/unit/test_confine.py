@@ -37,12 +37,15 @@ def test_the_root_may_itself_be_a_link(root, tmp_path):
     assert len(scan(tmp_path / "linked-daq").files) == 2
 
 
-@pytest.mark.parametrize("make, kind, words", [
-    (lambda d, t: (d / "l").symlink_to(t / "elsewhere"), "link", "l is a symbolic link (to "),
-    (lambda d, t: (d / "sub" / "l").symlink_to("../a.bin"), "link", "sub/l is a symbolic link (to ../a.bin)"),
-    (lambda d, t: os.mkfifo(d / "sub" / "p"), "special", "sub/p is a fifo"),
-    (lambda d, t: bind_socket(d / "s"), "special", "s is a socket"),
-])
+@pytest.mark.parametrize(
+    "make, kind, words",
+    [
+        (lambda d, t: (d / "l").symlink_to(t / "elsewhere"), "link", "l is a symbolic link (to "),
+        (lambda d, t: (d / "sub" / "l").symlink_to("../a.bin"), "link", "sub/l is a symbolic link (to ../a.bin)"),
+        (lambda d, t: os.mkfifo(d / "sub" / "p"), "special", "sub/p is a fifo"),
+        (lambda d, t: bind_socket(d / "s"), "special", "s is a socket"),
+    ],
+)
 def test_a_link_or_special_file_inside_is_refused(root, tmp_path, make, kind, words):
     (tmp_path / "elsewhere").write_text("not run data")
     make(root / "111111_0001", tmp_path)

@@ -17,16 +17,19 @@ def test_now_is_aware_utc_to_the_second():
     assert t.microsecond == 0
 
 
-@pytest.mark.parametrize("value", [
-    T,
-    "2024-05-01T12:00:00+00:00",                                   # what Fulliautomatix wrote before dates
-    "2024-05-01T12:00:00Z",
-    "2024-05-01T14:00:00+02:00",
-    "2024-05-01T12:00:00",                                         # no zone: UTC
-    "2024-05-01 12:00:00",                                         # how nx-27017 stringifies a datetime
-    T.replace(tzinfo=None),                                        # pymongo without tz_aware
-    T.astimezone(dt.timezone(dt.timedelta(hours=-5))),
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        T,
+        "2024-05-01T12:00:00+00:00",  # what Fulliautomatix wrote before dates
+        "2024-05-01T12:00:00Z",
+        "2024-05-01T14:00:00+02:00",
+        "2024-05-01T12:00:00",  # no zone: UTC
+        "2024-05-01 12:00:00",  # how nx-27017 stringifies a datetime
+        T.replace(tzinfo=None),  # pymongo without tz_aware
+        T.astimezone(dt.timezone(dt.timedelta(hours=-5))),
+    ],
+)
 def test_as_utc_reads_both_forms(value):
     t = dates.as_utc(value)
     assert t == T and t.utcoffset() == dt.timedelta(0)
@@ -46,8 +49,13 @@ def test_iso_is_what_markers_and_messages_show():
 def test_for_db_makes_every_known_date_a_datetime_and_leaves_the_rest():
     s = "2024-05-01T12:00:00+00:00"
     sets = {
-        "transfer": {"started": s, "finished": s, "bytes": 3, "daq_purge": {"at": s, "error": None},
-                     "verified_by": f"copy x, verified {s}"},
+        "transfer": {
+            "started": s,
+            "finished": s,
+            "bytes": 3,
+            "daq_purge": {"at": s, "error": None},
+            "verified_by": f"copy x, verified {s}",
+        },
         "processing.finished": s,
         "history": [{"at": s, "to": "ondeck"}, {"at": T, "to": "x"}, "not a document"],
         "processed_outputs": [{"finished": s, "output": "/o"}, {"finished": None}],
@@ -95,7 +103,16 @@ def test_migrated_adds_updated_day_from_updated_at_and_converts_the_dates():
     assert "updated_day" not in dates.migrated({"start": T}), "never written since the DAQ: nothing to take it from"
 
 
-@pytest.mark.parametrize("seconds, shown", [(12, "12 s"), (7 * 60 + 5, "7 min"), (5 * 3600 + 12 * 60, "5 h 12 min"),
-                                            (3 * 86400 + 4 * 3600 + 59, "3 d 4 h"), (-3, "0 s"), (None, "?")])
+@pytest.mark.parametrize(
+    "seconds, shown",
+    [
+        (12, "12 s"),
+        (7 * 60 + 5, "7 min"),
+        (5 * 3600 + 12 * 60, "5 h 12 min"),
+        (3 * 86400 + 4 * 3600 + 59, "3 d 4 h"),
+        (-3, "0 s"),
+        (None, "?"),
+    ],
+)
 def test_duration_for_people(seconds, shown):
     assert dates.duration(seconds) == shown

@@ -30,8 +30,11 @@ def test_every_imported_package_is_declared():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     declared = {normalized(re.split(r"[\s<>=!~;\[]", spec)[0]) for spec in project["dependencies"]}
     providers = packages_distributions()
-    undeclared = {name: providers.get(name, [name]) for name in imported_top_levels()
-                  if not declared & {normalized(d) for d in providers.get(name, [name])}}
+    undeclared = {
+        name: providers.get(name, [name])
+        for name in imported_top_levels()
+        if not declared & {normalized(d) for d in providers.get(name, [name])}
+    }
     assert not undeclared, f"imported but not in pyproject.toml dependencies: {undeclared}"
 
 

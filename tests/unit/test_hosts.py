@@ -49,8 +49,9 @@ def test_a_remote_argv_round_trips_through_shlex():
     argv = ["rsync", "-a", "--partial", *NASTY]
     remote = Host("daq").argv(argv)
     assert remote[0] == "ssh" and "daq" in remote[:-1]
-    assert "rsync" not in remote[:-1] and "$(reboot)" not in remote, \
+    assert "rsync" not in remote[:-1] and "$(reboot)" not in remote, (
         "the remote command is one word for the remote shell"
+    )
     assert shlex.split(remote[-1]) == argv
 
 
@@ -67,7 +68,7 @@ def test_ssh_options_and_destinations_come_from_the_host():
     ssh = ("ssh", "-F", "/etc/fa/ssh_config", "-o", "BatchMode=yes")
     h = Host("asterix@login.cluster", ssh=ssh)
     remote = h.argv(["true"])
-    assert remote[:len(ssh)] == list(ssh)
+    assert remote[: len(ssh)] == list(ssh)
     assert "asterix@login.cluster" in remote and remote[-1] == "true"
     assert not h.is_local
 
@@ -94,6 +95,7 @@ def test_a_failing_command_raises_with_its_status_and_last_stderr_line():
 
 # -- manifests -------------------------------------------------------------------
 
+
 @pytest.fixture
 def tree(tmp_path):
     root = tmp_path / "170101_0001"
@@ -111,8 +113,7 @@ ALGOS = [("sha256", hashlib.sha256), ("blake2b", hashlib.blake2b)]
 def test_manifest_lists_every_file_with_size_and_checksum(tree, algorithm, h):
     root, files = tree
     got = hosts.manifest(Host(), str(root), algorithm)
-    assert got == [{"path": rel, "size": len(data), "hash": h(data).hexdigest()}
-                   for rel, data in sorted(files.items())]
+    assert got == [{"path": rel, "size": len(data), "hash": h(data).hexdigest()} for rel, data in sorted(files.items())]
 
 
 @pytest.mark.skipif(shutil.which("xxh128sum") is None, reason="xxh128sum not installed")
@@ -159,7 +160,11 @@ def test_every_difference_is_named():
     expected = [F("a"), F("b"), F("c"), F("d")]
     actual = [F("a"), F("b", size=11), F("c", digest="ff"), F("e")]
     assert hosts.compare_manifests(expected, actual) == [
-        "missing d", "unexpected e", "size of b: 11 != 10", "checksum of c differs"]
+        "missing d",
+        "unexpected e",
+        "size of b: 11 != 10",
+        "checksum of c differs",
+    ]
 
 
 def test_an_empty_copy_of_a_full_directory_does_not_verify():
@@ -176,8 +181,12 @@ def test_the_guard_returns_for_many_quick_commands_in_a_row():
 
 def test_the_guard_stops_the_command_when_the_controlling_side_goes_away():
     script = hosts.GUARD
-    proc = subprocess.Popen(["bash", "-c", script, "fa-guard", "sleep", "30"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        ["bash", "-c", script, "fa-guard", "sleep", "30"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     proc.stdin.close()  # EOF: what the far side sees when the tick or its ssh dies
     assert proc.wait(timeout=10) == 129
     assert b"the controlling side went away; stopped sleep" in proc.stderr.read()
@@ -188,29 +197,45 @@ def test_where_a_batch_tarball_is_copied_from_and_by_whom():
 
     cluster = Host("fa-cluster", ("ssh", "-F", "cfg"))
     local = disk.DiskBackend.local("/arch", ["rsync", "-a"], "/st")
-    on_cluster = disk.DiskBackend.remote({"host": "fa-cluster", "ssh": ["ssh", "-F", "cfg"]}, "/arch",
-                                         ["rsync", "-a"], "/st")
-    elsewhere = disk.DiskBackend.remote({"host": "tape", "user": "u", "ssh": ["ssh", "-F", "cfg"]}, "/arch",
-                                        ["rsync", "-a"], "/st")
+    on_cluster = disk.DiskBackend.remote(
+        {"host": "fa-cluster", "ssh": ["ssh", "-F", "cfg"]}, "/arch", ["rsync", "-a"], "/st"
+    )
+    elsewhere = disk.DiskBackend.remote(
+        {"host": "tape", "user": "u", "ssh": ["ssh", "-F", "cfg"]}, "/arch", ["rsync", "-a"], "/st"
+    )
     # scratch here: pushed from here
     assert local._copy_argv(Host(), "/st/b.tar", "/arch/.incoming/b.tar") == (
-        Host(), ["rsync", "-a", "/st/b.tar", "/arch/.incoming/b.tar"])
+        Host(),
+        ["rsync", "-a", "/st/b.tar", "/arch/.incoming/b.tar"],
+    )
     assert elsewhere._copy_argv(Host(), "/st/b.tar", "/in/b.tar")[1] == [
-        "rsync", "-a", "-e", "ssh -F cfg -l u", "/st/b.tar", "u@tape:/in/b.tar"]
+        "rsync",
+        "-a",
+        "-e",
+        "ssh -F cfg -l u",
+        "/st/b.tar",
+        "u@tape:/in/b.tar",
+    ]
     # scratch on the cluster, archive here: pulled over the cluster's ssh
     assert local._copy_argv(cluster, "/st/b.tar", "/in/b.tar") == (
-        Host(), ["rsync", "-a", "-e", "ssh -F cfg", "fa-cluster:/st/b.tar", "/in/b.tar"])
+        Host(),
+        ["rsync", "-a", "-e", "ssh -F cfg", "fa-cluster:/st/b.tar", "/in/b.tar"],
+    )
     # archive on the cluster's host: a plain copy there
     assert on_cluster._copy_argv(cluster, "/st/b.tar", "/in/b.tar") == (
-        cluster, ["rsync", "-a", "/st/b.tar", "/in/b.tar"])
+        cluster,
+        ["rsync", "-a", "/st/b.tar", "/in/b.tar"],
+    )
     # both remote and different: pushed by the cluster's host with its own ssh (not this machine's -F cfg)
     where, argv = elsewhere._copy_argv(cluster, "/st/b.tar", "/in/b.tar")
     assert where == cluster and argv[-2:] == ["/st/b.tar", "u@tape:/in/b.tar"] and "cfg" not in argv[3]
 
 
 def test_a_failure_names_its_cause_not_the_last_line_and_an_inline_script_by_name():
-    stderr = ('rsync: [receiver] write failed on "/scratch/x": No space left on device (28)\n'
-              "rsync error: error in file IO (code 11) at receiver.c(381)\nrsync: write error: Broken pipe (32)\n")
+    stderr = (
+        'rsync: [receiver] write failed on "/scratch/x": No space left on device (28)\n'
+        "rsync error: error in file IO (code 11) at receiver.c(381)\nrsync: write error: Broken pipe (32)\n"
+    )
     assert hosts.cause(stderr) == 'rsync: [receiver] write failed on "/scratch/x": No space left on device (28)'
     assert hosts.cause("one\ntwo\n") == "two"
     with pytest.raises(hosts.CommandFailed) as err:

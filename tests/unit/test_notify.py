@@ -19,13 +19,17 @@ def problem(kind="HELD", run="261201_0001", stage=""):
 def test_new_open_and_resolved_problems():
     state = {}
     first = notify.events(state, [problem(), problem("STUCK", "261201_0002")], NOW, 24)
-    assert [m["title"] for m in first] == ["[fulliautomatix] HELD run 261201_0001",
-                                          "[fulliautomatix] STUCK run 261201_0002"]
+    assert [m["title"] for m in first] == [
+        "[fulliautomatix] HELD run 261201_0001",
+        "[fulliautomatix] STUCK run 261201_0002",
+    ]
     assert [m["type"] for m in first] == ["failure", "warning"]
     assert notify.events(state, [problem(), problem("STUCK", "261201_0002")], NOW + _dt.timedelta(hours=1), 24) == []
     later = notify.events(state, [problem()], NOW + _dt.timedelta(hours=25), 24)
-    assert [m["title"] for m in later] == ["[fulliautomatix] still open for 1 d 1 h: HELD run 261201_0001",
-                                          "[fulliautomatix] resolved: STUCK run 261201_0002"]
+    assert [m["title"] for m in later] == [
+        "[fulliautomatix] still open for 1 d 1 h: HELD run 261201_0001",
+        "[fulliautomatix] resolved: STUCK run 261201_0002",
+    ]
     assert later[1]["type"] == "success" and list(state["open"]) == ["HELD:261201_0001"]
     assert notify.events(state, [problem()], NOW + _dt.timedelta(days=30), 0) == [], "repeat_hours 0: never"
 
@@ -53,12 +57,15 @@ def test_the_digest_goes_once_a_day_after_its_time():
     assert notify.digest({}, {}, morning.replace(hour=9), "") is None
 
 
-@pytest.mark.parametrize("url, secrets", [
-    ("mailtos://fa:Pa55w0rd@smtp.example.org?to=shift@example.org", ["Pa55w0rd"]),
-    ("json://hooks.example.org/fa?token=T0k3nValue", ["T0k3nValue"]),
-    ("slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ/#daq", ["T1JJ3T3L2", "TIiajkdnlazkcOXrIdevi7FQ"]),
-    ("mmost://mattermost.example.org/3ccdd113474722377935511fc85d3dd4", ["3ccdd113474722377935511fc85d3dd4"]),
-])
+@pytest.mark.parametrize(
+    "url, secrets",
+    [
+        ("mailtos://fa:Pa55w0rd@smtp.example.org?to=shift@example.org", ["Pa55w0rd"]),
+        ("json://hooks.example.org/fa?token=T0k3nValue", ["T0k3nValue"]),
+        ("slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ/#daq", ["T1JJ3T3L2", "TIiajkdnlazkcOXrIdevi7FQ"]),
+        ("mmost://mattermost.example.org/3ccdd113474722377935511fc85d3dd4", ["3ccdd113474722377935511fc85d3dd4"]),
+    ],
+)
 def test_credentials_are_scrubbed_from_lines(url, secrets):
     text = f"Failed to send to {url} ({url.split('://')[1]})"
     clean = notify.scrub(text, [url])
@@ -78,8 +85,9 @@ def test_two_ticks_at_once_send_each_problem_once(tmp_path):
         config = fa_config.validate({"work_dir": str(tmp_path), "notify": {"urls": [hook.url()]}})
         found = [problem(), problem("BAD", "261201_0009")]
         lines = []
-        threads = [threading.Thread(target=lambda: lines.extend(notify.tick_end(config, found, {}, "idle")))
-                   for _ in range(4)]
+        threads = [
+            threading.Thread(target=lambda: lines.extend(notify.tick_end(config, found, {}, "idle"))) for _ in range(4)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -92,13 +100,16 @@ def test_two_ticks_at_once_send_each_problem_once(tmp_path):
 
 def test_the_daq_unreachable_for_n_ticks_is_one_message_then_resolved(tmp_path):
     with HookServer() as hook:
-        config = fa_config.validate({"work_dir": str(tmp_path), "notify": {"urls": [hook.url()],
-                                                                            "after_failed_ticks": 2}})
+        config = fa_config.validate(
+            {"work_dir": str(tmp_path), "notify": {"urls": [hook.url()], "after_failed_ticks": 2}}
+        )
         notify.tick_end(config, [], {}, "unreachable")
         notify.tick_end(config, [], {}, "")  # not asked: the count stands
         assert hook.posts == []
         notify.tick_end(config, [], {}, "unreachable")
         notify.tick_end(config, [], {}, "unreachable")
         notify.tick_end(config, [], {}, "idle")
-        assert [p["title"] for p in hook.posts] == ["[fulliautomatix] the DAQ is unreachable",
-                                                    "[fulliautomatix] resolved: the DAQ is unreachable"]
+        assert [p["title"] for p in hook.posts] == [
+            "[fulliautomatix] the DAQ is unreachable",
+            "[fulliautomatix] resolved: the DAQ is unreachable",
+        ]

@@ -42,7 +42,7 @@ def test_an_event_without_a_pulse():
 
 def test_the_baseline_uses_only_the_first_samples():
     wave = synthetic_wave(pulse={})
-    wave[processor.BASELINE_SAMPLES:] = [8000 - 10] * (SAMPLES - processor.BASELINE_SAMPLES)
+    wave[processor.BASELINE_SAMPLES :] = [8000 - 10] * (SAMPLES - processor.BASELINE_SAMPLES)
     b, a, _ = processor.process_event(array("h", wave))
     assert b == 8000.0
     assert a == 10 * (SAMPLES - processor.BASELINE_SAMPLES)
@@ -57,8 +57,7 @@ def write_raw(path, waves):
 
 
 def run_processor(*args):
-    return subprocess.run([sys.executable, "-m", "fulliautomatix.processor", *args],
-                          capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "fulliautomatix.processor", *args], capture_output=True, text=True)
 
 
 def test_the_processor_writes_a_table_of_every_event(tmp_path):
@@ -94,11 +93,14 @@ def test_a_new_output_replaces_an_older_one_whole(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["events.tsv", "summary.json"]
 
 
-@pytest.mark.parametrize("content, words", [
-    (None, "no raw_*.bin files"),
-    (b"NOTASTX!" + struct.pack("<II", 1, SAMPLES), "not an ASTERIX raw file"),
-    (b"ASTXRAW1" + struct.pack("<II", 2, SAMPLES) + b"\x00" * (2 * SAMPLES), "truncated"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (None, "no raw_*.bin files"),
+        (b"NOTASTX!" + struct.pack("<II", 1, SAMPLES), "not an ASTERIX raw file"),
+        (b"ASTXRAW1" + struct.pack("<II", 2, SAMPLES) + b"\x00" * (2 * SAMPLES), "truncated"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_1(tmp_path, content, words):
     raw, out = tmp_path / "raw", tmp_path / "out"
     raw.mkdir()
@@ -111,6 +113,7 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path, content, words):
 
 
 # -- the simulated raw format ------------------------------------------------------
+
 
 def test_simulated_runs_are_deterministic_and_readable(tmp_path):
     a = rawformat.write_run(tmp_path / "a", "170101_0001", 600)
@@ -137,6 +140,7 @@ def test_the_writer_and_the_processor_agree(tmp_path):
 
 # -- the processing command --------------------------------------------------------
 
+
 @pytest.fixture
 def config(tmp_path, monkeypatch):
     monkeypatch.delenv(fa_config.DB_ENV, raising=False)
@@ -145,17 +149,25 @@ def config(tmp_path, monkeypatch):
         if command:
             processing["command"] = command
         p = tmp_path / "config.yaml"
-        p.write_text(yaml.safe_dump({"clusters": {"local": {"scratch": "/scratch/my fa"}},
-                                     "processing": processing}))
+        p.write_text(yaml.safe_dump({"clusters": {"local": {"scratch": "/scratch/my fa"}}, "processing": processing}))
         return fa_config.load(p)
+
     return make
 
 
 def test_the_default_command_runs_the_reference_processor(config):
     argv = process.command(config(), "170101_0001", "LED")
-    assert argv == [sys.executable, "-m", "fulliautomatix.processor", "--config", "ASTERIX_LED",
-                    "--input", "/scratch/my fa/raw/170101_0001",
-                    "--output", "/scratch/my fa/processed/170101_0001/ref-1"]
+    assert argv == [
+        sys.executable,
+        "-m",
+        "fulliautomatix.processor",
+        "--config",
+        "ASTERIX_LED",
+        "--input",
+        "/scratch/my fa/raw/170101_0001",
+        "--output",
+        "/scratch/my fa/processed/170101_0001/ref-1",
+    ]
 
 
 def test_the_processor_config_follows_the_source(config):
@@ -166,11 +178,22 @@ def test_the_processor_config_follows_the_source(config):
 
 
 def test_the_template_is_split_before_values_are_filled_in(config):
-    c = config("paxer --config {pax_config} --input {raw} --output {output} --name '{run} x'",
-               pax_configs={"default": "A; rm -rf ~"}, version="v2")
+    c = config(
+        "paxer --config {pax_config} --input {raw} --output {output} --name '{run} x'",
+        pax_configs={"default": "A; rm -rf ~"},
+        version="v2",
+    )
     assert process.command(c, "170101_0001", "physics") == [
-        "paxer", "--config", "A; rm -rf ~", "--input", "/scratch/my fa/raw/170101_0001",
-        "--output", "/scratch/my fa/processed/170101_0001/v2", "--name", "170101_0001 x"]
+        "paxer",
+        "--config",
+        "A; rm -rf ~",
+        "--input",
+        "/scratch/my fa/raw/170101_0001",
+        "--output",
+        "/scratch/my fa/processed/170101_0001/v2",
+        "--name",
+        "170101_0001 x",
+    ]
 
 
 @pytest.mark.parametrize("template", ["paxer {nope}", "paxer {0}", "paxer {raw"])

@@ -38,7 +38,8 @@ def test_the_test_bed_s_qstat_f_whole_names_of_running_queued_and_ended_jobs():
         "6": ("fa-261201_0006-a-name-longer-than-any-column", "R", "root", "physics", "00:15:00"),
         "7": ("fa-261201_0007", "Q", "root", "standby", "00:10:00"),
         "8": ("fa-261201_0008", "Q", "nobody", "standby", "00:20:00"),
-        "9": ("calibration", "Q", "root", "physics", "00:20:00")}
+        "9": ("calibration", "Q", "root", "physics", "00:20:00"),
+    }
     # the wrapper prints no exit status and no time used: C is all it says of an ended job
     assert {j.exit_status for j in jobs.values()} == {None} and not any(j.timed_out for j in jobs.values())
     assert not any(j.partial for j in jobs.values())
@@ -70,7 +71,8 @@ def test_torque_qstat_f_continuation_lines_exit_status_and_walltime_kill():
         "4807": ("fa-261201_0001", "R", None, "04:00:00", "00:10:03", False),
         "4808": ("fa-261201_0002", "Q", None, "04:00:00", "", False),
         "4809": ("fa-261201_0003", "C", -11, "04:00:00", "04:00:07", True),  # JOB_EXEC_OVERLIMIT_WT
-        "4810": ("fa-261201_0004", "C", 3, "07:12:00", "00:02:11", False)}
+        "4810": ("fa-261201_0004", "C", 3, "07:12:00", "00:02:11", False),
+    }
     everyone = read("torque-f.txt")
     assert everyone["4812"].owner == "obelix" and everyone["4811"].name == "asterix-calibration"
 
@@ -80,8 +82,11 @@ def test_a_value_broken_over_lines_is_joined_whole():
     assert "/1-\n\t20261201T154003/stderr" in text and ",\n\tPBS_O_LOGNAME=asterix," in text  # as Torque prints it
     attrs = dict(listings.full_attributes(text))["4807.pbs01.example.org"]
     assert attrs["Error_Path"] == "login01.example.org:/scratch/asterix/work/jobs/261201_0001/1-20261201T154003/stderr"
-    assert attrs["Variable_List"].split(",")[:3] == ["PBS_O_QUEUE=standby", "PBS_O_HOME=/home/asterix",
-                                                     "PBS_O_LOGNAME=asterix"]
+    assert attrs["Variable_List"].split(",")[:3] == [
+        "PBS_O_QUEUE=standby",
+        "PBS_O_HOME=/home/asterix",
+        "PBS_O_LOGNAME=asterix",
+    ]
     assert attrs["submit_args"].endswith(" /scratch/asterix/work/jobs/261201_0001/1-20261201T154003/job.sh")
     assert (attrs["ctime"], attrs["Walltime.Remaining"]) == ("Tue Dec  1 15:40:03 2026", "13792")
 
@@ -90,11 +95,13 @@ def test_openpbs_qstat_f_and_its_json_say_the_same():
     full, js = read("openpbs-f.txt", "asterix", "fa"), read("openpbs-f-json.txt", "asterix", "fa")
     assert fields(full, *vars(Job("", "", "")).keys()) == fields(js, *vars(Job("", "", "")).keys())
     assert fields(full, "name", "state", "exit_status", "timed_out") == {
-        "4807": ("fa-261201_0001", "R", None, False), "4808": ("fa-261201_0002", "Q", None, False),
+        "4807": ("fa-261201_0001", "R", None, False),
+        "4808": ("fa-261201_0002", "Q", None, False),
         "4809": ("fa-261201_0003", "E", -29, True),  # JOB_EXEC_KILL_WALLTIME
         "4810": ("fa-261201_0004", "E", 3, False),
         # a name longer than a line is broken in the middle of a word, and read whole
-        "4811": ("fa-261201_0007.calibration-sweep.with-a-run-name-longer-than-one-line", "R", None, False)}
+        "4811": ("fa-261201_0007.calibration-sweep.with-a-run-name-longer-than-one-line", "R", None, False),
+    }
     assert set(read("openpbs-f-json.txt")) == {"4807", "4808", "4809", "4810", "4811", "4812", "1000123"}
 
 
@@ -149,24 +156,47 @@ class FakeDB:
         return self.get(run)
 
 
-@pytest.mark.parametrize("stderr, listed", [
-    ("torque-walltime-kill.stderr", None),
-    ("openpbs-walltime-kill.stderr", None),
-    ("slurm-walltime-kill.stderr", None),
-    (None, Job("4809", "fa-261201_0003", "C", exit_status=-11, timed_out=True)),  # Torque's listing, no stderr line
-])
+@pytest.mark.parametrize(
+    "stderr, listed",
+    [
+        ("torque-walltime-kill.stderr", None),
+        ("openpbs-walltime-kill.stderr", None),
+        ("slurm-walltime-kill.stderr", None),
+        (None, Job("4809", "fa-261201_0003", "C", exit_status=-11, timed_out=True)),  # Torque's listing, no stderr line
+    ],
+)
 def test_a_pbs_walltime_kill_gives_the_next_attempt_more_walltime(tmp_path, stderr, listed):
     from fulliautomatix import config as fa_config
 
-    config = fa_config.finalize({"cluster": "conte", "work_dir": str(tmp_path / "work"),
-                                 "clusters": {"conte": {"scratch": str(tmp_path / "s"), "scheduler": "pbs"}}}, tmp_path)
+    config = fa_config.finalize(
+        {
+            "cluster": "conte",
+            "work_dir": str(tmp_path / "work"),
+            "clusters": {"conte": {"scratch": str(tmp_path / "s"), "scheduler": "pbs"}},
+        },
+        tmp_path,
+    )
     job_dir = tmp_path / "work" / "jobs" / "261201_0003" / "1-20261201T113855"
     job_dir.mkdir(parents=True)
     (job_dir / "stderr").write_text((DATA / stderr).read_text() if stderr else "processor: 1624000 events\n")
-    record = {"run": "261201_0003", "rule": "process_run", "tag": None, "name": "fa-261201_0003", "attempt": 1,
-              "dir": str(job_dir), "job_id": "4809", "queue": "standby", "walltime": "03:36:00"}
-    doc = {"name": "261201_0003", "source": "physics", "events": 3_000_000, "processed_status": "processing",
-           "processing": {"job_id": "4809", "attempts": 1, "timeouts": 0, "walltime": "03:36:00"}}
+    record = {
+        "run": "261201_0003",
+        "rule": "process_run",
+        "tag": None,
+        "name": "fa-261201_0003",
+        "attempt": 1,
+        "dir": str(job_dir),
+        "job_id": "4809",
+        "queue": "standby",
+        "walltime": "03:36:00",
+    }
+    doc = {
+        "name": "261201_0003",
+        "source": "physics",
+        "events": 3_000_000,
+        "processed_status": "processing",
+        "processing": {"job_id": "4809", "attempts": 1, "timeouts": 0, "walltime": "03:36:00"},
+    }
     first = requests.make_request(config, doc)
     db, out = FakeDB(doc), collect.Collected(held={}, finished=[], failed=[])
     collect._finish(db, config, record, listed, out)  # no exit-code file: the kill came first
@@ -183,8 +213,12 @@ def test_the_status_of_a_job_without_a_record_follows_its_listed_exit_status(tmp
 
     from fulliautomatix import markers
 
-    listed = [Job("17", "x", "C", exit_status=3), Job("18", "y", "C", exit_status=0), Job("19", "z", "C"),
-              Job("20", "w", "E", exit_status=-29)]
+    listed = [
+        Job("17", "x", "C", exit_status=3),
+        Job("18", "y", "C", exit_status=0),
+        Job("19", "z", "C"),
+        Job("20", "w", "E", exit_status=-29),
+    ]
     markers.write(tmp_path / status.CACHE, {"at": time.time(), "jobs": {j.id: vars(j) for j in listed}})
     s = {"work_dir": str(tmp_path), "cache_seconds": 60}
     assert [status.status(s, j) for j in ("17", "18", "19", "20")] == ["failed", "success", "success", "running"]

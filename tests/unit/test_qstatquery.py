@@ -23,13 +23,21 @@ TORQUE_REFUSES_F = "qstat: invalid option -- 'F'\nusage: \n    qstat [-f [-1]] [
 
 # flavour -> {query arguments: (exit status, stdout file, stderr file or text)}
 FLAVOURS = {
-    "slurm-wlm-torque": {"-f -F json": (2, None, "slurm-wlm-torque-F-json.stderr"),
-                         "-f -u root": (0, "slurm-wlm-torque-f-u-mixed.txt", None),
-                         "-f": (0, "slurm-wlm-torque-f-mixed.txt", None)},
-    "torque": {"-f -F json": (2, None, TORQUE_REFUSES_F), "-f -u root": (0, "torque-f.txt", None),
-               "-f": (0, "torque-f.txt", None)},
-    "openpbs": {"-f -F json": (0, "openpbs-f-json.txt", None), "-f -u root": (0, "openpbs-u.txt", None),
-                "-f": (0, "openpbs-f.txt", None)},
+    "slurm-wlm-torque": {
+        "-f -F json": (2, None, "slurm-wlm-torque-F-json.stderr"),
+        "-f -u root": (0, "slurm-wlm-torque-f-u-mixed.txt", None),
+        "-f": (0, "slurm-wlm-torque-f-mixed.txt", None),
+    },
+    "torque": {
+        "-f -F json": (2, None, TORQUE_REFUSES_F),
+        "-f -u root": (0, "torque-f.txt", None),
+        "-f": (0, "torque-f.txt", None),
+    },
+    "openpbs": {
+        "-f -F json": (0, "openpbs-f-json.txt", None),
+        "-f -u root": (0, "openpbs-u.txt", None),
+        "-f": (0, "openpbs-f.txt", None),
+    },
 }
 
 
@@ -56,8 +64,15 @@ def fake_qstat(tmp_path: Path, answers: dict) -> Path:
 
 def commands(tmp_path: Path, answers: dict, user: str = "root") -> adapters.Scheduler:
     bin_dir = fake_qstat(tmp_path, answers)
-    s = {"submit_host": "local", "scheduler": "pbs", "status_query": "qstat", "username": user,
-         "job_name_prefix": "fa", "work_dir": str(tmp_path), "env": {"PATH": f"{bin_dir}:{os.environ['PATH']}"}}
+    s = {
+        "submit_host": "local",
+        "scheduler": "pbs",
+        "status_query": "qstat",
+        "username": user,
+        "job_name_prefix": "fa",
+        "work_dir": str(tmp_path),
+        "env": {"PATH": f"{bin_dir}:{os.environ['PATH']}"},
+    }
     return adapters.adapter(s)
 
 
@@ -98,7 +113,11 @@ def test_torque_s_listing_reads_exit_statuses(tmp_path):
     jobs = commands(tmp_path, answers, user="asterix").listing()
     assert calls(tmp_path) == ["-f -F json", "-f -u asterix"]
     assert {k: (j.state, j.exit_status, j.timed_out) for k, j in jobs.items()} == {
-        "4807": ("R", None, False), "4808": ("Q", None, False), "4809": ("C", -11, True), "4810": ("C", 3, False)}
+        "4807": ("R", None, False),
+        "4808": ("Q", None, False),
+        "4809": ("C", -11, True),
+        "4810": ("C", 3, False),
+    }
 
 
 def test_openpbs_answers_json_and_is_asked_nothing_else(tmp_path):
@@ -114,8 +133,11 @@ def test_openpbs_answers_json_and_is_asked_nothing_else(tmp_path):
 def test_json_that_does_not_parse_falls_back_to_f(tmp_path):
     broken = tmp_path / "broken.json"
     broken.write_text('{"Jobs": {"4807.pbs01": {"Variable_List": {"MYVAR": "\\\'x"}}}}\n')
-    answers = {"-f -F json": (0, str(broken), None), "-f -u asterix": (0, "openpbs-u.txt", None),
-               "-f": (0, "openpbs-f.txt", None)}
+    answers = {
+        "-f -F json": (0, str(broken), None),
+        "-f -u asterix": (0, "openpbs-u.txt", None),
+        "-f": (0, "openpbs-f.txt", None),
+    }
     cmds = commands(tmp_path, answers, user="asterix")
     table = cmds.listing()
     assert calls(tmp_path) == ["-f -F json", "-f -u asterix"] and table["4807"].partial
@@ -138,8 +160,11 @@ def test_a_server_that_does_not_answer_is_an_error_naming_the_command_not_no_job
         cmds.listing()
     assert calls(tmp_path) == ["-f -F json"] and not (tmp_path / qstatquery.LEARNED).exists()
     refused_then_down = {**FLAVOURS["torque"], "-f -u root": (1, None, "pbs_iff: cannot connect to host\n")}
-    with pytest.raises(SchedulerError, match=r"^qstat -f -u root exited with 1: pbs_iff: cannot connect "
-                                                       r"to host \(passed over: qstat -f -F json exited with 2: "):
+    with pytest.raises(
+        SchedulerError,
+        match=r"^qstat -f -u root exited with 1: pbs_iff: cannot connect "
+        r"to host \(passed over: qstat -f -F json exited with 2: ",
+    ):
         commands(tmp_path, refused_then_down).listing()
     garbled = {**FLAVOURS["torque"], "-f -u root": (0, "slurm-wlm-torque-F-json.stderr", None)}
     with pytest.raises(SchedulerError, match=r"^qstat -f -u root: qstat printed a job line before any"):
@@ -148,8 +173,11 @@ def test_a_server_that_does_not_answer_is_an_error_naming_the_command_not_no_job
 
 def test_no_job_at_all_on_the_slurm_wrapper_is_exit_153_and_nothing_printed(tmp_path):
     # Captured on the test bed: `qstat -f` of an empty cluster prints nothing and exits 153.
-    empty = {"-f -F json": (2, None, "slurm-wlm-torque-F-json.stderr"), "-f -u root": (0, None, None),
-             "-f": (153, None, None)}
+    empty = {
+        "-f -F json": (2, None, "slurm-wlm-torque-F-json.stderr"),
+        "-f -u root": (0, None, None),
+        "-f": (153, None, None),
+    }
     cmds = commands(tmp_path, empty)
     assert cmds.listing() == {} and qstatquery.learned(tmp_path) == ("full-user", True)
     markers.write(tmp_path / qstatquery.LEARNED, {"query": "full", "at": time.time()})

@@ -46,9 +46,15 @@ def test_one_life_gives_every_figure(as_date):
 
 
 def test_a_pending_run_not_written_in_the_window_counts_all_along():
-    run = {"name": "261101_0001", "raw_status": "compressed", "processed_status": "processed",
-           "start": "2026-11-01T00:00:00+00:00", "history": [
-               {"at": "2026-11-01T05:00:00+00:00", "field": "raw_status", "from": "compressing", "to": "compressed"}]}
+    run = {
+        "name": "261101_0001",
+        "raw_status": "compressed",
+        "processed_status": "processed",
+        "start": "2026-11-01T00:00:00+00:00",
+        "history": [
+            {"at": "2026-11-01T05:00:00+00:00", "field": "raw_status", "from": "compressing", "to": "compressed"}
+        ],
+    }
     agg = report.Aggregator(NOW - _dt.timedelta(days=1), NOW, samples=24)
     agg.add(run)
     assert agg.figures()["backlog"]["states"]["compressed"] == [1] * 25
@@ -68,13 +74,22 @@ def test_axes_are_round():
 
 def test_the_page_escapes_what_runs_carry():
     life = report_data.Life(1, NOW - _dt.timedelta(hours=3))
-    life.step(0.5, "raw_status", "transferring").step(0.5, "raw_status", "acquired", "<b>failed</b>",
-                                                      transfer={"attempts": 1, "error": "<script>x</script>"})
+    life.step(0.5, "raw_status", "transferring").step(
+        0.5, "raw_status", "acquired", "<b>failed</b>", transfer={"attempts": 1, "error": "<script>x</script>"}
+    )
     agg = report.Aggregator(NOW - _dt.timedelta(days=1), NOW)
     agg.add(life.doc)
-    fig = {"generated": "now", "window": {"from": "a", "to": "b", "days": 1.0}, "counts": [], "total": 1,
-           "runs_read": 1, **agg.figures(), "attention": [], "oldest_pending": [],
-           "timelines": {life.name: report.timeline(life.doc, NOW)}}
+    fig = {
+        "generated": "now",
+        "window": {"from": "a", "to": "b", "days": 1.0},
+        "counts": [],
+        "total": 1,
+        "runs_read": 1,
+        **agg.figures(),
+        "attention": [],
+        "oldest_pending": [],
+        "timelines": {life.name: report.timeline(life.doc, NOW)},
+    }
     html = report_html.render(fig)
     assert "<script" not in html and "&lt;script&gt;" in html and "&lt;b&gt;failed" in html
     assert html.count('class="plot"') == 1 + 2 + 5 + 1 + 1  # backlog, bytes+rate, 5 histograms, failures, a run

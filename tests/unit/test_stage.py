@@ -49,16 +49,33 @@ def tick_config(config):
 
 
 def new_run(db, **extra):
-    db.insert_run({"name": RUN, "number": 1, "events": 10, "source": "physics", "raw_status": "acquired",
-                   "raw_location": "daq", "processed_status": "none", **extra})
+    db.insert_run(
+        {
+            "name": RUN,
+            "number": 1,
+            "events": 10,
+            "source": "physics",
+            "raw_status": "acquired",
+            "raw_location": "daq",
+            "processed_status": "none",
+            **extra,
+        }
+    )
     return db.get(RUN)
 
 
 def test_a_snapshot_comes_back_as_it_was_written(tmp_path):
     when = dt.datetime(2026, 5, 1, 12, 0, 0, 123000, tzinfo=dt.timezone.utc)
-    doc = {"_id": ObjectId(), "name": RUN, "rev": 3, "events": 10, "seconds": 1.5, "history": [{"at": when}],
-           "transfer": {"started": when, "checksums": [{"path": "a", "size": 1}]},
-           "compressed": {"at": "2026-05-01T12:00:00+00:00"}}
+    doc = {
+        "_id": ObjectId(),
+        "name": RUN,
+        "rev": 3,
+        "events": 10,
+        "seconds": 1.5,
+        "history": [{"at": when}],
+        "transfer": {"started": when, "checksums": [{"path": "a", "size": 1}]},
+        "compressed": {"at": "2026-05-01T12:00:00+00:00"},
+    }
     snapshots.save_snapshot(tmp_path / "s.json", doc)
     back = snapshots.load_snapshot(tmp_path / "s.json")
     assert back["_id"] == doc["_id"] and back["rev"] == 3 and back["seconds"] == 1.5
@@ -83,8 +100,9 @@ def test_take_reads_the_snapshot_not_the_db(db, tick_config, sent):
 def test_local_processing_starts_in_one_write_with_both_history_entries(db, tick_config, sent):
     doc = new_run(db)
     sent.clear()
-    doc = stage.claim(db, tick_config, doc, states.PROCESSED, "processing", via=("queued",),
-                      fields={"processing": {"attempts": 1}})
+    doc = stage.claim(
+        db, tick_config, doc, states.PROCESSED, "processing", via=("queued",), fields={"processing": {"attempts": 1}}
+    )
     assert sent == ["update"]
     stored = db.get(RUN)
     assert stored["processed_status"] == "processing" and stored["processing"]["attempts"] == 1
@@ -94,10 +112,16 @@ def test_local_processing_starts_in_one_write_with_both_history_entries(db, tick
 
 def transfer_like(work, failed=None):
     return stage.Stage(
-        "transfer", "transferring", ("acquired", "transferring"), note="transfer verified", work=work,
-        failed=failed or (lambda doc, attempt, exc: exc), again=lambda doc: markers.run_marker(
-            "transfer", doc["name"], {}, {"again": True}),
-        failures=(ValueError,), claim_fields=lambda doc, attempt: {"transfer.attempts": attempt})
+        "transfer",
+        "transferring",
+        ("acquired", "transferring"),
+        note="transfer verified",
+        work=work,
+        failed=failed or (lambda doc, attempt, exc: exc),
+        again=lambda doc: markers.run_marker("transfer", doc["name"], {}, {"again": True}),
+        failures=(ValueError,),
+        claim_fields=lambda doc, attempt: {"transfer.attempts": attempt},
+    )
 
 
 def test_a_stage_claims_works_and_records_in_two_writes(db, tick_config, tmp_path, sent):
@@ -109,8 +133,9 @@ def test_a_stage_claims_works_and_records_in_two_writes(db, tick_config, tmp_pat
         assert doc["raw_status"] == "transferring" and attempt == 1
         return markers.run_marker("transfer", RUN, {"transfer.bytes": 5}, {"bytes": 5})
 
-    marker = stage.run_stage(db, tick_config, RUN, transfer_like(work), tmp_path / "m.json", io.StringIO(),
-                             attempts_in="transfer")
+    marker = stage.run_stage(
+        db, tick_config, RUN, transfer_like(work), tmp_path / "m.json", io.StringIO(), attempts_in="transfer"
+    )
     assert sent == ["update", "update"]
     assert markers.read(tmp_path / "m.json") == marker
     stored = db.get(RUN)
@@ -119,8 +144,9 @@ def test_a_stage_claims_works_and_records_in_two_writes(db, tick_config, tmp_pat
     # done already, its marker lost: written again, nothing sent
     sent.clear()
     log = io.StringIO()
-    again = stage.run_stage(db, tick_config, RUN, transfer_like(work), tmp_path / "m2.json", log,
-                            attempts_in="transfer")
+    again = stage.run_stage(
+        db, tick_config, RUN, transfer_like(work), tmp_path / "m2.json", log, attempts_in="transfer"
+    )
     assert again["measured"] == {"again": True} and sent == [] and "marker was lost" in log.getvalue()
 
 
@@ -135,13 +161,21 @@ def test_a_failed_attempt_goes_back_with_its_hint(db, tick_config, tmp_path):
         return RuntimeError(f"run {RUN}: {exc}; {stage.retry_hint(RUN, 3 - attempt)}")
 
     with pytest.raises(RuntimeError, match=r"disk on fire; the next tick retries \(2 attempts left\)"):
-        stage.run_stage(db, tick_config, RUN, transfer_like(work, failed), tmp_path / "m.json", io.StringIO(),
-                        attempts_in="transfer")
+        stage.run_stage(
+            db,
+            tick_config,
+            RUN,
+            transfer_like(work, failed),
+            tmp_path / "m.json",
+            io.StringIO(),
+            attempts_in="transfer",
+        )
     stored = db.get(RUN)
     assert stored["raw_status"] == "acquired" and stored["transfer"]["error"] == "disk on fire"
     assert not (tmp_path / "m.json").exists()
     assert stage.retry_hint(RUN, 0, fix=f"see {tmp_path}") == (
-        f"no attempts left: see {tmp_path}, then `fulliautomatix retry {RUN}`")
+        f"no attempts left: see {tmp_path}, then `fulliautomatix retry {RUN}`"
+    )
 
 
 def test_replaying_a_marker_the_snapshot_shows_sends_nothing(db, tick_config, tmp_path, sent):
@@ -169,19 +203,28 @@ def test_a_lost_record_leaves_the_marker_and_one_line(db, tick_config, tmp_path,
 def test_a_batch_is_claimed_and_recorded_in_one_bulk_write_each(db, tick_config, sent):
     names = ["170101_0001", "170101_0002"]
     for i, name in enumerate(names):
-        db.insert_run({"name": name, "number": i + 1, "events": 1, "source": "physics", "raw_status": "compressed",
-                       "raw_location": "x", "processed_status": "processed"})
+        db.insert_run(
+            {
+                "name": name,
+                "number": i + 1,
+                "events": 1,
+                "source": "physics",
+                "raw_status": "compressed",
+                "raw_location": "x",
+                "processed_status": "processed",
+            }
+        )
     docs = {name: db.get(name) for name in names}
     db.update(names[1], {"note": "changed meanwhile"})  # its snapshot is stale now: re-read, written alone
     sent.clear()
-    docs = db.transition_many(docs, states.RAW, "archiving", {n: {"archive.batch": "b"} for n in names},
-                              expect=("compressed", "archiving"))
+    docs = db.transition_many(
+        docs, states.RAW, "archiving", {n: {"archive.batch": "b"} for n in names}, expect=("compressed", "archiving")
+    )
     assert sent[0] == "update" and sent.count("update") == 2  # the bulk write, then the stale one alone
     assert all(db.get(n)["raw_status"] == "archiving" and db.get(n)["archive"]["batch"] == "b" for n in names)
     sent.clear()
     marker = {"batch": "b", "runs": {n: {"archive": {"batch": "b", "member": f"{n}.tar.zst"}} for n in names}}
-    newest = stage.record(db, tick_config, marker, tick_config["work_dir"] + "/b.json", docs, "archived",
-                          io.StringIO())
+    newest = stage.record(db, tick_config, marker, tick_config["work_dir"] + "/b.json", docs, "archived", io.StringIO())
     assert sent == ["update"] and {d["raw_status"] for d in newest.values()} == {"archived"}
     assert all(len(db.get(n)["history"]) == 2 for n in names)
 

@@ -17,10 +17,17 @@ def test_the_raw_life_goes_forward_one_step_at_a_time(a, b):
     assert (t.field, t.from_state, t.to_state) == (RAW, a, b)
 
 
-@pytest.mark.parametrize("a, b", [
-    ("none", "queued"), ("queued", "processing"), ("processing", "processed"),
-    ("processing", "failed"), ("failed", "queued"), ("processed", "queued"),
-])
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("none", "queued"),
+        ("queued", "processing"),
+        ("processing", "processed"),
+        ("processing", "failed"),
+        ("failed", "queued"),
+        ("processed", "queued"),
+    ],
+)
 def test_the_processing_life(a, b):
     assert states.check(PROCESSED, a, b).to_state == b
 
@@ -33,27 +40,37 @@ def test_in_progress_states_may_resume_or_fall_back(state):
     states.check(RAW, state, before)
 
 
-@pytest.mark.parametrize("a, b", [
-    ("acquired", "ondeck"),        # skipping the verified transfer
-    ("acquired", "archived"),
-    ("ondeck", "compressed"),      # skipping compression's verification
-    ("ondeck", "acquired"),        # a verified copy does not go back
-    ("compressed", "archived"),    # skipping the archive verification
-    ("compressed", "ondeck"),
-    ("archived", "acquired"),
-    ("archived", "archiving"),
-    ("archived", "archived"),
-    ("acquired", "acquired"),
-])
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("acquired", "ondeck"),  # skipping the verified transfer
+        ("acquired", "archived"),
+        ("ondeck", "compressed"),  # skipping compression's verification
+        ("ondeck", "acquired"),  # a verified copy does not go back
+        ("compressed", "archived"),  # skipping the archive verification
+        ("compressed", "ondeck"),
+        ("archived", "acquired"),
+        ("archived", "archiving"),
+        ("archived", "archived"),
+        ("acquired", "acquired"),
+    ],
+)
 def test_refused_raw_transitions(a, b):
     with pytest.raises(TransitionRefused, match=f"{a} -> {b} is not allowed"):
         states.check(RAW, a, b)
 
 
-@pytest.mark.parametrize("a, b", [
-    ("none", "processed"), ("none", "failed"), ("processed", "failed"),
-    ("processed", "processing"), ("failed", "processed"), ("queued", "none"),
-])
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("none", "processed"),
+        ("none", "failed"),
+        ("processed", "failed"),
+        ("processed", "processing"),
+        ("failed", "processed"),
+        ("queued", "none"),
+    ],
+)
 def test_refused_processing_transitions(a, b):
     with pytest.raises(TransitionRefused):
         states.check(PROCESSED, a, b)
@@ -68,13 +85,16 @@ def test_every_state_has_an_entry_and_only_known_targets():
     assert states.TRANSITIONS[RAW]["archived"] == frozenset(), "archived is final"
 
 
-@pytest.mark.parametrize("field, a, b, words", [
-    ("colour", "acquired", "ondeck", "unknown state field"),
-    (RAW, "acquired", "lost", "unknown state 'lost'"),
-    (RAW, "misplaced", "ondeck", "unknown state 'misplaced'"),
-    (RAW, None, "transferring", "unknown state None"),
-    (PROCESSED, "acquired", "queued", "unknown state 'acquired'"),  # raw state in the wrong field
-])
+@pytest.mark.parametrize(
+    "field, a, b, words",
+    [
+        ("colour", "acquired", "ondeck", "unknown state field"),
+        (RAW, "acquired", "lost", "unknown state 'lost'"),
+        (RAW, "misplaced", "ondeck", "unknown state 'misplaced'"),
+        (RAW, None, "transferring", "unknown state None"),
+        (PROCESSED, "acquired", "queued", "unknown state 'acquired'"),  # raw state in the wrong field
+    ],
+)
 def test_unknown_fields_and_states_are_refused(field, a, b, words):
     with pytest.raises(TransitionRefused, match=words):
         states.check(field, a, b)

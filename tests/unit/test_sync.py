@@ -8,36 +8,45 @@ from fulliautomatix import states, sync
 from fulliautomatix.states import PROCESSED, RAW
 
 
-@pytest.mark.parametrize("start, goal, path", [
-    ("acquired", "transferring", ["transferring"]),
-    ("acquired", "ondeck", ["transferring", "ondeck"]),
-    ("transferring", "ondeck", ["ondeck"]),
-    ("ondeck", "compressed", ["compressing", "compressed"]),
-    ("compressed", "archived", ["archiving", "archived"]),
-    ("acquired", "archived", ["transferring", "ondeck", "compressing", "compressed", "archiving", "archived"]),
-    ("archived", "archived", []),
-])
+@pytest.mark.parametrize(
+    "start, goal, path",
+    [
+        ("acquired", "transferring", ["transferring"]),
+        ("acquired", "ondeck", ["transferring", "ondeck"]),
+        ("transferring", "ondeck", ["ondeck"]),
+        ("ondeck", "compressed", ["compressing", "compressed"]),
+        ("compressed", "archived", ["archiving", "archived"]),
+        ("acquired", "archived", ["transferring", "ondeck", "compressing", "compressed", "archiving", "archived"]),
+        ("archived", "archived", []),
+    ],
+)
 def test_raw_paths(start, goal, path):
     assert sync.path_between(RAW, start, goal) == path
 
 
-@pytest.mark.parametrize("start, goal, path", [
-    ("none", "processed", ["processing", "processed"]),
-    ("queued", "processed", ["processed"]),
-    ("failed", "processed", ["processing", "processed"]),
-    ("processed", "processed", []),
-])
+@pytest.mark.parametrize(
+    "start, goal, path",
+    [
+        ("none", "processed", ["processing", "processed"]),
+        ("queued", "processed", ["processed"]),
+        ("failed", "processed", ["processing", "processed"]),
+        ("processed", "processed", []),
+    ],
+)
 def test_processing_paths(start, goal, path):
     assert sync.path_between(PROCESSED, start, goal) == path
 
 
-@pytest.mark.parametrize("field, start, goal", [
-    (RAW, "archived", "acquired"),
-    (RAW, "archived", "ondeck"),
-    (RAW, "compressed", "ondeck"),
-    (RAW, "ondeck", "acquired"),
-    (RAW, "acquired", "nowhere"),
-])
+@pytest.mark.parametrize(
+    "field, start, goal",
+    [
+        (RAW, "archived", "acquired"),
+        (RAW, "archived", "ondeck"),
+        (RAW, "compressed", "ondeck"),
+        (RAW, "ondeck", "acquired"),
+        (RAW, "acquired", "nowhere"),
+    ],
+)
 def test_no_way_back_is_refused(field, start, goal):
     with pytest.raises(states.TransitionRefused, match=f"no way from {start} to {goal}"):
         sync.path_between(field, start, goal)

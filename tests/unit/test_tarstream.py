@@ -48,7 +48,7 @@ ZSTD = ["zstd", "-T0", "-3", "--check", "-q", "-c"]
 
 
 def members(sums: tarsums.TarSums, run: str) -> dict:
-    return {name[len(run) + 1:]: v for name, v in sums.members.items()}
+    return {name[len(run) + 1 :]: v for name, v in sums.members.items()}
 
 
 @pytest.mark.parametrize("algorithm", ["sha256", "xxh128", "blake2b"])
@@ -64,16 +64,16 @@ def test_write_verified_checks_every_member_and_hashes_the_file_as_written(tree,
 
 
 @pytest.mark.parametrize("algorithm", ["sha256", "xxh128"])
-def test_stream_mode_checks_members_on_their_way_into_zstd_and_writes_what_tar_zstd_writes(tree, tmp_path,
-                                                                                            algorithm):
+def test_stream_mode_checks_members_on_their_way_into_zstd_and_writes_what_tar_zstd_writes(tree, tmp_path, algorithm):
     run, files = tree
     out = tmp_path / "run.tar.zst"
     sums = tarsums.write_verified(hosts.Host(), plain_tar(run), str(out), algorithm, compressor=ZSTD)
     assert members(sums, run.name) == digests(files, algorithm)
     assert sums.bytes == out.stat().st_size and sums.sha256 == hashlib.sha256(out.read_bytes()).hexdigest()
     assert tarsums.read_back(hosts.Host(), str(out), algorithm, compressed=True) == sums
-    piped = subprocess.run(["bash", "-c", f"tar -C {run.parent} -cf - -- {run.name} | zstd -T0 -3 -q -c"],
-                           capture_output=True, check=True).stdout
+    piped = subprocess.run(
+        ["bash", "-c", f"tar -C {run.parent} -cf - -- {run.name} | zstd -T0 -3 -q -c"], capture_output=True, check=True
+    ).stdout
     assert out.read_bytes() == piped, "the same bytes as tar | zstd"
     zstd_header = subprocess.run(["zstd", "-lv", str(out)], capture_output=True, text=True).stdout
     assert "XXH64" in zstd_header, "the frame checksum is stored"
@@ -84,8 +84,13 @@ def test_stream_mode_refuses_a_failing_compressor_or_tar(tree, tmp_path):
     with pytest.raises(tarsums.ReadBackError, match="false exited with 1"):
         tarsums.write_verified(hosts.Host(), plain_tar(run), str(tmp_path / "o"), "sha256", compressor=["false"])
     with pytest.raises(tarsums.ReadBackError, match="exited with"):
-        tarsums.write_verified(hosts.Host(), ["tar", "-C", str(run.parent), "-cf", "-", "--", "nope"],
-                               str(tmp_path / "o"), "sha256", compressor=ZSTD)
+        tarsums.write_verified(
+            hosts.Host(),
+            ["tar", "-C", str(run.parent), "-cf", "-", "--", "nope"],
+            str(tmp_path / "o"),
+            "sha256",
+            compressor=ZSTD,
+        )
 
 
 def test_xxh128_without_the_module_uses_xxh128sum(tree, tmp_path, monkeypatch):
@@ -114,7 +119,7 @@ def test_parser_reads_long_names_pax_headers_and_ustar_prefixes(fmt):
     parser = tarstream.TarParser("sha256", lambda n, s, d: seen.append((n, s, d)))
     data = buf.getvalue()
     for i in range(0, len(data), 777):  # headers and data split across chunks
-        parser.feed(data[i:i + 777])
+        parser.feed(data[i : i + 777])
     parser.finish()
     assert [n for n, _, _ in seen] == names
     assert [s for _, s, _ in seen] == [1, 1001, 2001]
@@ -134,8 +139,7 @@ def test_a_changed_member_shows_as_a_different_checksum(tree, tmp_path):
 
 def corrupting(run: Path, offset: int) -> list[str]:
     """tar | zstd with one byte of the compressed stream flipped at `offset`."""
-    flip = (f"import sys; d = bytearray(sys.stdin.buffer.read()); d[{offset}] ^= 0x40; "
-            "sys.stdout.buffer.write(d)")
+    flip = f"import sys; d = bytearray(sys.stdin.buffer.read()); d[{offset}] ^= 0x40; sys.stdout.buffer.write(d)"
     return ["bash", "-c", f"tar -C {run.parent} -I zstd -cf - -- {run.name} | {sys.executable} -c '{flip}'"]
 
 
@@ -159,8 +163,12 @@ def test_a_corrupted_file_fails_the_read_back(tree, tmp_path):
 def test_a_failing_command_or_a_truncated_archive_is_refused(tree, tmp_path):
     run, _ = tree
     with pytest.raises(tarsums.ReadBackError, match="exited with"):
-        tarsums.write_verified(hosts.Host(), ["tar", "-C", str(run.parent), "-I", "zstd", "-cf", "-", "--", "nope"],
-                               str(tmp_path / "o.tar.zst"), "sha256")
+        tarsums.write_verified(
+            hosts.Host(),
+            ["tar", "-C", str(run.parent), "-I", "zstd", "-cf", "-", "--", "nope"],
+            str(tmp_path / "o.tar.zst"),
+            "sha256",
+        )
     plain = tmp_path / "p.tar"
     subprocess.run(["tar", "-C", str(run.parent), "-cf", str(plain), run.name], check=True)
     plain.write_bytes(plain.read_bytes()[:1536])

@@ -6,19 +6,26 @@ from fulliautomatix import sync
 from fulliautomatix.batch import collect, listings, walltime
 from fulliautomatix import config as fa_config
 
-SETTINGS = {"events_per_hour": {"default": 1_000_000, "LED": 3_600_000}, "safety_factor": 1.2,
-            "floor_minutes": 5, "ceiling_hours": 48, "timeout_growth": 2}
+SETTINGS = {
+    "events_per_hour": {"default": 1_000_000, "LED": 3_600_000},
+    "safety_factor": 1.2,
+    "floor_minutes": 5,
+    "ceiling_hours": 48,
+    "timeout_growth": 2,
+}
 QUEUES = {"queues": [{"name": "standby", "max_walltime": "04:00:00"}, {"name": "physics", "max_walltime": "48:00:00"}]}
 
 
-@pytest.mark.parametrize("text, seconds", [
-    ("04:00:00", 14400), ("1:30", 90), ("2-00:00:00", 172800), ("00:05:00", 300), (600, 600)])
+@pytest.mark.parametrize(
+    "text, seconds", [("04:00:00", 14400), ("1:30", 90), ("2-00:00:00", 172800), ("00:05:00", 300), (600, 600)]
+)
 def test_parse(text, seconds):
     assert walltime.parse(text) == seconds
 
 
-@pytest.mark.parametrize("seconds, text", [(1, "00:01:00"), (60, "00:01:00"), (61, "00:02:00"), (14400, "04:00:00"),
-                                           (172800, "48:00:00")])
+@pytest.mark.parametrize(
+    "seconds, text", [(1, "00:01:00"), (60, "00:01:00"), (61, "00:02:00"), (14400, "04:00:00"), (172800, "48:00:00")]
+)
 def test_format_rounds_up_to_minutes(seconds, text):
     assert walltime.format(seconds) == text
 
@@ -28,19 +35,25 @@ def test_parse_refuses_garbage():
         walltime.parse("four hours")
 
 
-@pytest.mark.parametrize("events, source, seconds", [
-    (1_000_000, "physics", 4320),          # 1 h x 1.2
-    (100, "physics", 300),                 # the 5-minute floor
-    (60_000 * 60, "LED", 4320),            # 6e4 events/minute for LED
-    (10**9, "physics", 48 * 3600),         # the ceiling
-])
+@pytest.mark.parametrize(
+    "events, source, seconds",
+    [
+        (1_000_000, "physics", 4320),  # 1 h x 1.2
+        (100, "physics", 300),  # the 5-minute floor
+        (60_000 * 60, "LED", 4320),  # 6e4 events/minute for LED
+        (10**9, "physics", 48 * 3600),  # the ceiling
+    ],
+)
 def test_estimate_from_events_and_source(events, source, seconds):
     assert walltime.estimate(events, source, SETTINGS) == seconds
 
 
 def test_queue_by_walltime_standby_up_to_its_limit_then_physics():
-    assert walltime.plan("170101_0001", 3_300_000, "physics", SETTINGS, QUEUES) == \
-        {"walltime": "03:58:00", "seconds": 14280, "queue": "standby"}
+    assert walltime.plan("170101_0001", 3_300_000, "physics", SETTINGS, QUEUES) == {
+        "walltime": "03:58:00",
+        "seconds": 14280,
+        "queue": "standby",
+    }
     assert walltime.plan("170101_0001", 4_000_000, "physics", SETTINGS, QUEUES)["queue"] == "physics"
 
 
@@ -69,11 +82,16 @@ def test_listings_of_squeue_and_qstat():
     sq = "12|fa-170101_0001|RUNNING|(null)\n13|0b1c|PENDING|rule_process_run_wildcards_170101_0002\n14|x|TIMEOUT|\n"
     jobs = listings.parse_listing(sq, "squeue")
     assert {j: (v.state, collect.job_run(v, "fa")) for j, v in jobs.items()} == {
-        "12": ("RUNNING", "170101_0001"), "13": ("PENDING", "170101_0002"), "14": ("TIMEOUT", None)}
-    qstat = ("Job id              Name             Username        Time Use S Queue\n"
-             "------------------- ---------------- --------------- -------- - ---------------\n"
-             "7.login01           fa-170101_0003   asterix         00:00:00 C standby\n"
-             "8                   fa-170101_0004   asterix         00:01:10 R physics\n")
+        "12": ("RUNNING", "170101_0001"),
+        "13": ("PENDING", "170101_0002"),
+        "14": ("TIMEOUT", None),
+    }
+    qstat = (
+        "Job id              Name             Username        Time Use S Queue\n"
+        "------------------- ---------------- --------------- -------- - ---------------\n"
+        "7.login01           fa-170101_0003   asterix         00:00:00 C standby\n"
+        "8                   fa-170101_0004   asterix         00:01:10 R physics\n"
+    )
     jobs = listings.parse_listing(qstat, "qstat")
     assert {j: v.state for j, v in jobs.items()} == {"7": "C", "8": "R"}
 

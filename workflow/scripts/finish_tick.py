@@ -7,8 +7,9 @@ from fulliautomatix import finish, jobs, planning
 
 def stage(db, config, smk, log):
     tick = smk.wildcards.tick
-    line, warnings = finish.finish_tick(db, config, tick, planning.plan_path(tick), planning.batches_path(tick),
-                                        smk.output.record)
+    line, warnings = finish.finish_tick(
+        db, config, tick, planning.plan_path(tick), planning.batches_path(tick), smk.output.record
+    )
     for warning in warnings:
         log.write(f"WARNING: {warning}\n")
         print(f"fulliautomatix warning: {warning}", file=sys.__stderr__)

@@ -7,5 +7,9 @@ def stage(db, config, smk, log):
     process.process_run(db, config, smk.wildcards.run, smk.input.ondeck, smk.output.marker, log, smk.log[0])
 
 
-jobs.run(snakemake, stage, connect=process.needs_db(snakemake.config),  # noqa: F821
-         local=not process.on_cluster(snakemake.config))  # noqa: F821 - injected by Snakemake
+jobs.run(
+    snakemake,
+    stage,
+    connect=process.needs_db(snakemake.config),  # noqa: F821
+    local=not process.on_cluster(snakemake.config),
+)  # noqa: F821 - injected by Snakemake

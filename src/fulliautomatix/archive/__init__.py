@@ -17,5 +17,4 @@ from .stage import archive_batch, restore, verify
 
 backend = make  # the name planning.describe uses
 
-__all__ = ["ArchiveError", "Member", "archive_batch", "backend", "compare", "make", "member_name", "restore",
-           "verify"]
+__all__ = ["ArchiveError", "Member", "archive_batch", "backend", "compare", "make", "member_name", "restore", "verify"]

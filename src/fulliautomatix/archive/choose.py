@@ -20,8 +20,14 @@ def make(config: dict, name: str | None = None, host: str | None = None):
         return disk.DiskBackend.local(a["location"], a["rsync"]["command"], staging, a["upload_timeout_seconds"])
     if name == "rsync":
         section = {**a["rsync"], "host": host or a["rsync"]["host"]}
-        return disk.DiskBackend.remote(section, a["location"], a["rsync"]["command"], staging,
-                                       a["upload_timeout_seconds"], hosts.control_dir(config))
+        return disk.DiskBackend.remote(
+            section,
+            a["location"],
+            a["rsync"]["command"],
+            staging,
+            a["upload_timeout_seconds"],
+            hosts.control_dir(config),
+        )
     if name == "hpss":
         h = a["hpss"]
         return hpss.HpssBackend(a["location"], h["htar"], h["hsi"], h["verify"], h["read_back"], staging)

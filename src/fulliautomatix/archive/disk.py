@@ -39,8 +39,9 @@ from .backend import ArchiveError, Member
 class DiskBackend:
     """Tarballs in a directory, on this machine (`local`) or on an ssh host (`rsync`)."""
 
-    def __init__(self, name: str, host: hosts.Host, location: str, command: list[str], staging: Path,
-                 upload_timeout: int = 86400):
+    def __init__(
+        self, name: str, host: hosts.Host, location: str, command: list[str], staging: Path, upload_timeout: int = 86400
+    ):
         self.name = name
         self.host = host
         self.root = location.rstrip("/") or "/"
@@ -54,8 +55,15 @@ class DiskBackend:
         return cls("local", hosts.Host("local"), location, command, staging, upload_timeout)
 
     @classmethod
-    def remote(cls, section: dict, location: str, command: list[str], staging: Path,
-               upload_timeout: int = 86400, controls: Path | None = None) -> DiskBackend:
+    def remote(
+        cls,
+        section: dict,
+        location: str,
+        command: list[str],
+        staging: Path,
+        upload_timeout: int = 86400,
+        controls: Path | None = None,
+    ) -> DiskBackend:
         """The rsync backend; `section` has host, user, port and ssh (archive.rsync); `controls`: the
         tick's ssh control sockets (hosts.control_dir)."""
         if not section.get("host") or section["host"] == "local":
@@ -102,12 +110,17 @@ class DiskBackend:
         staged, partial = f"{staging}/{batch}.tar", f"{staging}/.{batch}.tar.partial"
         try:
             source.run(["mkdir", "-p", "--", staging], log=log)
-            res = source.run(["tar", "-cf", partial, "-C", str(files[0].parent), "--",
-                              *[f.name for f in files]], check=False, log=log)
+            res = source.run(
+                ["tar", "-cf", partial, "-C", str(files[0].parent), "--", *[f.name for f in files]],
+                check=False,
+                log=log,
+            )
             if res.returncode != 0:
                 source.run(["rm", "-f", "--", partial], check=False)
-                raise ArchiveError(f"tar could not build {source.path(staged)} in archive.staging (exit "
-                                   f"{res.returncode}): {hosts.cause(res.stderr)}")
+                raise ArchiveError(
+                    f"tar could not build {source.path(staged)} in archive.staging (exit "
+                    f"{res.returncode}): {hosts.cause(res.stderr)}"
+                )
             source.run(["mv", "-f", "-T", "--", partial, staged], log=log)
             proc = source.run(["sha256sum", "--", staged], log=log)
             digest = proc.stdout.split()[0]
@@ -126,9 +139,11 @@ class DiskBackend:
                 raise ArchiveError(f"cannot run {argv[0]}: {exc}") from None
             log.write(res.stdout + res.stderr)
             if res.returncode != 0:
-                raise ArchiveError(f"upload of {batch}.tar to {self.url(incoming)} failed "
-                                   f"(exit {res.returncode}: {hosts.cause(res.stderr)}); the partial copy stays "
-                                   "there for the next attempt to resume")
+                raise ArchiveError(
+                    f"upload of {batch}.tar to {self.url(incoming)} failed "
+                    f"(exit {res.returncode}: {hosts.cause(res.stderr)}); the partial copy stays "
+                    "there for the next attempt to resume"
+                )
         finally:
             source.run(["rm", "-f", "--", staged], check=False)
         self._uploaded[incoming] = digest
@@ -145,8 +160,12 @@ find "$1" -mindepth 1 -maxdepth 1 -type f -regextype posix-extended \
     def _tidy_incoming(self, log) -> None:
         """Delete leftovers of uploads that died (older than archive.upload_timeout_seconds) from .incoming."""
         minutes = str(max(1, -(-self.upload_timeout // 60)))
-        res = self._run(["bash", "-c", self.TIDY, "fa-tidy", f"{self.root}/.incoming", minutes], log,
-                        "tidying the archive's .incoming", check=False)
+        res = self._run(
+            ["bash", "-c", self.TIDY, "fa-tidy", f"{self.root}/.incoming", minutes],
+            log,
+            "tidying the archive's .incoming",
+            check=False,
+        )
         for path in res.stdout.split("\n"):
             if path.strip():
                 log.write(f"deleted {self.host.path(path)}, left by an upload that died\n")
@@ -177,10 +196,13 @@ find "$1" -mindepth 1 -maxdepth 1 -type f -regextype posix-extended \
         facts = {"tarball_bytes": sums.bytes, "tarball_sha256": sums.sha256}
         staged = self._uploaded.get(location)
         if staged is not None and facts["tarball_sha256"] != staged:
-            raise ArchiveError(f"{self.url(location)}: sha256 of the archived file differs from the tarball "
-                               "built on scratch")
-        facts["checks"] = ["sha256 of the archived file" + (" = staged tarball" if staged else ""),
-                           "size and sha256 of every member, on the archive host"]
+            raise ArchiveError(
+                f"{self.url(location)}: sha256 of the archived file differs from the tarball built on scratch"
+            )
+        facts["checks"] = [
+            "sha256 of the archived file" + (" = staged tarball" if staged else ""),
+            "size and sha256 of every member, on the archive host",
+        ]
         return members, facts
 
     def promote(self, location: str, batch: str, log) -> str:
@@ -204,6 +226,7 @@ find "$1" -mindepth 1 -maxdepth 1 -type f -regextype posix-extended \
         if proc.returncode != 0:
             out.unlink(missing_ok=True)
             err = proc.stderr.decode(errors="replace").strip().splitlines()
-            raise ArchiveError(f"cannot fetch {member} from {self.url(location)} (exit {proc.returncode}): "
-                               f"{err[-1] if err else ''}")
+            raise ArchiveError(
+                f"cannot fetch {member} from {self.url(location)} (exit {proc.returncode}): {err[-1] if err else ''}"
+            )
         return out

@@ -84,12 +84,13 @@ class HpssBackend:
     name = "hpss"
     host_name = None
 
-    def __init__(self, location: str, htar: list[str], hsi: list[str], verify: str, read_back: bool,
-                 staging: Path):
+    def __init__(self, location: str, htar: list[str], hsi: list[str], verify: str, read_back: bool, staging: Path):
         self.root = location.rstrip("/") or "/"
         if not SAFE_PATH.match(self.root):
-            raise ArchiveError(f"config key archive.location: HPSS path {location!r} must be absolute and "
-                               "hold only letters, digits and _./+-")
+            raise ArchiveError(
+                f"config key archive.location: HPSS path {location!r} must be absolute and "
+                "hold only letters, digits and _./+-"
+            )
         self.htar_argv = list(htar)
         self.hsi_argv = list(hsi)
         self.verify = verify
@@ -142,8 +143,12 @@ class HpssBackend:
         if proc.returncode != 0:
             raise ArchiveError(f"hsi mkdir -p {self.root} failed (exit {proc.returncode}): {_last_error(proc)}")
         try:
-            self.htar(["-cvf", location, f"-Hverify={self.verify}", *[_member(f.name) for f in files]], log,
-                      cwd=files[0].parent, what=f"writing {location}")
+            self.htar(
+                ["-cvf", location, f"-Hverify={self.verify}", *[_member(f.name) for f in files]],
+                log,
+                cwd=files[0].parent,
+                what=f"writing {location}",
+            )
         except ArchiveError:
             try:  # whatever a failed htar left there is never trusted
                 self.discard(location, log)
@@ -205,5 +210,3 @@ def _member(name: str) -> str:
     if name.startswith("-") or not name:
         raise ArchiveError(f"member name {name!r} would be read by htar as an option")
     return name
-
-

@@ -86,8 +86,10 @@ def source_cluster(config: dict, docs: list[dict]) -> str:
     """The cluster holding the compressed copies of these runs (as compress recorded it)."""
     names = {(d.get("compressed") or {}).get("cluster") or config["tick"]["cluster"] for d in docs}
     if len(names) > 1:
-        raise ArchiveError(f"the runs' compressed copies are on different clusters ({', '.join(sorted(names))}); "
-                           "a batch is built on one")
+        raise ArchiveError(
+            f"the runs' compressed copies are on different clusters ({', '.join(sorted(names))}); "
+            "a batch is built on one"
+        )
     name = names.pop() if names else config["tick"]["cluster"]
     if name not in config["clusters"]:
         raise ArchiveError(f"cluster {name} of the compressed copies is not in the config")
@@ -119,19 +121,23 @@ def check_sources(source: hosts.Host, files: dict[str, Path], expected: dict[str
     bad = {}
     for member, path in files.items():
         if str(path) in links:
-            raise ArchiveError(f"compressed copy {path} is a symbolic link: refused, nothing outside scratch is "
-                               "archived as run data; replace the link by the real file")
+            raise ArchiveError(
+                f"compressed copy {path} is a symbolic link: refused, nothing outside scratch is "
+                "archived as run data; replace the link by the real file"
+            )
         if str(path) not in found:
             bad[member] = f"its compressed copy {source.path(str(path))} is gone"
         elif found[str(path)] != (expected[member].size, expected[member].sha256):
             bad[member] = f"its compressed copy {source.path(str(path))} differs from its recorded sha256"
-    log.write(f"checked {len(files)} compressed copies against their recorded sha256 on {source.name}: "
-              f"{len(bad)} bad\n")
+    log.write(
+        f"checked {len(files)} compressed copies against their recorded sha256 on {source.name}: {len(bad)} bad\n"
+    )
     return bad
 
 
-def _sound_members(db: RunsDB, config: dict, batch: str, current: dict[str, dict], source: hosts.Host,
-                   files: dict[str, Path], log) -> list[str]:
+def _sound_members(
+    db: RunsDB, config: dict, batch: str, current: dict[str, dict], source: hosts.Host, files: dict[str, Path], log
+) -> list[str]:
     """The batch's runs whose compressed copy still verifies; the others leave it (a warning line each).
 
     Also makes archive.staging with the transfer's group and mode.  Raises
@@ -147,8 +153,10 @@ def _sound_members(db: RunsDB, config: dict, batch: str, current: dict[str, dict
     except ArchiveError as exc:  # a copy that is a link, or scratch unreachable: the whole batch waits
         for run, doc in current.items():
             db.update(run, {"archive.error": str(exc)}, doc=doc)
-        raise ArchiveError(f"batch {batch} ({', '.join(current)}): {exc}; the runs stay compressed, their "
-                           "compressed copies are kept, and the next tick retries") from None
+        raise ArchiveError(
+            f"batch {batch} ({', '.join(current)}): {exc}; the runs stay compressed, their "
+            "compressed copies are kept, and the next tick retries"
+        ) from None
     dropped = _drop_bad_copies(db, config, current, bad, log)
     members = [run for run in current if run not in dropped]
     if not members:
@@ -170,8 +178,10 @@ def _drop_bad_copies(db: RunsDB, config: dict, docs: dict[str, dict], bad: dict[
         if line is None:
             attempts = int((doc.get("compressed") or {}).get("attempts") or 0) + 1
             db.update(run, {**leave, "compressed.error": why, "compressed.attempts": attempts}, doc=doc)
-            line = (f"run {run}: {why}, and its DAQ copy cannot be checked now; it leaves the batch and a later "
-                    f"tick tries again ({attempts} of {config['compression']['max_attempts']} attempts)")
+            line = (
+                f"run {run}: {why}, and its DAQ copy cannot be checked now; it leaves the batch and a later "
+                f"tick tries again ({attempts} of {config['compression']['max_attempts']} attempts)"
+            )
         lines[run] = line
         log.write(f"{line}\n")
     return lines
@@ -189,8 +199,9 @@ def _members_now(db: RunsDB, config: dict, members: list[str], compressed_marker
     return current
 
 
-def archive_batch(db: RunsDB, config: dict, batch: str, members: list[str], compressed_markers: list[str],
-                  marker_path: str, log) -> dict:
+def archive_batch(
+    db: RunsDB, config: dict, batch: str, members: list[str], compressed_markers: list[str], marker_path: str, log
+) -> dict:
     """Archive one batch; write its marker; return the marker.  See the module docstring.
 
     The skeleton of every stage (fulliautomatix.stage), for a batch: the
@@ -204,8 +215,10 @@ def archive_batch(db: RunsDB, config: dict, batch: str, members: list[str], comp
     earlier = [d for d in db.in_batch(batch) if d["name"] not in members]
     stray = [d["name"] for d in earlier if d.get(states.RAW) != "archived"]
     if stray:
-        raise ArchiveError(f"batch {batch}: runs {', '.join(stray)} belong to it but are not in this tick's "
-                           "plan; run a tick without --run")
+        raise ArchiveError(
+            f"batch {batch}: runs {', '.join(stray)} belong to it but are not in this tick's "
+            "plan; run a tick without --run"
+        )
     expected = {member_name(d["name"]): expected_member(d) for d in earlier}
     source = source_host(config, list(current.values()))
     files = {member_name(run): Path((d.get("compressed") or {}).get("path") or "") for run, d in current.items()}
@@ -214,19 +227,32 @@ def archive_batch(db: RunsDB, config: dict, batch: str, members: list[str], comp
         files = {m: f for m, f in files.items() if m in {member_name(r) for r in members}}
     for run in members:
         expected[member_name(run)] = expected_member(current[run])
-    docs = db.transition_many({run: current[run] for run in members}, states.RAW, "archiving", {
-        run: {"archive.batch": batch, "archive.error": None,
-              "archive.attempts": stage.attempt_of(current[run], "archive")} for run in members},
-        expect=("compressed", "archiving"))
+    docs = db.transition_many(
+        {run: current[run] for run in members},
+        states.RAW,
+        "archiving",
+        {
+            run: {
+                "archive.batch": batch,
+                "archive.error": None,
+                "archive.attempts": stage.attempt_of(current[run], "archive"),
+            }
+            for run in members
+        },
+        expect=("compressed", "archiving"),
+    )
     stage.keep_all(config, docs.values())
     try:
         location, facts = _store(be, batch, expected, earlier, source, files, log)
     except ArchiveError as exc:
         for run in members:
-            stage.give_back(db, config, docs[run], states.RAW, "compressed", {"archive.error": str(exc)},
-                            "archive failed")
-        raise ArchiveError(f"batch {batch} ({', '.join(members)}): {exc}; the runs stay compressed, their "
-                           "compressed copies are kept, and the next tick retries") from None
+            stage.give_back(
+                db, config, docs[run], states.RAW, "compressed", {"archive.error": str(exc)}, "archive failed"
+            )
+        raise ArchiveError(
+            f"batch {batch} ({', '.join(members)}): {exc}; the runs stay compressed, their "
+            "compressed copies are kept, and the next tick retries"
+        ) from None
     marker = _batch_marker(be, batch, location, facts, expected, docs)
     newest = stage.record(db, config, marker, marker_path, docs, "archived and verified", log)
     # The marker records the verified tarball, so the compressed copies may go now.
@@ -236,8 +262,9 @@ def archive_batch(db: RunsDB, config: dict, batch: str, members: list[str], comp
     return marker
 
 
-def _batch_marker(be, batch: str, location: str, facts: dict, expected: dict[str, Member],
-                  docs: dict[str, dict]) -> dict:
+def _batch_marker(
+    be, batch: str, location: str, facts: dict, expected: dict[str, Member], docs: dict[str, dict]
+) -> dict:
     """The archived batch's marker: each run's archive sub-document and raw_location."""
     verified_at = states.now()
     runs = {}
@@ -245,17 +272,28 @@ def _batch_marker(be, batch: str, location: str, facts: dict, expected: dict[str
         m = member_name(run)
         runs[run] = {
             "raw_location": f"{be.url(location)}#{m}",
-            "archive": {"batch": batch, "backend": be.name, "host": be.host_name, "tarball": location,
-                        "member": m, "bytes": expected[m].size, "hash": expected[m].sha256,
-                        "tarball_bytes": facts.get("tarball_bytes"), "tarball_sha256": facts.get("tarball_sha256"),
-                        "checks": facts["checks"], "verified": verified_at, "error": None,
-                        "attempts": doc["archive"]["attempts"]},
+            "archive": {
+                "batch": batch,
+                "backend": be.name,
+                "host": be.host_name,
+                "tarball": location,
+                "member": m,
+                "bytes": expected[m].size,
+                "hash": expected[m].sha256,
+                "tarball_bytes": facts.get("tarball_bytes"),
+                "tarball_sha256": facts.get("tarball_sha256"),
+                "checks": facts["checks"],
+                "verified": verified_at,
+                "error": None,
+                "attempts": doc["archive"]["attempts"],
+            },
         }
     return {"batch": batch, "location": location, "backend": be.name, "runs": runs, "verified": verified_at}
 
 
-def _store(be, batch: str, expected: dict[str, Member], earlier: list[dict], source: hosts.Host,
-           files: dict[str, Path], log) -> tuple[str, dict]:
+def _store(
+    be, batch: str, expected: dict[str, Member], earlier: list[dict], source: hosts.Host, files: dict[str, Path], log
+) -> tuple[str, dict]:
     """The batch's verified tarball: one an earlier attempt left, or a new upload; (location, facts)."""
     location = be.tarball(batch)
     if be.exists(location, log):
@@ -265,14 +303,16 @@ def _store(be, batch: str, expected: dict[str, Member], earlier: list[dict], sou
             return location, facts
         except ArchiveError as exc:
             if earlier:
-                raise ArchiveError(f"{exc}, and it holds archived runs "
-                                   f"({', '.join(d['name'] for d in earlier)}): left untouched for a human"
-                                   ) from None
+                raise ArchiveError(
+                    f"{exc}, and it holds archived runs "
+                    f"({', '.join(d['name'] for d in earlier)}): left untouched for a human"
+                ) from None
             log.write(f"not trusted, replacing it: {exc}\n")
             be.discard(location, log)
     elif earlier:
-        raise ArchiveError(f"{be.url(location)} is missing, but runs "
-                           f"{', '.join(d['name'] for d in earlier)} were archived in it")
+        raise ArchiveError(
+            f"{be.url(location)} is missing, but runs {', '.join(d['name'] for d in earlier)} were archived in it"
+        )
     upload = be.upload(batch, list(files.values()), log, source=source)
     try:
         facts = verify(be, upload, expected, log)
@@ -285,8 +325,15 @@ def _store(be, batch: str, expected: dict[str, Member], earlier: list[dict], sou
     return be.promote(upload, batch, log), facts
 
 
-def purge_compressed(db: RunsDB, config: dict, members: list[str], files: dict[str, Path], source: hosts.Host,
-                     log, docs: dict[str, dict] | None = None) -> list[str]:
+def purge_compressed(
+    db: RunsDB,
+    config: dict,
+    members: list[str],
+    files: dict[str, Path],
+    source: hosts.Host,
+    log,
+    docs: dict[str, dict] | None = None,
+) -> list[str]:
     """Delete the archived runs' compressed copies on scratch; the runs whose copy went.
 
     Only <scratch>/compressed/<run>.tar.zst of the copies' cluster, each a
@@ -334,8 +381,10 @@ def restore(db: RunsDB, config: dict, run: str, dest: Path, log=None) -> Path:
     doc = db.get(run)
     a = doc.get("archive") or {}
     if doc.get(states.RAW) != "archived" or not a.get("tarball"):
-        raise ArchiveError(f"run {run}: never archived (raw_status {doc.get(states.RAW)}, raw_location "
-                           f"{doc.get('raw_location')}); there is nothing to restore")
+        raise ArchiveError(
+            f"run {run}: never archived (raw_status {doc.get(states.RAW)}, raw_location "
+            f"{doc.get('raw_location')}); there is nothing to restore"
+        )
     final = dest / run
     if final.exists():
         raise ArchiveError(f"run {run}: {final} already exists; choose another --to directory")
@@ -349,20 +398,26 @@ def restore(db: RunsDB, config: dict, run: str, dest: Path, log=None) -> Path:
         raise ArchiveError(f"run {run}: {exc}") from None
     recorded = a.get("hash") or (doc.get("compressed") or {}).get("hash")
     if file_hash(member) != recorded:
-        raise _copy_failed(db, doc, f"{a['member']} fetched from {be.url(a['tarball'])} differs from its recorded "
-                                    f"sha256; left in {work}")
-    proc = subprocess.run(["tar", "-C", str(work), "-I", "zstd", "-xf", str(member)], capture_output=True,
-                          text=True)
+        raise _copy_failed(
+            db,
+            doc,
+            f"{a['member']} fetched from {be.url(a['tarball'])} differs from its recorded sha256; left in {work}",
+        )
+    proc = subprocess.run(["tar", "-C", str(work), "-I", "zstd", "-xf", str(member)], capture_output=True, text=True)
     if proc.returncode != 0:
-        raise _copy_failed(db, doc, f"cannot unpack {member} from {be.url(a['tarball'])}: "
-                                    f"{(proc.stderr.strip().splitlines() or [''])[-1]}")
+        raise _copy_failed(
+            db,
+            doc,
+            f"cannot unpack {member} from {be.url(a['tarball'])}: {(proc.stderr.strip().splitlines() or [''])[-1]}",
+        )
     member.unlink()
     t = doc.get("transfer") or {}
     actual = hosts.manifest(hosts.Host(), str(work / run), t.get("checksum_algorithm", "sha256"))
     problems = hosts.compare_manifests(t.get("checksums") or [], actual)
     if problems:
-        raise _copy_failed(db, doc, f"the copy restored from {be.url(a['tarball'])} does not verify "
-                                    f"({problems[0]}); left in {work}")
+        raise _copy_failed(
+            db, doc, f"the copy restored from {be.url(a['tarball'])} does not verify ({problems[0]}); left in {work}"
+        )
     os.replace(work / run, final)
     shutil.rmtree(work)
     if a.get("copy_ok") in (False,):  # (nx-27017 gives a false it stored back as 0)
@@ -374,8 +429,9 @@ def _copy_failed(db: RunsDB, doc: dict, what: str) -> ArchiveError:
     """Record that the run's archived copy failed verification (status lists it as LOST-COPY); the error."""
     run = doc["name"]
     daq = (doc.get("transfer") or {}).get("daq_copy") or "unknown"
-    line = (f"its archived copy failed verification on restore: {what}; the DAQ copy is {daq}"
-            + ("" if daq == "kept" else ": no other verified copy is recorded"))
+    line = f"its archived copy failed verification on restore: {what}; the DAQ copy is {daq}" + (
+        "" if daq == "kept" else ": no other verified copy is recorded"
+    )
     try:
         db.update(run, {"archive.copy_ok": False, "archive.copy_error": line, "archive.copy_checked": states.now()})
     except Exception as exc:  # noqa: BLE001 - the error line below still says what happened

@@ -21,9 +21,29 @@ from . import SchedulerError, qstatquery
 from .listings import Job, ListingError, parse_listing, short_id
 
 # Scheduler job states, by what they mean for us (squeue's words and qstat's letters).
-ACTIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING",
-          "STAGE_OUT", "SIGNALING", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "STOPPED",
-          "Q", "R", "H", "W", "T", "S", "E", "B"}
+ACTIVE = {
+    "PENDING",
+    "RUNNING",
+    "CONFIGURING",
+    "COMPLETING",
+    "SUSPENDED",
+    "REQUEUED",
+    "RESIZING",
+    "STAGE_OUT",
+    "SIGNALING",
+    "REQUEUE_HOLD",
+    "REQUEUE_FED",
+    "RESV_DEL_HOLD",
+    "STOPPED",
+    "Q",
+    "R",
+    "H",
+    "W",
+    "T",
+    "S",
+    "E",
+    "B",
+}
 SUCCEEDED = {"COMPLETED"}
 # qstat's "C" and "F" say the job ended, not how: the exit-code file decides.
 ENDED_UNKNOWN = {"C", "F"}
@@ -65,8 +85,9 @@ class Scheduler:
     def __init__(self, settings: dict):
         self.settings = settings
         ssh = settings.get("submit_ssh") or {}
-        self.host = hosts.Host(settings["submit_host"], tuple(ssh.get("ssh") or hosts.DEFAULT_SSH),
-                               ssh.get("user") or "", ssh.get("port"))
+        self.host = hosts.Host(
+            settings["submit_host"], tuple(ssh.get("ssh") or hosts.DEFAULT_SSH), ssh.get("user") or "", ssh.get("port")
+        )
 
     def argv(self, argv: list[str]) -> list[str]:
         """argv as it runs: with scheduler_env, on the submit host."""
@@ -74,8 +95,9 @@ class Scheduler:
         return self.host.argv((["env", *env] if env else []) + argv)
 
     def run(self, argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess:
-        return subprocess.run(self.argv(argv), capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            self.argv(argv), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
 
     def submit_argv(self, queue: str, walltime: str, name: str, job_dir: str) -> list[str]:
         raise NotImplementedError
@@ -107,8 +129,9 @@ class Scheduler:
         if proc.returncode != 0:
             raise SchedulerError(f"{shlex.join(argv)} exited with {proc.returncode}: {proc.stderr.strip()[:200]}")
         try:
-            return parse_listing(proc.stdout, argv[0], self.settings["username"],
-                                 self.settings.get("job_name_prefix", ""))
+            return parse_listing(
+                proc.stdout, argv[0], self.settings["username"], self.settings.get("job_name_prefix", "")
+            )
         except ListingError as exc:
             raise SchedulerError(f"{shlex.join(argv)}: {exc}") from None
 
@@ -117,8 +140,21 @@ class Slurm(Scheduler):
     name = "slurm"
 
     def submit_argv(self, queue: str, walltime: str, name: str, job_dir: str) -> list[str]:
-        return ["sbatch", "--parsable", "-p", queue, "-t", walltime, "-J", name,
-                "-o", f"{job_dir}/stdout", "-e", f"{job_dir}/stderr", f"{job_dir}/job.sh"]
+        return [
+            "sbatch",
+            "--parsable",
+            "-p",
+            queue,
+            "-t",
+            walltime,
+            "-J",
+            name,
+            "-o",
+            f"{job_dir}/stdout",
+            "-e",
+            f"{job_dir}/stderr",
+            f"{job_dir}/job.sh",
+        ]
 
     def cancel_argv(self, ids: list[str]) -> list[str]:
         return ["scancel", *ids]
@@ -130,8 +166,20 @@ class Pbs(Scheduler):
     name = "pbs"
 
     def submit_argv(self, queue: str, walltime: str, name: str, job_dir: str) -> list[str]:
-        return ["qsub", "-q", queue, "-l", f"walltime={walltime}", "-N", name,
-                "-o", f"{job_dir}/stdout", "-e", f"{job_dir}/stderr", f"{job_dir}/job.sh"]
+        return [
+            "qsub",
+            "-q",
+            queue,
+            "-l",
+            f"walltime={walltime}",
+            "-N",
+            name,
+            "-o",
+            f"{job_dir}/stdout",
+            "-e",
+            f"{job_dir}/stderr",
+            f"{job_dir}/job.sh",
+        ]
 
     def cancel_argv(self, ids: list[str]) -> list[str]:
         return ["qdel", *ids]
@@ -150,8 +198,9 @@ class Pbs(Scheduler):
         if self.settings["status_query"] != "qstat":
             return super().listing()
         try:
-            return qstatquery.listing(self.run, self.settings["work_dir"], self.settings["username"],
-                                      self.settings.get("job_name_prefix", ""))
+            return qstatquery.listing(
+                self.run, self.settings["work_dir"], self.settings["username"], self.settings.get("job_name_prefix", "")
+            )
         except ListingError as exc:
             raise SchedulerError(str(exc)) from None
 

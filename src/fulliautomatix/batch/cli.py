@@ -26,9 +26,12 @@ from .submit import submit
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="fulliautomatix-scheduler",
-                                 description="Submit, query and cancel Fulliautomatix's processing jobs.",
-                                 epilog=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="fulliautomatix-scheduler",
+        description="Submit, query and cancel Fulliautomatix's processing jobs.",
+        epilog=__doc__.split("\n\n")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("submit", help="submit a Snakemake job script; print the job id")
     p.add_argument("--rule", required=True)

@@ -82,7 +82,7 @@ def job_run(job: Job, prefix: str) -> str | None:
     None for a name the listing may have cut (qstat's columns): see :func:`active_runs`.
     """
     if job.name.startswith(prefix + "-") and not job.partial:
-        return job.name[len(prefix) + 1:]
+        return job.name[len(prefix) + 1 :]
     if "_wildcards_" in job.comment and job.comment.startswith("rule_process_run"):
         return job.comment.rsplit("_wildcards_", 1)[1]
     return None
@@ -122,8 +122,12 @@ def active_runs(jobs: dict[str, Job], records: list[dict], prefix: str) -> tuple
             active[r["run"]] = fits[0]
         elif fits:
             active[r["run"]] = None
-            log.warning("run %s: its job id was never recorded and jobs %s could be its job; "
-                        "it is not submitted again until they end", r["run"], ", ".join(j.id for j in fits))
+            log.warning(
+                "run %s: its job id was never recorded and jobs %s could be its job; "
+                "it is not submitted again until they end",
+                r["run"],
+                ", ".join(j.id for j in fits),
+            )
     return active, adopted
 
 
@@ -168,12 +172,17 @@ def _clear_finished_incomplete(work_dir, active_runs: set) -> None:
         except (ValueError, UnicodeDecodeError):
             continue
         parts = rel.split("/")
-        if (rel.startswith(OUTPUT_DIRS) and len(parts) >= 3
-                and parts[2].split(".json")[0] not in active_runs and (Path(work_dir) / rel).is_file()):
+        if (
+            rel.startswith(OUTPUT_DIRS)
+            and len(parts) >= 3
+            and parts[2].split(".json")[0] not in active_runs
+            and (Path(work_dir) / rel).is_file()
+        ):
             entry.unlink(missing_ok=True)
 
 
 # -- the runs DB: finished jobs recorded, lost writes repaired ------------------------
+
 
 def _repair_active(db, config: dict, r: dict) -> None:
     """A still-running job the DB does not know as queued/processing (lost write)."""
@@ -201,8 +210,14 @@ def _replay_started(db, config, r, doc) -> None:
         return
     if started.get("job_id") != r["job_id"] or doc["processed_status"] != "queued":
         return
-    db.transition(r["run"], states.PROCESSED, "processing", doc=doc, note="job started (from its marker)",
-                  fields={f"processing.{k}": v for k, v in started.items() if k != "run"})
+    db.transition(
+        r["run"],
+        states.PROCESSED,
+        "processing",
+        doc=doc,
+        note="job started (from its marker)",
+        fields={f"processing.{k}": v for k, v in started.items() if k != "run"},
+    )
 
 
 def _finish(db, config: dict, r: dict, job: Job | None, out: Collected) -> None:
@@ -223,8 +238,12 @@ def _finish(db, config: dict, r: dict, job: Job | None, out: Collected) -> None:
                 else:
                     _record_failure(db, config, r, doc, rc, timed_out)
         except Exception as exc:
-            log.error("run %s: cannot record its finished job %s in the runs DB: %s; the next tick retries",
-                      run, r["job_id"], exc)
+            log.error(
+                "run %s: cannot record its finished job %s in the runs DB: %s; the next tick retries",
+                run,
+                r["job_id"],
+                exc,
+            )
             return
     clear_incomplete(work_dir, [output])
     r["collected"] = "success" if ok else ("timeout" if timed_out else f"failed (exit {rc})")
@@ -241,14 +260,24 @@ def _read(path: Path) -> str:
 
 def _record_failure(db, config, r, doc, rc, timed_out) -> None:
     run = r["run"]
-    tail = log_tail([Path(config["work_dir"]) / "logs" / r["rule"] / f"{run}.log",
-                     Path(r["dir"]) / "stdout", Path(r["dir"]) / "stderr"])
+    tail = log_tail(
+        [
+            Path(config["work_dir"]) / "logs" / r["rule"] / f"{run}.log",
+            Path(r["dir"]) / "stdout",
+            Path(r["dir"]) / "stderr",
+        ]
+    )
     p = doc.get("processing") or {}
     timeouts = int(p.get("timeouts", 0)) + (1 if timed_out else 0)
     why = "killed at its walltime" if timed_out else (f"exit {rc}" if rc is not None else "ended without an exit code")
-    fields = {"processing.exit_code": rc, "processing.timed_out": timed_out, "processing.timeouts": timeouts,
-              "processing.log_tail": tail, "processing.finished": states.now(),
-              "processing.error": f"job {r['job_id']} {why}"}
+    fields = {
+        "processing.exit_code": rc,
+        "processing.timed_out": timed_out,
+        "processing.timeouts": timeouts,
+        "processing.log_tail": tail,
+        "processing.finished": states.now(),
+        "processing.error": f"job {r['job_id']} {why}",
+    }
     if doc["processed_status"] == "failed":
         if p.get("timeouts", 0) != timeouts or p.get("timed_out") != timed_out:
             db.update(run, fields, doc=doc)
@@ -256,6 +285,12 @@ def _record_failure(db, config, r, doc, rc, timed_out) -> None:
     if doc["processed_status"] not in ("queued", "processing"):
         return
     db.transition(run, states.PROCESSED, "failed", doc=doc, note=f"job {r['job_id']} {why}", fields=fields)
-    log.error("run %s: job %s %s; %s", run, r["job_id"], why,
-              "the next tick retries" if r["attempt"] < config["processing"]["max_attempts"]
-              else f"no attempts left: see {r['dir']}, then `fulliautomatix retry {run}`")
+    log.error(
+        "run %s: job %s %s; %s",
+        run,
+        r["job_id"],
+        why,
+        "the next tick retries"
+        if r["attempt"] < config["processing"]["max_attempts"]
+        else f"no attempts left: see {r['dir']}, then `fulliautomatix retry {run}`",
+    )

@@ -108,8 +108,9 @@ def parse_squeue(text: str) -> dict[str, Job]:
         parts = line.strip().split("|")
         if len(parts) >= 3 and parts[0]:
             state = parts[2].split()[0]
-            jobs[parts[0]] = Job(parts[0], parts[1], state, parts[3] if len(parts) > 3 else "",
-                                 timed_out=state == "TIMEOUT")
+            jobs[parts[0]] = Job(
+                parts[0], parts[1], state, parts[3] if len(parts) > 3 else "", timed_out=state == "TIMEOUT"
+            )
     return jobs
 
 
@@ -189,9 +190,16 @@ def job_of(job_id: str, a: dict[str, str]) -> Job:
     """A Job from one job's attributes, as ``qstat -f`` names them."""
     owner = a.get("Job_Owner", "").split("@")[0] or a.get("euser", "").split("(")[0]
     exit_status = a.get("exit_status", a.get("Exit_status", ""))
-    job = Job(short_id(job_id), a.get("Job_Name", ""), a.get("job_state", ""), owner=owner,
-              queue=a.get("queue", ""), exit_status=int(exit_status) if _integer(exit_status) else None,
-              walltime=a.get("Resource_List.walltime", ""), walltime_used=a.get("resources_used.walltime", ""))
+    job = Job(
+        short_id(job_id),
+        a.get("Job_Name", ""),
+        a.get("job_state", ""),
+        owner=owner,
+        queue=a.get("queue", ""),
+        exit_status=int(exit_status) if _integer(exit_status) else None,
+        walltime=a.get("Resource_List.walltime", ""),
+        walltime_used=a.get("resources_used.walltime", ""),
+    )
     job.timed_out = walltime_killed(job, a)
     return job
 
@@ -202,8 +210,11 @@ def _integer(text: str) -> bool:
 
 def ours(jobs: dict[str, Job], user: str = "", prefix: str = "") -> dict[str, Job]:
     """The jobs of `user` (by Job_Owner or euser, where listed) named ``<prefix>-...``."""
-    return {k: j for k, j in jobs.items()
-            if (not user or not j.owner or j.owner == user) and (not prefix or j.name.startswith(prefix + "-"))}
+    return {
+        k: j
+        for k, j in jobs.items()
+        if (not user or not j.owner or j.owner == user) and (not prefix or j.name.startswith(prefix + "-"))
+    }
 
 
 # -- walltime kills ----------------------------------------------------------------------
@@ -290,9 +301,9 @@ def column_titles(header: str, spans: list[tuple[int, int]]) -> list[str]:
     words = [(m.start(), m.group()) for m in re.finditer(r"\S+", header)]
     titles, i = [], 0
     while i < len(words):
-        pair = tuple(w.lower() for _, w in words[i:i + 2])
+        pair = tuple(w.lower() for _, w in words[i : i + 2])
         take = 2 if pair in TWO_WORD_TITLES else 1
-        titles.append(" ".join(w for _, w in words[i:i + take]))
+        titles.append(" ".join(w for _, w in words[i : i + take]))
         i += take
     if len(titles) == len(spans):
         return titles

@@ -52,8 +52,10 @@ def plan_jobs(db, config: dict) -> JobPlan:
     if plan.finished:
         plan.messages.append(f"jobs finished since the last tick: {', '.join(plan.finished)}")
     if plan.held:
-        plan.messages.append(f"jobs still queued or running (left alone): "
-                             f"{', '.join(f'{r} ({j})' for r, j in sorted(plan.held.items()))}")
+        plan.messages.append(
+            f"jobs still queued or running (left alone): "
+            f"{', '.join(f'{r} ({j})' for r, j in sorted(plan.held.items()))}"
+        )
     plan.exclude |= set(plan.held)
     for run in config["tick"]["reprocess"]:
         try:
@@ -76,8 +78,10 @@ def _plan_reprocessing(db, config: dict, plan: JobPlan) -> None:
         tag = doc["reprocess"]["tag"]
         p = doc.get("processing") or {}
         if doc["processed_status"] == "failed" and p.get("tag") == tag and p.get("attempts", 0) >= limit:
-            plan.warnings.append(f"run {run}: reprocessing failed {p['attempts']} times (exit {p.get('exit_code')}); "
-                                 f"see its log, then `fulliautomatix retry {run}`")
+            plan.warnings.append(
+                f"run {run}: reprocessing failed {p['attempts']} times (exit {p.get('exit_code')}); "
+                f"see its log, then `fulliautomatix retry {run}`"
+            )
             continue
         if doc["raw_status"] in ("compressing", "archiving", "transferring"):
             continue  # the raw data is on its way; a later tick
@@ -89,8 +93,9 @@ def _plan_reprocessing(db, config: dict, plan: JobPlan) -> None:
         plan.reprocess.append(reprocess_marker(run, tag))
 
 
-def limit_targets(db, config: dict, docs: list[dict], targets: list[tuple[str, str]],
-                  jobs: JobPlan) -> list[tuple[str, str]]:
+def limit_targets(
+    db, config: dict, docs: list[dict], targets: list[tuple[str, str]], jobs: JobPlan
+) -> list[tuple[str, str]]:
     """Write the requests of runs whose chain includes processing, within processing.max_jobs.
 
     A run over the limit, or whose walltime no queue allows, keeps the stages
@@ -107,7 +112,7 @@ def limit_targets(db, config: dict, docs: list[dict], targets: list[tuple[str, s
     for last, run in targets:
         doc = by_name[run]
         first, _ = selection.start_stage(doc, limits)
-        chain = selection.CHAIN[selection.CHAIN.index(first): selection.CHAIN.index(last) + 1]
+        chain = selection.CHAIN[selection.CHAIN.index(first) : selection.CHAIN.index(last) + 1]
         if "process" not in chain or doc["processed_status"] == "processed":
             out.append((last, run))
             continue
@@ -122,9 +127,11 @@ def limit_targets(db, config: dict, docs: list[dict], targets: list[tuple[str, s
         elif chain[0] == "transfer":
             out.append(("transfer", run))
     if waiting:
-        jobs.messages.append(f"{len(waiting)} runs wait for a free job slot (processing.max_jobs="
-                             f"{config['processing']['max_jobs']}): {', '.join(waiting[:10])}"
-                             f"{' ...' if len(waiting) > 10 else ''}")
+        jobs.messages.append(
+            f"{len(waiting)} runs wait for a free job slot (processing.max_jobs="
+            f"{config['processing']['max_jobs']}): {', '.join(waiting[:10])}"
+            f"{' ...' if len(waiting) > 10 else ''}"
+        )
     return out
 
 
@@ -166,8 +173,17 @@ def job_resources(config: dict, run: str, attempt: int = 1, docs: dict | None = 
             first = walltime.queues(fa_config.cluster(config))[0]
             return {"queue": first.name, "walltime": walltime.format(60), "minutes": 1}
     if attempt > 1:
-        req = {**req, **walltime.plan(run, req["events"], req["source"], config["processing"]["walltime"],
-                                      fa_config.cluster(config), int(req.get("timeouts", 0)) + attempt - 1)}
+        req = {
+            **req,
+            **walltime.plan(
+                run,
+                req["events"],
+                req["source"],
+                config["processing"]["walltime"],
+                fa_config.cluster(config),
+                int(req.get("timeouts", 0)) + attempt - 1,
+            ),
+        }
     return {"queue": req["queue"], "walltime": req["walltime"], "minutes": walltime.parse(req["walltime"]) // 60}
 
 
@@ -182,6 +198,7 @@ def submission_preview(config: dict, doc: dict) -> list[str]:
     settings = settings_for(config)
     scheduler = adapter(settings)
     job_dir = f"{config['work_dir']}/jobs/{doc['name']}/<attempt>"
-    argv = scheduler.argv(scheduler.submit_argv(req["queue"], req["walltime"],
-                                                f"{settings['job_name_prefix']}-{doc['name']}", job_dir))
+    argv = scheduler.argv(
+        scheduler.submit_argv(req["queue"], req["walltime"], f"{settings['job_name_prefix']}-{doc['name']}", job_dir)
+    )
     return [f"$ {shlex.join(argv)}   # the job runs:"]

@@ -44,8 +44,9 @@ REFUSED = re.compile(r"usage|option", re.IGNORECASE)
 
 
 def argv(query: str, user: str) -> list[str]:
-    return {"json": ["qstat", "-f", "-F", "json"], "full-user": ["qstat", "-f", "-u", user],
-            "full": ["qstat", "-f"]}[query]
+    return {"json": ["qstat", "-f", "-F", "json"], "full-user": ["qstat", "-f", "-u", user], "full": ["qstat", "-f"]}[
+        query
+    ]
 
 
 def learned(work_dir: Path | str) -> tuple[str, bool]:
@@ -59,12 +60,13 @@ def learned(work_dir: Path | str) -> tuple[str, bool]:
     return QUERIES[0], False
 
 
-def listing(run: Callable[[list[str]], subprocess.CompletedProcess], work_dir: Path | str, user: str,
-            prefix: str) -> dict[str, Job]:
+def listing(
+    run: Callable[[list[str]], subprocess.CompletedProcess], work_dir: Path | str, user: str, prefix: str
+) -> dict[str, Job]:
     """Our jobs from the first query of QUERIES (from the learned one on) that answers readably."""
     first, fresh = learned(work_dir)
     passed_over: list[str] = []
-    for query in QUERIES[QUERIES.index(first):]:
+    for query in QUERIES[QUERIES.index(first) :]:
         args = argv(query, user)
         proc = run(args)
         last = query == QUERIES[-1]
@@ -86,8 +88,10 @@ def listing(run: Callable[[list[str]], subprocess.CompletedProcess], work_dir: P
             raise ListingError(f"{shlex.join(args)}: {exc}{_also(passed_over)}") from None
         answered = "full" if query == "full-user" and _table(proc.stdout) else query
         if answered != first or not fresh:
-            markers.write(Path(work_dir) / LEARNED, {"query": answered, "at": time.time(), "argv": argv(answered, user),
-                                                     "passed_over": passed_over})
+            markers.write(
+                Path(work_dir) / LEARNED,
+                {"query": answered, "at": time.time(), "argv": argv(answered, user), "passed_over": passed_over},
+            )
         return jobs
     raise ListingError("no qstat query to try")  # not reached: the last query returns or raises
 
@@ -99,8 +103,11 @@ def _no_jobs(proc: subprocess.CompletedProcess) -> bool:
 def _table(text: str) -> bool:
     """Whether qstat answered with a table (not the full format, not JSON, not nothing)."""
     lines = text.splitlines()
-    return bool(text.strip()) and not text.lstrip().startswith("{") and not any(
-        line.startswith("Job Id:") for line in lines)
+    return (
+        bool(text.strip())
+        and not text.lstrip().startswith("{")
+        and not any(line.startswith("Job Id:") for line in lines)
+    )
 
 
 def _oneline(text: str) -> str:

@@ -26,8 +26,13 @@ from .listings import short_id
 SUBMIT_LOCK = Path("state/submit.lock")
 
 # kind -> file of a run (or job id) under the work dir
-STATE_FILES = {"record": "state/jobs/{}.json", "done": "state/jobs/done/{}.json", "by-id": "state/jobs/by-id/{}",
-               "request": "state/requests/{}.json", "started": "state/started/{}.json"}
+STATE_FILES = {
+    "record": "state/jobs/{}.json",
+    "done": "state/jobs/done/{}.json",
+    "by-id": "state/jobs/by-id/{}",
+    "request": "state/requests/{}.json",
+    "started": "state/started/{}.json",
+}
 
 # Rule -> marker of a finished job, relative to work_dir (the rules' outputs in workflow/rules/process.smk).
 OUTPUTS = {"process_run": "state/processed/{run}.json", "reprocess_run": "state/reprocessed/{run}/{tag}.json"}
@@ -111,13 +116,31 @@ def submit_lock(work_dir, timeout: float | None = None):
     return claims.locked(Path(work_dir) / SUBMIT_LOCK, timeout=timeout)
 
 
-def processing_doc(request: dict, *, attempts: int, queue: str | None, job_id: str | None = None,
-                   walltime: str | None = None, timeouts: int | None = None, **more) -> dict:
+def processing_doc(
+    request: dict,
+    *,
+    attempts: int,
+    queue: str | None,
+    job_id: str | None = None,
+    walltime: str | None = None,
+    timeouts: int | None = None,
+    **more,
+) -> dict:
     """The ``processing`` sub-document of a run whose attempt is queued: at submission, at a job's
     start that was not recorded at submission, and before a local attempt (docs/run-document.md)."""
-    doc = {"job_id": job_id, "queue": queue, "walltime": walltime, "attempts": attempts, "exit_code": None,
-           "processor_version": request["version"], "output": request["output"], "tag": request.get("tag"),
-           "timeouts": int(request.get("timeouts", 0)) if timeouts is None else timeouts,
-           "timed_out": None, "log_tail": None, "error": None}
+    doc = {
+        "job_id": job_id,
+        "queue": queue,
+        "walltime": walltime,
+        "attempts": attempts,
+        "exit_code": None,
+        "processor_version": request["version"],
+        "output": request["output"],
+        "tag": request.get("tag"),
+        "timeouts": int(request.get("timeouts", 0)) if timeouts is None else timeouts,
+        "timed_out": None,
+        "log_tail": None,
+        "error": None,
+    }
     doc.update(more)
     return doc

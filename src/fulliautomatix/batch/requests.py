@@ -33,13 +33,22 @@ def make_request(config: dict, doc: dict, tag: str | None = None) -> dict:
     timeouts = int(p.get("timeouts", 0)) if same else 0
     attempts = int(p.get("attempts", 0)) if (same and doc.get("processed_status") != "processed") else 0
     cluster = fa_config.cluster(config)
-    req = {"run": run, "source": doc["source"], "events": doc["events"], "version": config["processing"]["version"],
-           "tag": tag, "output": paths(config, run, tag)["output"], "attempts": attempts, "timeouts": timeouts,
-           "previous_outputs": list(doc.get("processed_outputs") or []),
-           "raw": f"{cluster['scratch']}/reprocess/{run}/{run}" if tag else paths(config, run)["raw"]}
+    req = {
+        "run": run,
+        "source": doc["source"],
+        "events": doc["events"],
+        "version": config["processing"]["version"],
+        "tag": tag,
+        "output": paths(config, run, tag)["output"],
+        "attempts": attempts,
+        "timeouts": timeouts,
+        "previous_outputs": list(doc.get("processed_outputs") or []),
+        "raw": f"{cluster['scratch']}/reprocess/{run}/{run}" if tag else paths(config, run)["raw"],
+    }
     if cluster["scheduler"] != "local":
-        req.update(walltime.plan(run, doc["events"], doc["source"], config["processing"]["walltime"], cluster,
-                                 timeouts))
+        req.update(
+            walltime.plan(run, doc["events"], doc["source"], config["processing"]["walltime"], cluster, timeouts)
+        )
     else:
         req.update(walltime="", seconds=0, queue="local")
     return req
@@ -53,5 +62,6 @@ def read_request(work_dir, run: str) -> dict:
     try:
         return markers.read(request_path(work_dir, run))
     except FileNotFoundError:
-        raise SchedulerError(f"run {run}: no processing request {request_path(work_dir, run)}; "
-                             "the tick that planned it writes one") from None
+        raise SchedulerError(
+            f"run {run}: no processing request {request_path(work_dir, run)}; the tick that planned it writes one"
+        ) from None

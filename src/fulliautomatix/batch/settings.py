@@ -25,18 +25,32 @@ def settings_for(config: dict) -> dict:
     # Over ssh, the login node is reached with the cluster's ssh options (and its
     # user and port when it is the cluster's host itself).
     same = cluster["submit_host"] == cluster.get("host")
-    ssh = {"ssh": list(cluster.get("ssh") or hosts.DEFAULT_SSH), "user": cluster.get("user", "") if same else "",
-           "port": cluster.get("port") if same else None}
+    ssh = {
+        "ssh": list(cluster.get("ssh") or hosts.DEFAULT_SSH),
+        "user": cluster.get("user", "") if same else "",
+        "port": cluster.get("port") if same else None,
+    }
     return {
-        "cluster": cluster["name"], "scheduler": cluster["scheduler"], "submit_host": cluster["submit_host"],
-        "submit_ssh": ssh, "status_query": cluster["status_query"], "env": cluster["scheduler_env"],
-        "username": cluster["username"], "job_name_prefix": cluster["job_name_prefix"],
-        "job_prefix": cluster["job_prefix"], "queues": cluster["queues"],
-        "work_dir": config["work_dir"], "python": sys.executable,
+        "cluster": cluster["name"],
+        "scheduler": cluster["scheduler"],
+        "submit_host": cluster["submit_host"],
+        "submit_ssh": ssh,
+        "status_query": cluster["status_query"],
+        "env": cluster["scheduler_env"],
+        "username": cluster["username"],
+        "job_name_prefix": cluster["job_name_prefix"],
+        "job_prefix": cluster["job_prefix"],
+        "queues": cluster["queues"],
+        "work_dir": config["work_dir"],
+        "python": sys.executable,
         "cache_seconds": config["processing"]["status_cache_seconds"],
         "job_db_access": config["processing"]["job_db_access"],
-        "runs_db": {"uri": runs_db["uri"], "database": runs_db["database"], "collection": runs_db["collection"],
-                    "timeout_seconds": runs_db["timeout_seconds"]},
+        "runs_db": {
+            "uri": runs_db["uri"],
+            "database": runs_db["database"],
+            "collection": runs_db["collection"],
+            "timeout_seconds": runs_db["timeout_seconds"],
+        },
     }
 
 

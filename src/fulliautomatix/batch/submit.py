@@ -42,8 +42,10 @@ def check_queue(settings: dict, run: str, queue: str, wall: str) -> None:
     if queue not in known:
         raise SchedulerError(f"run {run}: queue {queue!r} is not one of the cluster's queues ({', '.join(known)})")
     if walltime.parse(wall) > known[queue]:
-        raise SchedulerError(f"run {run}: walltime {wall} is longer than queue {queue} allows "
-                             f"({walltime.format(known[queue])}); not submitted")
+        raise SchedulerError(
+            f"run {run}: walltime {wall} is longer than queue {queue} allows "
+            f"({walltime.format(known[queue])}); not submitted"
+        )
 
 
 def write_job_dir(settings: dict, rule: str, run: str, attempt: int, jobscript: str) -> Path:
@@ -53,9 +55,16 @@ def write_job_dir(settings: dict, rule: str, run: str, attempt: int, jobscript: 
     job_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(jobscript, job_dir / "snakemake-job.sh")
     prefix = "".join(shlex.quote(w) + " " for w in settings["job_prefix"])
-    (job_dir / "job.sh").write_text(JOB_SCRIPT.format(
-        rule=rule, run=run, attempt=attempt, work_dir=shlex.quote(str(work_dir)),
-        job_dir=shlex.quote(str(job_dir)), prefix=prefix))
+    (job_dir / "job.sh").write_text(
+        JOB_SCRIPT.format(
+            rule=rule,
+            run=run,
+            attempt=attempt,
+            work_dir=shlex.quote(str(work_dir)),
+            job_dir=shlex.quote(str(job_dir)),
+            prefix=prefix,
+        )
+    )
     os.chmod(job_dir / "job.sh", 0o755)
     return job_dir
 
@@ -67,9 +76,20 @@ def submit(settings: dict, rule: str, run: str, queue: str, wall: str, jobscript
     request = read_request(work_dir, run)
     attempt = int(request.get("attempts", 0)) + 1
     job_dir = write_job_dir(settings, rule, run, attempt, jobscript)
-    record = {"run": run, "rule": rule, "tag": request.get("tag"), "name": f"{settings['job_name_prefix']}-{run}",
-              "attempt": attempt, "dir": str(job_dir), "job_id": None, "queue": queue, "walltime": wall,
-              "cluster": settings["cluster"], "submitted": states.now(), "collected": None}
+    record = {
+        "run": run,
+        "rule": rule,
+        "tag": request.get("tag"),
+        "name": f"{settings['job_name_prefix']}-{run}",
+        "attempt": attempt,
+        "dir": str(job_dir),
+        "job_id": None,
+        "queue": queue,
+        "walltime": wall,
+        "cluster": settings["cluster"],
+        "submitted": states.now(),
+        "collected": None,
+    }
     with submit_lock(work_dir):
         write_record(work_dir, record)  # intent first: a kill now leaves the name to look for
         try:
@@ -84,16 +104,27 @@ def submit(settings: dict, rule: str, run: str, queue: str, wall: str, jobscript
     try:
         record_queued(settings, request, record)
     except Exception as exc:  # the record stands; the next tick's collect repairs the DB
-        print(f"fulliautomatix: run {run}: job {record['job_id']} submitted, but the runs DB was not updated "
-              f"({exc}); the next tick repairs it", file=sys.stderr)
+        print(
+            f"fulliautomatix: run {run}: job {record['job_id']} submitted, but the runs DB was not updated "
+            f"({exc}); the next tick repairs it",
+            file=sys.stderr,
+        )
     return record["job_id"]
 
 
 def processing_fields(request: dict, record: dict) -> dict:
     """The processing sub-document of a submitted job."""
-    return processing_doc(request, attempts=record["attempt"], queue=record["queue"], job_id=record["job_id"],
-                          walltime=record["walltime"], job_name=record["name"], job_dir=record["dir"],
-                          submitted=record["submitted"], cluster=record["cluster"])
+    return processing_doc(
+        request,
+        attempts=record["attempt"],
+        queue=record["queue"],
+        job_id=record["job_id"],
+        walltime=record["walltime"],
+        job_name=record["name"],
+        job_dir=record["dir"],
+        submitted=record["submitted"],
+        cluster=record["cluster"],
+    )
 
 
 def record_queued(settings: dict, request: dict, record: dict, db=None) -> None:
@@ -104,8 +135,14 @@ def record_queued(settings: dict, request: dict, record: dict, db=None) -> None:
         doc = db.get(record["run"])
         if doc["processed_status"] == "queued" and (doc.get("processing") or {}).get("job_id") == record["job_id"]:
             return
-        db.transition(record["run"], states.PROCESSED, "queued", doc=doc, note=f"job {record['job_id']}",
-                      fields={"processing": processing_fields(request, record)})
+        db.transition(
+            record["run"],
+            states.PROCESSED,
+            "queued",
+            doc=doc,
+            note=f"job {record['job_id']}",
+            fields={"processing": processing_fields(request, record)},
+        )
     finally:
         if own:
             db.close()

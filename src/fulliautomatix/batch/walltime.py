@@ -42,7 +42,7 @@ def parse(value: str | int | float) -> int:
 
 
 def format(seconds: int) -> str:
-    """"HH:MM:SS", rounded up to whole minutes (schedulers count minutes)."""
+    """ "HH:MM:SS", rounded up to whole minutes (schedulers count minutes)."""
     minutes = max(1, math.ceil(seconds / 60))
     return f"{minutes // 60:02d}:{minutes % 60:02d}:00"
 
@@ -77,7 +77,8 @@ def choose_queue(run: str, seconds: int, available: list[Queue]) -> Queue:
     raise WalltimeTooLong(
         f"run {run}: needs a walltime of {format(seconds)}, longer than any queue allows "
         f"(longest: {longest.name}, {format(longest.max_walltime)}); not submitted. Raise the "
-        f"queue limits or processing.walltime in the config, then `fulliautomatix retry {run}`")
+        f"queue limits or processing.walltime in the config, then `fulliautomatix retry {run}`"
+    )
 
 
 def plan(run: str, events: int, source: str, settings: dict, cluster: dict, timeouts: int = 0) -> dict:

@@ -29,7 +29,7 @@ UNSAFE_EXIT = 97
 #                       physical path is ROOT's plus /NAME, holding only regular files and directories
 #   only_regular LABEL  the current directory holds only regular files and directories (LABEL names it)
 # A refusal prints "fa-unsafe: <kind> <what>" on stderr and returns 97 (UNSAFE_EXIT); other failures 3.
-CONFINE = r'''
+CONFINE = r"""
 unsafe() { local kind=$1; shift; printf 'fa-unsafe: %s %s\n' "$kind" "$*" >&2; return 97; }
 only_regular() {
   local odd
@@ -58,7 +58,7 @@ confine() {
   [ "$here" = "${top%/}/$name" ] || { unsafe outside "$dir resolves to $here, outside ${root:-/}"; return; }
   only_regular "$dir"
 }
-'''
+"""
 
 # What to do about each kind of refusal (Unsafe.kind), for the operator's one line.
 ADVICE = {
@@ -86,7 +86,7 @@ class Unsafe(CommandFailed):
     def __init__(self, argv: list[str], returncode: int, stderr: str):
         super().__init__(argv, returncode, stderr)
         line = next(ln for ln in stderr.splitlines() if ln.startswith("fa-unsafe: "))
-        self.kind, _, self.what = line[len("fa-unsafe: "):].partition(" ")
+        self.kind, _, self.what = line[len("fa-unsafe: ") :].partition(" ")
 
     @property
     def advice(self) -> str:
@@ -122,17 +122,22 @@ def split_confined(directory: str, root: str) -> list[str]:
 # Deletes "$1/$2" if it is confined (CONFINE; with "$3" = links-ok, links in it may be
 # deleted too): rm -rf of the entry by its name in the physical parent, so neither a link
 # in it nor one put in its place meanwhile is followed.  Prints REMOVED or ABSENT.
-REMOVE_TREE = CONFINE + r"""
+REMOVE_TREE = (
+    CONFINE
+    + r"""
 if [ "$3" = links-ok ]; then only_regular() { return 0; }; fi
 if [ ! -e "$1/$2" ] && [ ! -L "$1/$2" ]; then echo ABSENT; exit 0; fi
 confine "$1" "$2" || exit
 cd -P .. && rm -rf -- "./$2" || exit 8
 echo REMOVED
 """
+)
 
 # Deletes the files "$1/$2", "$1/$3", ... (plain names in the root "$1"), only if every one
 # is a regular file or absent, none a link: else nothing is deleted.
-REMOVE_FILES = CONFINE + r"""
+REMOVE_FILES = (
+    CONFINE
+    + r"""
 root=${1%/}; shift
 for name; do
   f=$root/$name
@@ -143,6 +148,7 @@ done
 cd -P -- "${root:-/}" || exit 3
 rm -f -- "$@"
 """
+)
 
 
 def remove_tree(host: Host, root: str, name: str, *, links_ok: bool = False, log=None) -> bool:

@@ -78,9 +78,21 @@ def close_masters(directory: Path | None, timeout: float = 10) -> list[str]:
         try:
             if not stat.S_ISSOCK(entry.stat(follow_symlinks=False).st_mode):
                 continue
-            subprocess.run(["ssh", "-F", "/dev/null", "-o", f"ControlPath={entry.path.replace('%', '%%')}",
-                            "-O", "exit", "fa-tick"], capture_output=True, timeout=timeout,
-                           stdin=subprocess.DEVNULL)
+            subprocess.run(
+                [
+                    "ssh",
+                    "-F",
+                    "/dev/null",
+                    "-o",
+                    f"ControlPath={entry.path.replace('%', '%%')}",
+                    "-O",
+                    "exit",
+                    "fa-tick",
+                ],
+                capture_output=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+            )
         except (OSError, subprocess.TimeoutExpired):
             pass
         try:

@@ -15,8 +15,8 @@ def short(argv: list[str]) -> str:
         except ValueError:
             pass
     for i in range(len(words) - 2):
-        if words[i:i + 2] == ["bash", "-c"]:
-            return shlex.join(words[:i] + words[i + 3:i + 6]) + ("..." if len(words) > i + 6 else "")
+        if words[i : i + 2] == ["bash", "-c"]:
+            return shlex.join(words[:i] + words[i + 3 : i + 6]) + ("..." if len(words) > i + 6 else "")
     return shlex.join(words[:3]) + "..."
 
 

@@ -49,8 +49,9 @@ class Manifest:
     started: float | None = None  # that host's clock when the listing started
 
 
-def manifest_argv(directory: str, algorithm: str | list[str] | tuple[str, ...], parallel: int = 4,
-                  confined_to: str | None = None) -> list[str]:
+def manifest_argv(
+    directory: str, algorithm: str | list[str] | tuple[str, ...], parallel: int = 4, confined_to: str | None = None
+) -> list[str]:
     """The command listing every file's checksum, size and mtime.
 
     `algorithm` is one name or a list in order of preference: the first one
@@ -129,5 +130,8 @@ def compare_manifests(expected: list[dict], actual: list[dict]) -> list[str]:
 def bad_paths(expected: list[dict], actual: list[dict]) -> list[str]:
     """Paths in `actual` that are not byte-identical to `expected` (to delete)."""
     exp = {f["path"]: f for f in expected}
-    return [f["path"] for f in actual
-            if f["path"] not in exp or (exp[f["path"]]["size"], exp[f["path"]]["hash"]) != (f["size"], f["hash"])]
+    return [
+        f["path"]
+        for f in actual
+        if f["path"] not in exp or (exp[f["path"]]["size"], exp[f["path"]]["hash"]) != (f["size"], f["hash"])
+    ]

@@ -80,8 +80,12 @@ class Host:
         `controls`: the tick's directory of ssh control sockets
         (:func:`control_dir`); commands then share one connection per host.
         """
-        host = cls(section.get("host") or "local", tuple(section.get("ssh") or DEFAULT_SSH),
-                   section.get("user") or "", section.get("port"))
+        host = cls(
+            section.get("host") or "local",
+            tuple(section.get("ssh") or DEFAULT_SSH),
+            section.get("user") or "",
+            section.get("port"),
+        )
         if controls is None or host.is_local or not private_dir(Path(controls)):
             return host
         return cls(host.dest, host.ssh, host.user, host.port, str(Path(controls) / socket_name(host)))
@@ -102,8 +106,14 @@ class Host:
         if self.user:
             argv += ["-l", self.user]
         if self.control:
-            argv += ["-o", "ControlMaster=auto", "-o", f"ControlPath={self.control.replace('%', '%%')}",
-                     "-o", f"ControlPersist={CONTROL_PERSIST}"]
+            argv += [
+                "-o",
+                "ControlMaster=auto",
+                "-o",
+                f"ControlPath={self.control.replace('%', '%%')}",
+                "-o",
+                f"ControlPersist={CONTROL_PERSIST}",
+            ]
         return argv
 
     def argv(self, argv: list[str]) -> list[str]:
@@ -127,15 +137,22 @@ class Host:
         """A path on this host as rsync names it (host:path when remote)."""
         return path if self.is_local else f"{self.name}:{path}"
 
-    def run(self, argv: list[str], *, check: bool = True, timeout: float | None = None,
-            input: str | None = None, log=None) -> subprocess.CompletedProcess:
+    def run(
+        self, argv: list[str], *, check: bool = True, timeout: float | None = None, input: str | None = None, log=None
+    ) -> subprocess.CompletedProcess:
         """Run a short command; output captured."""
         full = self.argv(argv)
         if log is not None:
             log.write(f"$ {self.shown(argv)}\n")
             log.flush()
-        proc = subprocess.run(full, capture_output=True, text=True, timeout=timeout, input=input,
-                              stdin=None if input is not None else subprocess.DEVNULL)
+        proc = subprocess.run(
+            full,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
         if proc.returncode == UNSAFE_EXIT or (check and proc.returncode != 0):
             err = failure(full, proc.returncode, proc.stderr)
             if check or isinstance(err, Unsafe):  # a refusal is never ignored

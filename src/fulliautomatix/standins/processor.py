@@ -46,8 +46,13 @@ def process_run(raw: Path, output: Path, pax_config: str) -> dict:
                 b, a, p = process_event(wave)
                 out.write(f"{f.name}\t{i}\t{b:.2f}\t{a:.1f}\t{p}\n")
                 events += 1
-    summary = {"events": events, "files": len(files), "processor": "fulliautomatix reference processor",
-               "version": VERSION, "config": pax_config}
+    summary = {
+        "events": events,
+        "files": len(files),
+        "processor": "fulliautomatix reference processor",
+        "version": VERSION,
+        "config": pax_config,
+    }
     (tmp / "summary.json").write_text(json.dumps(summary, indent=1))
     if output.exists():
         shutil.rmtree(output)

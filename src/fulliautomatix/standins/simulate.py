@@ -79,8 +79,10 @@ class _Daq:
             try:
                 self.staging = Path(tempfile.mkdtemp(prefix="fa-simulate-"))
             except OSError as exc:
-                raise SimulationError(f"cannot make a directory for the runs to copy to {self.host.name} in "
-                                      f"{tempfile.gettempdir()}: {exc.strerror}; set TMPDIR") from None
+                raise SimulationError(
+                    f"cannot make a directory for the runs to copy to {self.host.name} in "
+                    f"{tempfile.gettempdir()}: {exc.strerror}; set TMPDIR"
+                ) from None
         return self
 
     def __exit__(self, *exc) -> None:
@@ -92,8 +94,10 @@ class _Daq:
         """What to check when the DAQ side failed."""
         if self.host.is_local:
             return "check daq.raw_dir (a directory this user can write, with room for the run)"
-        return (f"check daq.raw_dir on {self.host.name} (a directory the ssh user can write, with room for the run) "
-                "and the ssh to it (daq.host, daq.ssh)")
+        return (
+            f"check daq.raw_dir on {self.host.name} (a directory the ssh user can write, with room for the run) "
+            "and the ssh to it (daq.host, daq.ssh)"
+        )
 
     def where(self, name: str = "") -> str:
         path = f"{self.raw_dir}/.{name}.writing" if name else self.raw_dir
@@ -132,8 +136,16 @@ class _Daq:
         if self.host.is_local:
             return
         timeout = [f"--timeout={int(self.rsync_timeout)}"] if self.rsync_timeout else []
-        argv = ["rsync", "-a", *timeout, "-e", hosts.rsync_shell(self.host), "--", f"{local}/",
-                self.host.path(f"{self.raw_dir}/.{name}.writing") + "/"]
+        argv = [
+            "rsync",
+            "-a",
+            *timeout,
+            "-e",
+            hosts.rsync_shell(self.host),
+            "--",
+            f"{local}/",
+            self.host.path(f"{self.raw_dir}/.{name}.writing") + "/",
+        ]
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         except OSError as exc:
@@ -192,9 +204,16 @@ def _make_run(db: RunsDB, daq: _Daq, doc: dict, events: int) -> bool:
 
 
 def _document(config: dict, name: str, number: int, events: int, source: str) -> dict:
-    return {"name": name, "number": number, "events": events, "source": source, "raw_status": "acquired",
-            "raw_location": config["daq"]["name"], "processed_status": "none",
-            "start": dates.now()}
+    return {
+        "name": name,
+        "number": number,
+        "events": events,
+        "source": source,
+        "raw_status": "acquired",
+        "raw_location": config["daq"]["name"],
+        "processed_status": "none",
+        "start": dates.now(),
+    }
 
 
 def _first_number(db: RunsDB, on_daq: set[str]) -> int:
@@ -202,13 +221,15 @@ def _first_number(db: RunsDB, on_daq: set[str]) -> int:
     in_db = db.last_number()
     daq_numbers = [int(n[-4:]) for n in on_daq]
     if daq_numbers and max(daq_numbers) > in_db:
-        log.info("the DAQ directory holds runs up to number %d, beyond the runs DB's %d: numbering continues "
-                 "after them", max(daq_numbers), in_db)
+        log.info(
+            "the DAQ directory holds runs up to number %d, beyond the runs DB's %d: numbering continues after them",
+            max(daq_numbers),
+            in_db,
+        )
     return max([in_db, *daq_numbers]) + 1
 
 
-def simulate(db: RunsDB, config: dict, runs: int, events: int, source: str,
-             today: _dt.date | None = None) -> list[str]:
+def simulate(db: RunsDB, config: dict, runs: int, events: int, source: str, today: _dt.date | None = None) -> list[str]:
     """Write `runs` simulated runs into the DAQ directory and register them; their names.
 
     With a remote DAQ (daq.host) each run is written here first, copied into
@@ -225,20 +246,26 @@ def simulate(db: RunsDB, config: dict, runs: int, events: int, source: str,
                 if name in on_daq:
                     continue
                 try:
-                    if not db.has_run(name) and _make_run(db, daq, _document(config, name, number - 1, events,
-                                                                             source), events):
+                    if not db.has_run(name) and _make_run(
+                        db, daq, _document(config, name, number - 1, events, source), events
+                    ):
                         made.append(name)
                         break
                 except RunsDBError as exc:
-                    raise SimulationError(f"run {name} not written: {exc}; nothing of it was left; check the runs "
-                                          f"DB, then run simulate-daq again{_before(made)}") from None
+                    raise SimulationError(
+                        f"run {name} not written: {exc}; nothing of it was left; check the runs "
+                        f"DB, then run simulate-daq again{_before(made)}"
+                    ) from None
                 except SimulationError as exc:
-                    raise type(exc)(f"run {name} not written: {exc}, then run simulate-daq again"
-                                    f"{_before(made)}") from None
+                    raise type(exc)(
+                        f"run {name} not written: {exc}, then run simulate-daq again{_before(made)}"
+                    ) from None
                 on_daq.add(name)
             else:
-                raise SimulationError(f"no free run name among {MAX_SKIPS} numbers up to {number - 1} in "
-                                      f"{daq.where()}; remove runs there or reset the runs DB{_before(made)}")
+                raise SimulationError(
+                    f"no free run name among {MAX_SKIPS} numbers up to {number - 1} in "
+                    f"{daq.where()}; remove runs there or reset the runs DB{_before(made)}"
+                )
     return made
 
 
