@@ -15,9 +15,9 @@ checkpoint close_batches:
         "logs/close_batches/{tick}.log",
     benchmark:
         "benchmarks/close_batches/{tick}.tsv"
+    localrule: True
     conda:
         "../envs/fulliautomatix.yaml"
-    localrule: True
     script:
         "../scripts/close_batches.py"
 
@@ -31,8 +31,8 @@ rule archive_batch:
         "logs/archive_batch/{batch}.log",
     benchmark:
         "benchmarks/archive_batch/{batch}.tsv"
+    localrule: True
     conda:
         "../envs/fulliautomatix.yaml"
-    localrule: True
     script:
         "../scripts/archive_batch.py"

@@ -16,8 +16,8 @@ rule audit_archive:
         "logs/audit_archive/{tick}.log",
     benchmark:
         "benchmarks/audit_archive/{tick}.tsv"
+    localrule: True
     conda:
         "../envs/fulliautomatix.yaml"
-    localrule: True
     script:
         "../scripts/audit_archive.py"

@@ -21,7 +21,6 @@ from fulliautomatix import planning
 from fulliautomatix.batch import plan as batch_plan
 from fulliautomatix import tickguard
 
-
 # finalize validates (snakemake.utils.validate against workflow/schemas/config.schema.yaml, filling
 # its defaults), as the wrapper does. Relative paths: see fa_config.relative_base (the last
 # --configfile's directory when installed).

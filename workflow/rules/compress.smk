@@ -12,8 +12,8 @@ rule compress_run:
         "logs/compress_run/{run}.log",
     benchmark:
         "benchmarks/compress_run/{run}.tsv"
+    localrule: True
     conda:
         "../envs/fulliautomatix.yaml"
-    localrule: True
     script:
         "../scripts/compress_run.py"

@@ -19,8 +19,8 @@ rule finish_tick:
         "logs/finish_tick/{tick}.log",
     benchmark:
         "benchmarks/finish_tick/{tick}.tsv"
+    localrule: True
     conda:
         "../envs/fulliautomatix.yaml"
-    localrule: True
     script:
         "../scripts/finish_tick.py"

@@ -18,13 +18,13 @@ rule process_run:
         "logs/process_run/{run}.log",
     benchmark:
         "benchmarks/process_run/{run}.tsv"
+    conda:
+        "../envs/fulliautomatix.yaml"
     resources:
         queue=get_queue,
         walltime=get_walltime,
         runtime=get_runtime_minutes,
         slurm_partition=get_queue,
-    conda:
-        "../envs/fulliautomatix.yaml"
     script:
         "../scripts/process_run.py"
 
@@ -36,9 +36,9 @@ rule stage_raw:
         "logs/stage_raw/{run}.log",
     benchmark:
         "benchmarks/stage_raw/{run}.tsv"
+    localrule: True
     conda:
         "../envs/fulliautomatix.yaml"
-    localrule: True
     script:
         "../scripts/stage_raw.py"
 
@@ -52,12 +52,12 @@ rule reprocess_run:
         "logs/reprocess_run/{run}/{tag}.log",
     benchmark:
         "benchmarks/reprocess_run/{run}/{tag}.tsv"
+    conda:
+        "../envs/fulliautomatix.yaml"
     resources:
         queue=get_queue,
         walltime=get_walltime,
         runtime=get_runtime_minutes,
         slurm_partition=get_queue,
-    conda:
-        "../envs/fulliautomatix.yaml"
     script:
         "../scripts/reprocess_run.py"

@@ -16,8 +16,8 @@ rule write_report:
         "logs/write_report/{tick}.log",
     benchmark:
         "benchmarks/write_report/{tick}.tsv"
+    localrule: True
     conda:
         "../envs/fulliautomatix.yaml"
-    localrule: True
     script:
         "../scripts/write_report.py"

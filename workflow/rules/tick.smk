@@ -15,8 +15,8 @@ checkpoint sync_runs_db:
         "logs/sync_runs_db/{tick}.log",
     benchmark:
         "benchmarks/sync_runs_db/{tick}.tsv"
+    localrule: True
     conda:
         "../envs/fulliautomatix.yaml"
-    localrule: True
     script:
         "../scripts/sync_runs_db.py"

@@ -9,11 +9,11 @@ rule transfer_run:
         "logs/transfer_run/{run}.log",
     benchmark:
         "benchmarks/transfer_run/{run}.tsv"
-    resources:
-        transfer_slots=1,
+    localrule: True
     conda:
         "../envs/fulliautomatix.yaml"
-    localrule: True
+    resources:
+        transfer_slots=1,
     script:
         "../scripts/transfer_run.py"
 
@@ -32,8 +32,8 @@ rule purge_daq_copies:
         "logs/purge_daq_copies/{tick}.log",
     benchmark:
         "benchmarks/purge_daq_copies/{tick}.tsv"
+    localrule: True
     conda:
         "../envs/fulliautomatix.yaml"
-    localrule: True
     script:
         "../scripts/purge_daq_copies.py"
