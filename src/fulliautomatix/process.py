@@ -172,6 +172,9 @@ def process_run(
     ):
         return stage.marker_again(marker_path, markers.run_marker("process", run, {"processing": prev}, prev), log)
     raw = markers.read(input_marker).get("raw", req["raw"]) if tag else req["raw"]
+    gone = None if tag or doc is None else input_copy_problem(doc, raw)
+    if gone:
+        raise _input_went_bad(db, config, doc, gone, log)
     argv = command(config, run, req["source"], raw=raw, output=req["output"])
     attempts = int(req.get("attempts", 0)) + 1
     if on_cluster(config):
@@ -192,6 +195,43 @@ def process_run(
         shutil.rmtree(Path(raw).parent, ignore_errors=True)  # the staged copy; the archived one remains
         Path(input_marker).unlink(missing_ok=True)
     return marker
+
+
+def input_copy_problem(doc: dict, raw: str) -> str | None:
+    """Why the copy on scratch is not the one whose transfer verified (a file gone or of another size), or None.
+
+    Sizes only (a stat per file, no read): enough to catch a scratch purge or a
+    full disk before a processor reads a partial copy; content is checked by
+    compression's read-back against the transfer checksums.
+    """
+    recorded = (doc.get("transfer") or {}).get("checksums") or []
+    root = Path(raw)
+    if not root.is_dir():
+        return f"its copy on scratch {raw} is gone"
+    for f in recorded:
+        try:
+            size = (root / f["path"]).stat().st_size
+        except OSError:
+            return f"its copy on scratch {raw} lacks {f['path']}"
+        if size != f.get("size", size):
+            return f"its copy on scratch {raw} has {f['path']} of {size} bytes, not {f['size']}"
+    return None
+
+
+def _input_went_bad(db: RunsDB | None, config: dict, doc: dict, why: str, log) -> ProcessingFailed:
+    """A processing input that is not the verified copy: transferred again from an intact DAQ copy where this
+    job can ask the DAQ (the local profile), else left for the next attempt; never processed."""
+    run = doc["name"]
+    log.write(f"not processed: {why}\n")
+    if db is not None and not on_cluster(config):
+        from . import recovery
+
+        line = recovery.recover(db, config, doc, why, log, reprocess=False)
+        if line is not None:
+            return ProcessingFailed(line)
+    return ProcessingFailed(
+        f"run {run}: {why}; not processed. If the DAQ copy is kept, `fulliautomatix retry {run}` transfers it again"
+    )
 
 
 def _processed_marker(config: dict, run: str, req: dict, seconds: float, tag: str | None) -> dict:

@@ -41,7 +41,7 @@ TRANSITIONS: dict[str, dict[str, frozenset[str]]] = {
     RAW: {
         "acquired": frozenset({"transferring"}),
         "transferring": frozenset({"transferring", "ondeck", "acquired"}),
-        "ondeck": frozenset({"compressing"}),
+        "ondeck": frozenset({"compressing", "acquired"}),
         "compressing": frozenset({"compressing", "compressed", "ondeck", "acquired"}),
         "compressed": frozenset({"archiving", "acquired"}),
         "archiving": frozenset({"archiving", "archived", "compressed", "acquired"}),
@@ -59,6 +59,7 @@ TRANSITIONS: dict[str, dict[str, frozenset[str]]] = {
 # The recovery steps above: never taken when replaying a marker (sync.path_between).
 RECOVERY = frozenset(
     {
+        (RAW, "ondeck", "acquired"),
         (RAW, "compressing", "acquired"),
         (RAW, "compressed", "acquired"),
         (RAW, "archiving", "acquired"),

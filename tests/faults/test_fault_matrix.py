@@ -333,17 +333,14 @@ def test_f11_full_scratch_and_archive_disks_are_resumed_once_there_is_room(fa, m
 # -- found while writing F11: a copy on scratch that vanished after its transfer verified ---------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="process.py: processing runs the processor on a copy on scratch that "
-    "vanished after its transfer verified (a scratch purge, or F11's tmpfs gone); it fails with "
-    "'no raw_*.bin files' until HELD, instead of transferring the run again from its intact DAQ "
-    "copy as compression's check does (recovery.py)",
-)
 def test_a_copy_on_scratch_that_vanished_is_transferred_again(fa, make_config, db, tmp_path):
     cfg = make_config(processing={"max_attempts": 1})
     names = simulate(fa, cfg, 2)
     daq = {n: digests(tmp_path / "daq" / n) for n in names}
     assert fa(cfg, "--transfer").returncode == 0
     shutil.rmtree(tmp_path / "cluster" / "raw" / names[0])  # scratch purged by the cluster
+    r = fa(cfg)  # never processed: the run is transferred again from its DAQ copy, and then processed
+    assert r.returncode == 1 and f"run {names[0]}: its copy on scratch" in r.stderr, r.stderr
+    assert "the DAQ copy still verifies" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert (db.get(names[0]).get("processing") or {}).get("exit_code") is None  # no processor read a partial copy
     recovered(fa, cfg, tmp_path, daq, db.get, most=2)

@@ -46,7 +46,6 @@ def test_in_progress_states_may_resume_or_fall_back(state):
         ("acquired", "ondeck"),  # skipping the verified transfer
         ("acquired", "archived"),
         ("ondeck", "compressed"),  # skipping compression's verification
-        ("ondeck", "acquired"),  # a verified copy does not go back
         ("compressed", "archived"),  # skipping the archive verification
         ("compressed", "ondeck"),
         ("archived", "acquired"),
@@ -118,3 +117,9 @@ def test_history_entry_keeps_a_note():
 
 def test_pending_query_lists_every_state_but_archived():
     assert set(states.PENDING_QUERY[RAW]["$in"]) == set(states.RAW_STATES) - {"archived"}
+
+
+def test_a_verified_copy_goes_back_only_as_a_recorded_recovery():
+    """ondeck -> acquired: the copy on scratch vanished before processing (recovery.start_over); never a replay."""
+    assert states.check(RAW, "ondeck", "acquired") == states.Transition(RAW, "ondeck", "acquired")
+    assert (RAW, "ondeck", "acquired") in states.RECOVERY

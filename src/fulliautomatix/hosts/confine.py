@@ -145,6 +145,7 @@ for name; do
   if [ -L "$f" ]; then unsafe link "$f is a symbolic link (to $(readlink -- "$f"))"; exit; fi
   if [ -e "$f" ] && [ ! -f "$f" ]; then unsafe special "$f is not a regular file"; exit; fi
 done
+if [ ! -e "${root:-/}" ] && [ ! -L "${root:-/}" ]; then exit 0; fi  # no directory: no file to remove
 cd -P -- "${root:-/}" || exit 3
 rm -f -- "$@"
 """
@@ -165,6 +166,7 @@ def remove_tree(host: Host, root: str, name: str, *, links_ok: bool = False, log
 
 
 def remove_files(host: Host, root: str, names: list[str], *, log=None) -> None:
-    """Delete the regular files root/<name> on `host` (absent ones are fine); a link refuses them all."""
+    """Delete the regular files root/<name> on `host` (absent ones, or an absent root, are fine); a link
+    refuses them all."""
     if names:
         host.run(["bash", "-c", REMOVE_FILES, "fa-remove-files", root, *names], log=log)
