@@ -36,8 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import config as fa_config
-from . import dates, markers, selection, states
-from .batch import walltime
+from . import dates, markers, overdue, selection, states
 from .runsdb import redact
 
 KINDS = ("BAD", "HELD", "STUCK", "RETRY")  # counted always (metrics, check's performance data)
@@ -50,17 +49,6 @@ ERROR_FIELDS = (
     ("processing", "log_tail", "process"),
     ("compressed", "error", "compress"),
     ("archive", "error", "archive"),
-)
-
-# States a run passes through on its way, with the state field they belong to.
-TIMED_STATES = (
-    (states.RAW, "acquired"),
-    (states.RAW, "transferring"),
-    (states.PROCESSED, "queued"),
-    (states.PROCESSED, "processing"),
-    (states.RAW, "compressing"),
-    (states.RAW, "compressed"),
-    (states.RAW, "archiving"),
 )
 
 # The state a STUCK run is in -> (its stage, what to look at, the command that moves it on).
@@ -141,72 +129,16 @@ def daq_live_at(config: dict) -> _dt.datetime | None:
 # -- STUCK ---------------------------------------------------------------------
 
 
-def entered(doc: dict, field_: str, state: str) -> _dt.datetime | None:
-    """When the run entered `state` of `field_`: its last history entry to it.
-
-    An acquired run has no such entry (the DAQ inserted it): the DAQ's
-    ``start`` (or ``end``) time, else the creation time in its ObjectId.
-    """
-    for entry in reversed(doc.get("history") or []):
-        if isinstance(entry, dict) and entry.get("field") == field_ and entry.get("to") == state:
-            return dates.as_utc(entry.get("at"))
-    if state != "acquired":
-        return None
-    for key in ("start", "end"):
-        if dates.as_utc(doc.get(key)):
-            return dates.as_utc(doc.get(key))
-    created = getattr(doc.get("_id"), "generation_time", None)
-    return created if isinstance(created, _dt.datetime) else None
-
-
-def stuck_limit(doc: dict, state: str, config: dict) -> float:
-    """Seconds a run may stay in `state` (alerts.stuck_after).
-
-    processing: the factor times the job's walltime; a run processed here
-    (no batch job, no walltime) gets the walltime a job would have asked for.
-    """
-    after = config["alerts"]["stuck_after"]
-    if state == "processing":
-        try:
-            wall = walltime.parse((doc.get("processing") or {}).get("walltime") or "")
-        except (ValueError, AttributeError):
-            events = doc.get("events") if isinstance(doc.get("events"), int) else 0
-            wall = walltime.estimate(events, str(doc.get("source")), config["processing"]["walltime"])
-        return after["processing"] * wall
-    if state == "compressed":
-        return config["archive"]["max_wait_days"] * 86400 + after["compressed"] * 3600
-    return after[state] * 3600
-
-
-def _daq_live_time(daq_live, now: _dt.datetime) -> _dt.datetime | None:
-    """daq_live as a time: True is now (the DAQ is live), False and None never."""
-    if daq_live is True:
-        return now
-    return daq_live if isinstance(daq_live, _dt.datetime) else None
-
-
 def stuck(doc: dict, config: dict, now: _dt.datetime, daq_live=None) -> Problem | None:
-    """A STUCK problem when the run has stayed in a state too long.
+    """A STUCK problem when the run has stayed in a state too long (:mod:`.overdue` measures it).
 
     `daq_live`: when a tick last found the DAQ live (True: it is now); an
     acquired run's time counts from then at the earliest.
     """
-    live = _daq_live_time(daq_live, now)
-    worst = None
-    for field_, state in TIMED_STATES:
-        if doc.get(field_) != state:
-            continue
-        since = entered(doc, field_, state)
-        if since is None:
-            continue
-        if state == "acquired" and live is not None and live > since:
-            since = live  # waiting while the DAQ takes data is expected
-        age, limit = (now - since).total_seconds(), stuck_limit(doc, state, config)
-        if age > limit and (worst is None or age - limit > worst[0]):
-            worst = (age - limit, field_, state, since, age, limit)
+    worst = overdue.most_overdue(doc, config, now, daq_live)
     if worst is None:
         return None
-    _, field_, state, since, age, limit = worst
+    field_, state, since, age, limit = worst
     name = doc["name"]
     stage, look, command = STUCK_HINTS[state]
     last = last_entry(doc)
@@ -419,7 +351,7 @@ def oldest(docs: list[dict], now: _dt.datetime | None = None) -> dict[str, float
         for field_, state in ((states.RAW, doc.get(states.RAW)), (states.PROCESSED, doc.get(states.PROCESSED))):
             if state in ("archived", "processed", "none", None):
                 continue
-            since = entered(doc, field_, state)
+            since = overdue.entered(doc, field_, state)
             if since is not None:
                 ages[state] = max(ages.get(state, 0.0), (now - since).total_seconds())
     return ages

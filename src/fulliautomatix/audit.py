@@ -150,7 +150,7 @@ def _archive_listing(be) -> set[str]:
     """The file names in the archive's location: ``hsi ls -l`` for hpss, else ``find`` on its host."""
     if be.name != "hpss":
         return set(_entries(be.host, be.root))
-    proc = be.hsi(["ls", "-l", be.root], archive.stage._DebugLog())
+    proc = be.hsi(["ls", "-l", be.root], archive.DebugLog())
     if proc.returncode != 0 and "HPSS_ENOENT" in proc.stderr:
         return set()  # nothing archived yet
     if proc.returncode != 0:

@@ -232,41 +232,13 @@ def run_snakemake(
 ) -> tuple[int, dict]:
     """Run the tick's Snakemake; (exit status, how it ended: for finish.after_snakemake)."""
     tick_id = planning.tick_id(config)
-    tick_file = state / "ticks" / f"{tick_id}.yaml"
-    tick_file.parent.mkdir(parents=True, exist_ok=True)
-    overrides = {k: v for k, v in config.items() if k != "tick"}
-    overrides["tick"] = {
-        "id": tick_id,
-        "stages": stages,
-        "runs": runs,
-        "cluster": config["tick"]["cluster"],
-        "reprocess": list(reprocess),
-    }
-    fd = os.open(tick_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # notify.urls may hold passwords
-    with os.fdopen(fd, "w") as fh:
-        fh.write(yaml.safe_dump(overrides, sort_keys=False))
-    cluster = fa_config.cluster(config)
-    argv = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(fa_config.ROOT / "workflow" / "Snakefile"),
-        "--profile",
-        cluster["profile"],
-        "--configfile",
-        str(tick_file),
-    ]
-    env = dict(os.environ)
-    env[fa_config.DB_ENV] = uri
-    env[tickguard.LOCK_ENV] = f"{tickguard.lock_path(state)}:{os.getpid()}"
-    if cluster.get("submit_host", "local") == "local":
-        env.update(cluster.get("scheduler_env") or {})  # the Slurm executor runs sbatch/squeue itself
+    tick_file = _write_tick_config(config, tick_id, stages, runs, state, reprocess)
+    argv, env = _snakemake_command(config, tick_file, uri, state)
     log.info("tick %s: stages %s%s", tick_id, ", ".join(stages), f"; runs {', '.join(runs)}" if runs else "")
     log.debug("$ %s", shlex.join(argv))
     log_file = Path(config["log_dir"]) / "snakemake" / f"{tick_id}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    batch = tickrun.profile_submits_jobs(cluster["profile"])
+    batch = tickrun.profile_submits_jobs(fa_config.cluster(config)["profile"])
     live = progress.LiveProgress(log_file, config["work_dir"]) if progress.LiveProgress.wanted() else None
     try:
         returncode, detached = tickrun.run_bounded(
@@ -286,9 +258,57 @@ def run_snakemake(
         tickrun.tidy(config["work_dir"], tick_file.parent)  # jobs still to start read their tick's file
     else:
         tick_file.unlink(missing_ok=True)
-    errors = _relay(log_file)
-    ended = {"tick": tick_id, "returncode": returncode, "detached": detached, "errors": errors, "log_file": log_file}
-    if detached:
+    ended = {"tick": tick_id, "returncode": returncode, "detached": detached, "errors": 0, "log_file": log_file}
+    return _report_end(ended)
+
+
+def _write_tick_config(
+    config: dict, tick_id: str, stages: list[str], runs: list[str], state: Path, reprocess: list[str]
+) -> Path:
+    """Write the tick's config file (the config, its ``tick`` section for this tick) for Snakemake; its path."""
+    tick_file = state / "ticks" / f"{tick_id}.yaml"
+    tick_file.parent.mkdir(parents=True, exist_ok=True)
+    overrides = {k: v for k, v in config.items() if k != "tick"}
+    overrides["tick"] = {
+        "id": tick_id,
+        "stages": stages,
+        "runs": runs,
+        "cluster": config["tick"]["cluster"],
+        "reprocess": list(reprocess),
+    }
+    fd = os.open(tick_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # notify.urls may hold passwords
+    with os.fdopen(fd, "w") as fh:
+        fh.write(yaml.safe_dump(overrides, sort_keys=False))
+    return tick_file
+
+
+def _snakemake_command(config: dict, tick_file: Path, uri: str, state: Path) -> tuple[list[str], dict]:
+    """The Snakemake command line for the tick's config file, and its environment: (argv, env)."""
+    cluster = fa_config.cluster(config)
+    argv = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(fa_config.ROOT / "workflow" / "Snakefile"),
+        "--profile",
+        cluster["profile"],
+        "--configfile",
+        str(tick_file),
+    ]
+    env = dict(os.environ)
+    env[fa_config.DB_ENV] = uri
+    env[tickguard.LOCK_ENV] = f"{tickguard.lock_path(state)}:{os.getpid()}"
+    if cluster.get("submit_host", "local") == "local":
+        env.update(cluster.get("scheduler_env") or {})  # the Slurm executor runs sbatch/squeue itself
+    return argv, env
+
+
+def _report_end(ended: dict) -> tuple[int, dict]:
+    """Relay the Snakemake log's report lines and say how the tick ended; (exit status, ended with its errors)."""
+    tick_id, returncode, log_file = ended["tick"], ended["returncode"], ended["log_file"]
+    errors = ended["errors"] = _relay(log_file)
+    if ended["detached"]:
         log.info("tick %s: its batch jobs still run, later ticks collect them", tick_id)
         return (1 if errors else 0), ended
     if returncode not in (0, None):

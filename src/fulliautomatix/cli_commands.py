@@ -136,7 +136,7 @@ def cmd_audit(args, config: dict) -> int:
             log.error("%s", e)
         if args.runs and not names:
             return 1
-        found = audit.audit(db, config, args.limit, archive.stage._DebugLog(), names)
+        found = audit.audit(db, config, args.limit, archive.DebugLog(), names)
     for line in found.lines():
         print(line)
     return 1 if errors or found.bad or found.strays or found.missing or found.unreachable else 0

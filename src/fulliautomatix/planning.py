@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import config as fa_config
-from . import attention, claims, daq, markers, process, runsdb, selection, states, sync, transfer
+from . import attention, claims, daq, markers, process, runsdb, selection, states, sync, transfer, transfer_commands
 from .attention import duplicate_line
 from .batch import plan as batch_plan
 from .snapshots import keep_all
@@ -266,7 +266,7 @@ def describe(db: runsdb.RunsDB, config: dict, stages: list[str], runs: list[str]
         lines.append(f"run {run} ({doc['raw_status']}, processed {doc['processed_status']}): {' -> '.join(chain)}")
         for stage in chain:
             if stage == "transfer":
-                argv = transfer.daq_host(config).argv(transfer.rsync_argv(config, run))
+                argv = transfer.daq_host(config).argv(transfer_commands.rsync_argv(config, run))
             elif stage == "process":
                 lines += [f"    {line}" for line in batch_plan.submission_preview(config, doc)]
                 argv = process.command(config, run, doc["source"])

@@ -81,6 +81,32 @@ class RunsQueries:
             return self.unreachable(exc)
         return RunsDBError(f"runs DB read failed ({type(exc).__name__}: {exc})")
 
+    # -- runs by name, and the pending ones ------------------------------
+    def get(self, name: str) -> dict:
+        try:
+            doc = self.col.find_one({"name": name})
+        except pymongo.errors.PyMongoError as exc:
+            raise self.read_failed(exc) from None
+        if doc is None:
+            raise UnknownRun(f"run {name}: not in the runs DB")
+        return doc
+
+    def resolve(self, ref: str) -> dict:
+        """A run by name, or by number when ref is all digits."""
+        doc = self.col.find_one({"name": ref}, {"history": 0})
+        if doc is None and re.fullmatch(r"[0-9]+", ref):
+            doc = self.col.find_one({"number": int(ref)}, {"history": 0})
+        if doc is None:
+            raise UnknownRun(f"run {ref}: not in the runs DB (give a run name or number)")
+        return doc
+
+    def pending(self, history: bool = False, whole: bool = False) -> list[dict]:
+        """Runs in non-final states (index-backed), without their history unless asked (the STUCK check);
+        `whole`: every field (the snapshots a tick hands its jobs, :mod:`fulliautomatix.stage`)."""
+        if whole:
+            return self.by_status(states.RAW, PENDING_RAW, history=True)
+        return self.by_status(states.RAW, PENDING_RAW, {"transfer.checksums": 0} if history else None)
+
     def ensure_indexes(self) -> dict[str, list[str]]:
         """Create the indexes of INDEXES (one round trip; existing ones are left alone).
 

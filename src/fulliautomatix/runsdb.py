@@ -24,7 +24,6 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import logging
-import re
 from contextlib import contextmanager
 
 import pymongo
@@ -93,32 +92,6 @@ class RunsDB(RunsQueries):
 
     def close(self) -> None:
         self.client.close()
-
-    # -- reads ----------------------------------------------------------
-    def get(self, name: str) -> dict:
-        try:
-            doc = self.col.find_one({"name": name})
-        except pymongo.errors.PyMongoError as exc:
-            raise self.read_failed(exc) from None
-        if doc is None:
-            raise UnknownRun(f"run {name}: not in the runs DB")
-        return doc
-
-    def resolve(self, ref: str) -> dict:
-        """A run by name, or by number when ref is all digits."""
-        doc = self.col.find_one({"name": ref}, {"history": 0})
-        if doc is None and re.fullmatch(r"[0-9]+", ref):
-            doc = self.col.find_one({"number": int(ref)}, {"history": 0})
-        if doc is None:
-            raise UnknownRun(f"run {ref}: not in the runs DB (give a run name or number)")
-        return doc
-
-    def pending(self, history: bool = False, whole: bool = False) -> list[dict]:
-        """Runs in non-final states (index-backed), without their history unless asked (the STUCK check);
-        `whole`: every field (the snapshots a tick hands its jobs, :mod:`fulliautomatix.stage`)."""
-        if whole:
-            return self.by_status(states.RAW, PENDING_RAW, history=True)
-        return self.by_status(states.RAW, PENDING_RAW, {"transfer.checksums": 0} if history else None)
 
     def replace_unchanged(self, docs: list[dict]) -> int:
         """Write back whole documents, each only if its ``rev`` is still the one read; how many were.

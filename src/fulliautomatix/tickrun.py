@@ -70,20 +70,8 @@ def run_bounded(
     too.  pass_fds hands Snakemake the tick lock, held as long as it runs.
     on_poll() is called every poll round (the live progress line on a terminal).
     """
-    import signal
-
     own_group = wait_seconds is not None
-    with open(log_file, "w") as out:
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=own_group,
-            pass_fds=pass_fds,
-        )
+    proc = _start(argv, cwd=cwd, env=env, log_file=log_file, own_group=own_group, pass_fds=pass_fds)
     t0 = time.monotonic()
     quiet_since = None
     try:
@@ -99,23 +87,56 @@ def run_bounded(
                 quiet_since = None
                 continue
             quiet_since = quiet_since or time.monotonic()
-            if time.monotonic() - quiet_since < quiet_seconds:
-                continue
-            with submit_lock(work_dir, timeout=300):
-                if proc.poll() is not None:
-                    return proc.returncode, False
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            return None, True
+            if time.monotonic() - quiet_since >= quiet_seconds:
+                return _detach(proc, work_dir)
     except BaseException:
-        if proc.poll() is None:  # Ctrl-C or an error here: Snakemake stops as on Ctrl-C (cancels its jobs)
-            signal_snakemake = (lambda sig: os.killpg(proc.pid, sig)) if own_group else proc.send_signal
-            signal_snakemake(signal.SIGINT)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                signal_snakemake(signal.SIGKILL)
+        _stop_as_on_ctrl_c(proc, own_group)
         raise
+
+
+def _start(argv: list[str], *, cwd, env: dict, log_file: Path, own_group: bool, pass_fds) -> subprocess.Popen:
+    """Start Snakemake writing to log_file; in a session of its own when it may be left running (own_group)."""
+    with open(log_file, "w") as out:
+        return subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=own_group,
+            pass_fds=pass_fds,
+        )
+
+
+def _detach(proc: subprocess.Popen, work_dir) -> tuple[int | None, bool]:
+    """Stop Snakemake, leaving its batch jobs running: (None, True); or its status if it ended meanwhile.
+
+    SIGKILL to its process group under the submit lock, so no submission is
+    cut between the scheduler's answer and its record, and no job is cancelled.
+    """
+    import signal
+
+    with submit_lock(work_dir, timeout=300):
+        if proc.poll() is not None:
+            return proc.returncode, False
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return None, True
+
+
+def _stop_as_on_ctrl_c(proc: subprocess.Popen, own_group: bool) -> None:
+    """Ctrl-C or an error in the tick: Snakemake stops as on Ctrl-C (cancels its jobs); SIGKILL after 60 s."""
+    import signal
+
+    if proc.poll() is not None:
+        return
+    signal_snakemake = (lambda sig: os.killpg(proc.pid, sig)) if own_group else proc.send_signal
+    signal_snakemake(signal.SIGINT)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        signal_snakemake(signal.SIGKILL)
 
 
 def profile_submits_jobs(profile_dir: str) -> bool:

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from fulliautomatix import config as fa_config
-from fulliautomatix import daq, hosts, purge, transfer
+from fulliautomatix import daq, hosts, places, purge, transfer, transfer_commands
 from fulliautomatix.hosts import Host
 
 RUN = "261127_0001"
@@ -75,9 +75,9 @@ def test_hosts_come_from_the_config_sections(load):
     assert daq.control.startswith(controls) and cluster.control.startswith(controls)
     assert daq.control != cluster.control
     # the DAQ reaches the cluster under the same name, user and port, with its own ssh (default BatchMode)
-    assert transfer.cluster_from_daq(c) == Host("login.big", hosts.DEFAULT_SSH, "fa", 2202)
+    assert places.cluster_from_daq(c) == Host("login.big", hosts.DEFAULT_SSH, "fa", 2202)
     c = load(three_machines(clusters={"big": {"from_daq": {"host": "big-internal", "ssh": ["ssh", "-q"]}}}))
-    assert transfer.cluster_from_daq(c) == Host("big-internal", ("ssh", "-q"), "fa", 2202)
+    assert places.cluster_from_daq(c) == Host("big-internal", ("ssh", "-q"), "fa", 2202)
 
 
 def test_the_rsync_command_run_on_the_daq(load):
@@ -91,7 +91,7 @@ def test_the_rsync_command_run_on_the_daq(load):
             }
         )
     )
-    argv = transfer.rsync_argv(c, RUN)
+    argv = transfer_commands.rsync_argv(c, RUN)
     assert argv[:3] == ["rsync", "-a", "--bwlimit=50000"] and argv.count("--partial") == 1
     for opt in ("--info=progress2", "--chmod=D2775,F0664", "--chown=:darkmatter", "--timeout=600"):
         assert opt in argv
@@ -105,7 +105,7 @@ def test_the_rsync_command_run_on_the_daq(load):
 
 def test_a_local_daq_pushes_with_this_hosts_own_ssh(load):
     c = load(three_machines(daq={"host": "local", "raw_dir": "/data/raw"}))
-    e = transfer.rsync_argv(c, RUN)[transfer.rsync_argv(c, RUN).index("-e") + 1]
+    e = transfer_commands.rsync_argv(c, RUN)[transfer_commands.rsync_argv(c, RUN).index("-e") + 1]
     assert shlex.split(e)[:7] == ["ssh", "-i", "/etc/fa/key", "-p", "2202", "-l", "fa"]
     assert f"ControlPath={transfer.cluster_host(c).control}" in shlex.split(e)  # the tick's connection
 
@@ -113,7 +113,7 @@ def test_a_local_daq_pushes_with_this_hosts_own_ssh(load):
 def test_a_remote_daq_needs_a_name_for_a_local_cluster(load):
     c = load({"daq": {"host": "daq", "raw_dir": "/data/raw"}})
     with pytest.raises(fa_config.ConfigError, match="clusters.local.from_daq.host"):
-        transfer.rsync_argv(c, RUN)
+        transfer_commands.rsync_argv(c, RUN)
 
 
 @pytest.mark.parametrize(
@@ -134,9 +134,9 @@ def test_the_schema_refuses_world_writable_modes_and_option_like_hosts(load, dat
 
 
 def test_umask_lets_nothing_more_than_the_modes_through():
-    assert transfer.umask_for("2770", "0660") == "007"
-    assert transfer.umask_for("2775", "0664") == "002"
-    assert transfer.umask_for("0750", "0640") == "027"
+    assert transfer_commands.umask_for("2770", "0660") == "007"
+    assert transfer_commands.umask_for("2775", "0664") == "002"
+    assert transfer_commands.umask_for("0750", "0640") == "027"
 
 
 def test_purge_cutoff_follows_the_policy(load):

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from fulliautomatix import config as fa_config
-from fulliautomatix import markers, process, transfer
+from fulliautomatix import markers, process, transfer, transfer_commands
 
 RUN = "170101_0001"
 
@@ -35,18 +35,18 @@ def cfg(tmp_path):
 
 def test_rsync_pushes_the_run_into_staging_with_the_configured_modes(cfg, tmp_path):
     c = cfg(transfer={"group": "asterix", "timeout_seconds": 60})
-    argv = transfer.rsync_argv(c, RUN)
+    argv = transfer_commands.rsync_argv(c, RUN)
     assert argv[:3] == ["rsync", "-a", "--partial"] and argv.count("--partial") == 1
     assert "--chmod=D2770,F0660" in argv and "--chown=:asterix" in argv and "--timeout=60" in argv
     assert argv[-3:] == ["--", f"{tmp_path}/daq/{RUN}/", f"{tmp_path}/scratch/raw/.incoming/{RUN}/"]
     assert "-e" not in argv  # both ends here: no remote shell
-    confined = transfer.confined_rsync_argv(c, RUN)
+    confined = transfer_commands.confined_rsync_argv(c, RUN)
     assert confined[:2] == ["bash", "-c"] and confined[4:6] == [f"{tmp_path}/daq", RUN]
     assert confined[-2] == "./"  # rsync reads the directory the confinement check entered
 
 
 def test_no_timeout_and_no_group_add_no_flags(cfg):
-    argv = transfer.rsync_argv(cfg(transfer={"timeout_seconds": 0}), RUN)
+    argv = transfer_commands.rsync_argv(cfg(transfer={"timeout_seconds": 0}), RUN)
     assert not [a for a in argv if a.startswith(("--timeout", "--chown"))]
 
 
@@ -54,22 +54,24 @@ def test_no_timeout_and_no_group_add_no_flags(cfg):
     "dirs, files, umask", [("2770", "0660", "007"), ("0755", "0644", "022"), ("0700", "0600", "077")]
 )
 def test_the_umask_lets_nothing_more_than_the_modes_through(dirs, files, umask):
-    assert transfer.umask_for(dirs, files) == umask
+    assert transfer_commands.umask_for(dirs, files) == umask
 
 
 def test_rsync_failures_in_words(cfg, tmp_path):
     c = cfg()
     missing = f'rsync: change_dir "{tmp_path}/daq/{RUN}" failed\n{tmp_path}/daq/{RUN}: no such directory\n'
-    assert transfer.rsync_failure(c, RUN, 3, missing) == f"the DAQ has no directory {tmp_path}/daq/{RUN} on local"
-    full = transfer.rsync_failure(c, RUN, 11, 'rsync: write failed on "x": No space left on device (28)\n')
+    assert (
+        transfer_commands.rsync_failure(c, RUN, 3, missing) == f"the DAQ has no directory {tmp_path}/daq/{RUN} on local"
+    )
+    full = transfer_commands.rsync_failure(c, RUN, 11, 'rsync: write failed on "x": No space left on device (28)\n')
     assert full.startswith(f"No space left on device on the cluster's scratch {tmp_path}/scratch (local)")
     assert "the next tick resumes the copy" in full
-    other = transfer.rsync_failure(c, RUN, 23, "rsync error: some files could not be transferred (code 23)\n")
+    other = transfer_commands.rsync_failure(c, RUN, 23, "rsync error: some files could not be transferred (code 23)\n")
     assert other.startswith("rsync exited with 23: ")
 
 
 def test_the_prepare_command_moves_an_unrecorded_copy_back_to_staging(cfg, tmp_path):
-    argv = transfer.prepare_argv(cfg(), RUN)
+    argv = transfer_commands.prepare_argv(cfg(), RUN)
     assert argv[:2] == ["bash", "-c"] and argv[4:] == [
         "007",
         "",

@@ -4,17 +4,30 @@
     choose.py   choosing one from the config (make)
     disk.py     ``local`` (a directory here) and ``rsync`` (a directory on an ssh host)
     hpss.py     ``hpss`` (htar/hsi into an HPSS tape archive such as Fortress)
-    stage.py    archive_batch (the rule's body) and restore, the same for every backend
+    stage.py    archive_batch (the rule's body), the same for every backend
+    restore.py  restore: one run back from the archive, verified
 
 A batch becomes ``archived`` only after its tarball has been read back from
 the archive and every member's size and checksum matched the run documents;
 only then may the compressed copies on scratch be purged.
 """
 
-from .backend import ArchiveError, Member, compare, member_name
+from .backend import ArchiveError, DebugLog, Member, compare, member_name
 from .choose import make
-from .stage import archive_batch, restore, verify
+from .restore import restore
+from .stage import archive_batch, verify
 
 backend = make  # the name planning.describe uses
 
-__all__ = ["ArchiveError", "Member", "archive_batch", "backend", "compare", "make", "member_name", "restore", "verify"]
+__all__ = [
+    "ArchiveError",
+    "DebugLog",
+    "Member",
+    "archive_batch",
+    "backend",
+    "compare",
+    "make",
+    "member_name",
+    "restore",
+    "verify",
+]

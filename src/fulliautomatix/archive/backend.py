@@ -27,6 +27,7 @@ runs is written to it first.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,3 +71,15 @@ def staging_dir(config: dict) -> Path:
         return Path(fa_config.cluster(config)["scratch"]) / "archive-staging"
     p = Path(staging).expanduser()
     return p if p.is_absolute() else fa_config.ROOT / p
+
+
+class DebugLog:
+    """A log file for backends, when no job log is open, that sends their lines to the debug log."""
+
+    def write(self, text: str) -> None:
+        for line in text.splitlines():
+            if line.strip():
+                logging.getLogger("fulliautomatix").debug("%s", line)
+
+    def flush(self) -> None:
+        pass

@@ -1,4 +1,4 @@
-"""Stage 4: archive one batch of compressed runs, verified; and restore runs.
+"""Stage 4: archive one batch of compressed runs, verified (restore is in restore.py).
 
 :func:`archive_batch` is the body of the ``archive_batch`` rule:
 
@@ -19,27 +19,21 @@ keeps every compressed copy, and raises :class:`ArchiveError`; the next tick
 retries the same batch.  A tarball that holds runs already archived is never
 deleted or overwritten.
 
-:func:`restore` brings one run back: only its member is fetched, checked
-against the recorded sha256, unpacked, and every file checked against the
-checksums recorded when the run left the DAQ.
+Bringing a run back is :func:`fulliautomatix.archive.restore.restore`
+(still importable from here as ``archive.stage.restore``).
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 from .. import hosts, recovery, stage, states
 from ..runsdb import RunsDB
 from .backend import ArchiveError, Member, compare, member_name, staging_dir
+from .backend import DebugLog as _DebugLog  # noqa: F401 - the old name archive.stage._DebugLog
 from .choose import make
-from ..checksums import file_hash
-
-logger = logging.getLogger("fulliautomatix")
+from .restore import restore  # noqa: F401 - the old name archive.stage.restore
 
 
 def expected_member(doc: dict) -> Member:
@@ -199,6 +193,21 @@ def _members_now(db: RunsDB, config: dict, members: list[str], compressed_marker
     return current
 
 
+def _archived_earlier(db: RunsDB, batch: str, members: list[str]) -> list[dict]:
+    """The batch's runs archived by an earlier attempt (a tick that died half way): part of its tarball too.
+
+    A run assigned to the batch, not archived and not in this tick's plan, is an error.
+    """
+    earlier = [d for d in db.in_batch(batch) if d["name"] not in members]
+    stray = [d["name"] for d in earlier if d.get(states.RAW) != "archived"]
+    if stray:
+        raise ArchiveError(
+            f"batch {batch}: runs {', '.join(stray)} belong to it but are not in this tick's "
+            "plan; run a tick without --run"
+        )
+    return earlier
+
+
 def archive_batch(
     db: RunsDB, config: dict, batch: str, members: list[str], compressed_markers: list[str], marker_path: str, log
 ) -> dict:
@@ -210,15 +219,7 @@ def archive_batch(
     """
     current = _members_now(db, config, members, compressed_markers)
     be = make(config)
-    # Runs archived in this batch by an earlier attempt (a tick that died half way)
-    # are part of its tarball too; a run assigned to it but missing here is an error.
-    earlier = [d for d in db.in_batch(batch) if d["name"] not in members]
-    stray = [d["name"] for d in earlier if d.get(states.RAW) != "archived"]
-    if stray:
-        raise ArchiveError(
-            f"batch {batch}: runs {', '.join(stray)} belong to it but are not in this tick's "
-            "plan; run a tick without --run"
-        )
+    earlier = _archived_earlier(db, batch, members)
     expected = {member_name(d["name"]): expected_member(d) for d in earlier}
     source = source_host(config, list(current.values()))
     files = {member_name(run): Path((d.get("compressed") or {}).get("path") or "") for run, d in current.items()}
@@ -360,80 +361,3 @@ def purge_compressed(
         except Exception as exc:  # noqa: BLE001 - the copies are gone; the log says the DB did not hear it
             log.write(f"runs {', '.join(runs)}: could not record the purge ({exc})\n")
     return runs
-
-
-class _DebugLog:
-    """A log file for backends that sends their lines to the debug log."""
-
-    def write(self, text: str) -> None:
-        for line in text.splitlines():
-            if line.strip():
-                logger.debug("%s", line)
-
-    def flush(self) -> None:
-        pass
-
-
-def restore(db: RunsDB, config: dict, run: str, dest: Path, log=None) -> Path:
-    """Bring a run back from the archive into dest/<run>, verified; return that path."""
-    log = log or _DebugLog()
-    hosts.check_run_name(run, config["run_name_pattern"])
-    doc = db.get(run)
-    a = doc.get("archive") or {}
-    if doc.get(states.RAW) != "archived" or not a.get("tarball"):
-        raise ArchiveError(
-            f"run {run}: never archived (raw_status {doc.get(states.RAW)}, raw_location "
-            f"{doc.get('raw_location')}); there is nothing to restore"
-        )
-    final = dest / run
-    if final.exists():
-        raise ArchiveError(f"run {run}: {final} already exists; choose another --to directory")
-    be = make(config, name=a.get("backend"), host=a.get("host"))
-    work = dest / f".{run}.restoring"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    try:
-        member = be.fetch(a["tarball"], a["member"], work, log)
-    except ArchiveError as exc:
-        raise ArchiveError(f"run {run}: {exc}") from None
-    recorded = a.get("hash") or (doc.get("compressed") or {}).get("hash")
-    if file_hash(member) != recorded:
-        raise _copy_failed(
-            db,
-            doc,
-            f"{a['member']} fetched from {be.url(a['tarball'])} differs from its recorded sha256; left in {work}",
-        )
-    proc = subprocess.run(["tar", "-C", str(work), "-I", "zstd", "-xf", str(member)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise _copy_failed(
-            db,
-            doc,
-            f"cannot unpack {member} from {be.url(a['tarball'])}: {(proc.stderr.strip().splitlines() or [''])[-1]}",
-        )
-    member.unlink()
-    t = doc.get("transfer") or {}
-    actual = hosts.manifest(hosts.Host(), str(work / run), t.get("checksum_algorithm", "sha256"))
-    problems = hosts.compare_manifests(t.get("checksums") or [], actual)
-    if problems:
-        raise _copy_failed(
-            db, doc, f"the copy restored from {be.url(a['tarball'])} does not verify ({problems[0]}); left in {work}"
-        )
-    os.replace(work / run, final)
-    shutil.rmtree(work)
-    if a.get("copy_ok") in (False,):  # (nx-27017 gives a false it stored back as 0)
-        db.update(run, {"archive.copy_ok": True, "archive.copy_error": None, "archive.copy_checked": states.now()})
-    return final
-
-
-def _copy_failed(db: RunsDB, doc: dict, what: str) -> ArchiveError:
-    """Record that the run's archived copy failed verification (status lists it as LOST-COPY); the error."""
-    run = doc["name"]
-    daq = (doc.get("transfer") or {}).get("daq_copy") or "unknown"
-    line = f"its archived copy failed verification on restore: {what}; the DAQ copy is {daq}" + (
-        "" if daq == "kept" else ": no other verified copy is recorded"
-    )
-    try:
-        db.update(run, {"archive.copy_ok": False, "archive.copy_error": line, "archive.copy_checked": states.now()})
-    except Exception as exc:  # noqa: BLE001 - the error line below still says what happened
-        logger.warning("run %s: could not record the failed verification (%s)", run, exc)
-    return ArchiveError(f"run {run}: {line}")
