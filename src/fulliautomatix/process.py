@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from . import config as fa_config
-from . import hosts, markers, stage, states
+from . import hosts, markers, places, stage, states
 from .batch import adapters, records
 from .batch.requests import make_request, on_cluster, paths, read_request
 from .runsdb import RunsDB
@@ -172,7 +172,7 @@ def process_run(
     ):
         return stage.marker_again(marker_path, markers.run_marker("process", run, {"processing": prev}, prev), log)
     raw = markers.read(input_marker).get("raw", req["raw"]) if tag else req["raw"]
-    gone = None if tag or doc is None else input_copy_problem(doc, raw)
+    gone = None if tag or doc is None else input_copy_problem(config, doc, raw, log)
     if gone:
         raise _input_went_bad(db, config, doc, gone, log)
     argv = command(config, run, req["source"], raw=raw, output=req["output"])
@@ -197,24 +197,32 @@ def process_run(
     return marker
 
 
-def input_copy_problem(doc: dict, raw: str) -> str | None:
+# Lists the regular files under "$1" with their sizes, NUL-separated; GONE when it is no directory.
+SIZES = 'cd -- "$1" 2>/dev/null || { echo GONE; exit 0; }; find . -type f -printf "%s %P\\0"'
+
+
+def input_copy_problem(config: dict, doc: dict, raw: str, log=None) -> str | None:
     """Why the copy on scratch is not the one whose transfer verified (a file gone or of another size), or None.
 
-    Sizes only (a stat per file, no read): enough to catch a scratch purge or a
+    Sizes only (one `find`, no read): enough to catch a scratch purge or a
     full disk before a processor reads a partial copy; content is checked by
-    compression's read-back against the transfer checksums.
+    compression's read-back against the transfer checksums.  Asked where the
+    copy is: here in a batch job on the cluster, else on the cluster's host.
     """
-    recorded = (doc.get("transfer") or {}).get("checksums") or []
-    root = Path(raw)
-    if not root.is_dir():
-        return f"its copy on scratch {raw} is gone"
-    for f in recorded:
-        try:
-            size = (root / f["path"]).stat().st_size
-        except OSError:
-            return f"its copy on scratch {raw} lacks {f['path']}"
-        if size != f.get("size", size):
-            return f"its copy on scratch {raw} has {f['path']} of {size} bytes, not {f['size']}"
+    host = hosts.Host() if on_cluster(config) else places.cluster_host(config)
+    try:
+        out = host.run(["bash", "-c", SIZES, "fa-sizes", raw], log=log).stdout
+    except hosts.CommandFailed:
+        return None  # cannot tell: the processor runs and its own failure says why
+    if out.strip() == "GONE":
+        return f"its copy on scratch {host.path(raw)} is gone"
+    sizes = dict(reversed(entry.split(" ", 1)) for entry in out.split("\0") if " " in entry)
+    for f in (doc.get("transfer") or {}).get("checksums") or []:
+        size = sizes.get(f["path"])
+        if size is None:
+            return f"its copy on scratch {host.path(raw)} lacks {f['path']}"
+        if int(size) != f.get("size", int(size)):
+            return f"its copy on scratch {host.path(raw)} has {f['path']} of {size} bytes, not {f['size']}"
     return None
 
 
