@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/ruff check src tests benchmarks workflow/scripts setup.py
 .venv/bin/python scripts/check_shape.py   # module and function length, import cycles
-.venv/bin/python -m pytest -q "$@"
+# Two workers (PYTEST_WORKERS): a tick mostly waits on processes, so two share 2 cores well.
+# The Slurm tests stay on one worker (tests/conftest.py: xdist_group), as they share one scheduler.
+.venv/bin/python -m pytest -q -n "${PYTEST_WORKERS:-2}" --dist loadgroup "$@"

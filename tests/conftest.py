@@ -7,6 +7,7 @@ and zstd) as subprocesses.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shlex
 import subprocess
@@ -21,6 +22,14 @@ from fulliautomatix import config as fa_config
 from fulliautomatix import embedded, hosts, runsdb
 
 from fa_testlib import FA, REQUIRE_TESTBEDS, ROOT, skip_or_fail  # noqa: F401 - re-exported
+
+
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist (make test): the tests of one Slurm test bed run on one worker, one after another."""
+    for item in items:
+        path = Path(str(item.fspath))
+        if path.parent.name == "cluster" or path.name == "test_testbed_snakemake.py":
+            item.add_marker(pytest.mark.xdist_group("slurm"))
 
 
 @pytest.fixture(scope="session")
@@ -116,6 +125,8 @@ def ssh_testbed():
     Started with testbed/ssh/up.sh (idempotent; it installs its packages with
     apt on a fresh machine) and left running: tests/ssh and tests/archive share it.
     """
+    lock = open("/tmp/fulliautomatix-testbed.lock", "w")  # noqa: SIM115 - held for the start below
+    fcntl.flock(lock, fcntl.LOCK_EX)  # pytest-xdist workers each start it: one at a time
     try:
         proc = subprocess.run(
             ["bash", str(ROOT / "testbed" / "ssh" / "up.sh")],
@@ -126,6 +137,8 @@ def ssh_testbed():
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         skip_or_fail(f"ssh test bed did not start: {exc}")
+    finally:
+        lock.close()
     if proc.returncode != 0:
         skip_or_fail("ssh test bed did not start: " + (proc.stderr.strip().splitlines() or ["?"])[-1])
     env_file = Path(os.environ.get("TESTBED_DIR", "/tmp/fulliautomatix-testbed")) / "ssh" / "env.sh"
