@@ -70,6 +70,9 @@ def _dates_in_documents(doc: dict, sets: dict) -> dict:
     return out
 
 
+HEARTBEAT_PATIENCE = 120.0  # seconds a single command may keep the server busy (see RunsDB)
+
+
 class RunsDB(RunsQueries):
     """A connection to the runs collection (its reads for reports and status: :class:`queries.RunsQueries`)."""
 
@@ -79,7 +82,11 @@ class RunsDB(RunsQueries):
             self.client = pymongo.MongoClient(
                 uri,
                 serverSelectionTimeoutMS=int(timeout * 1000),
-                connectTimeoutMS=int(timeout * 1000),
+                # pymongo's monitor uses connectTimeoutMS as its heartbeat's socket timeout, and a failed
+                # heartbeat cancels the commands in flight: nx-27017 answers one command at a time, so a
+                # long read (a report over 100,000 runs) would fail itself.  A DB that is down still shows
+                # within serverSelectionTimeoutMS (a refused connection at once).
+                connectTimeoutMS=int(max(timeout, HEARTBEAT_PATIENCE) * 1000),
                 tz_aware=True,  # dates come back as aware UTC datetimes
             )
             self.col = self.client[database][collection]

@@ -6,10 +6,13 @@
 # (get_tick_end).  The marker says where the page went.
 
 
+# After the audit (it shows what the audit found), and never beside it: the two read much of the runs DB,
+# and nx-27017 answers one command at a time.
 rule write_report:
     input:
         get_tick_targets,
         get_archive_targets,
+        get_audit_target,
     output:
         marker="state/ticks/{tick}/report.json",
     log:
