@@ -6,6 +6,7 @@ and `from conftest import ...` would pick whichever was imported first.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -35,3 +36,19 @@ class JobLog:
 
     def flush(self):
         pass
+
+
+def simulate(fa, config_path, n: int, events: int = 200) -> list[str]:
+    """Simulate n DAQ runs with `fulliautomatix simulate-daq`; their names."""
+    r = fa(config_path, "simulate-daq", "--runs", str(n), "--events", str(events))
+    assert r.returncode == 0, r.stderr
+    return r.stderr.strip().rsplit(": ", 1)[1].split(", ")
+
+
+def digests(root: Path) -> dict[str, str]:
+    """sha256 of every file under root, by relative path: a copy compared byte for byte."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }

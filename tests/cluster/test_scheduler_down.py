@@ -6,19 +6,10 @@ next ticks submit the run once, process, archive it, and `restore` brings it
 back byte for byte as the DAQ wrote it.
 """
 
-import hashlib
 import os
-from pathlib import Path
 
+from fa_testlib import digests
 from slurmbed import jobs_named, simulate
-
-
-def digests(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 def test_f8_the_scheduler_down_at_submit_then_back(fa, cluster_config, db, slurm, prefix, tmp_path):

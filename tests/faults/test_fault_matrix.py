@@ -10,7 +10,6 @@ wrote it (digests taken before any fault).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shlex
 import shutil
@@ -27,27 +26,13 @@ import pymongo
 import pytest
 import yaml
 
-from fa_testlib import FA
+from fa_testlib import FA, digests, simulate
 from fulliautomatix import config as fa_config
 from fulliautomatix import embedded
 
 
 def env(**more):
     return {**{k: v for k, v in os.environ.items() if k != fa_config.DB_ENV}, **more}
-
-
-def simulate(fa, cfg, n, events=200):
-    r = fa(cfg, "simulate-daq", "--runs", str(n), "--events", str(events))
-    assert r.returncode == 0, r.stderr
-    return r.stderr.strip().rsplit(": ", 1)[1].split(", ")
-
-
-def digests(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 def steps(doc):

@@ -10,7 +10,6 @@ survives is restored from the archive and compared with the DAQ copy.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 import shlex
 import shutil
@@ -26,23 +25,9 @@ import pymongo
 import pytest
 import yaml
 
-from fa_testlib import FA, ROOT
+from fa_testlib import FA, ROOT, digests, simulate
 from fulliautomatix import config as fa_config
 from fulliautomatix import embedded
-
-
-def simulate(fa, config_path, n, events=200):
-    r = fa(config_path, "simulate-daq", "--runs", str(n), "--events", str(events))
-    assert r.returncode == 0, r.stderr
-    return r.stderr.strip().rsplit(": ", 1)[1].split(", ")
-
-
-def digests(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 def lines_naming(text: str, word: str) -> list[str]:
