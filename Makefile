@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 FA := $(VENV)/bin/fulliautomatix
 DEMO_RUNS ?= 8
 
-.PHONY: demo test lint bench install system-deps testbed-up testbed-down clean soak
+.PHONY: demo test lint bench install system-deps testbed-up testbed-down clean soak schema
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -38,9 +38,14 @@ test: install system-deps
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks workflow/scripts setup.py
 	$(PY) scripts/check_shape.py
+	$(PY) scripts/schema_json.py --check
 	$(VENV)/bin/ruff format --check src tests benchmarks workflow/scripts setup.py scripts
 	$(VENV)/bin/snakefmt --check workflow
 	$(VENV)/bin/snakemake --lint --snakefile workflow/Snakefile
+
+# The config schema is edited in YAML; validation reads its JSON twin (scripts/schema_json.py says why).
+schema: install
+	$(PY) scripts/schema_json.py
 
 # The chaos run (tests/soak): 50 runs, faults at random moments, invariants after every tick, at most
 # 10 minutes; e.g. `make soak SOAK_ARGS="--seed 3 --runs 20 --minutes 4"`.

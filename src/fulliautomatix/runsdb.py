@@ -301,9 +301,18 @@ class RunsDB(RunsQueries):
 
 
 def _with_day(doc: dict) -> dict:
-    """A document to insert with its ``updated_day``: the day of its ``updated_at``, else today's (the insert)."""
+    """A document to insert with its ``updated_day``: the day of its ``updated_at``, else of its last
+    history entry (a run imported with its past was last written then), else today's (the insert).
+
+    The report reads every run of the days in its window: an import of old runs
+    stamped today would make it read the whole import on every tick.
+    """
     if doc.get("updated_day") is None:
-        doc["updated_day"] = dates.day_number(doc.get("updated_at")) or dates.day_number(dates.now())
+        history = [e for e in doc.get("history") or [] if isinstance(e, dict)]
+        last_change = max((t for t in (dates.as_utc(e.get("at")) for e in history) if t), default=None)
+        doc["updated_day"] = (
+            dates.day_number(doc.get("updated_at")) or dates.day_number(last_change) or dates.day_number(dates.now())
+        )
     return doc
 
 

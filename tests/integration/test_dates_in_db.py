@@ -309,3 +309,22 @@ def test_a_tick_handles_old_and_new_documents_together(fa, make_config, db, raw_
     r = fa(config_path, "status", *names)
     assert r.returncode == 0, r.stderr
     assert f"  {dates.iso(last['history'][0]['at'])}  raw_status" in r.stdout
+
+
+def test_an_imported_run_is_dated_by_its_last_change_not_by_the_import(db, dated):
+    """insert_runs of runs that bring their history but no updated_at: updated_day is the day of the last
+    history entry, so the report does not read a whole import of old runs as written today."""
+    old = {"at": "2019-03-04T05:06:07+00:00", "field": "raw_status", "from": "compressed", "to": "archived"}
+    older = {**old, "at": "2019-03-01T00:00:00+00:00", "to": "compressed"}
+    base = {"events": 1, "source": "physics", "raw_status": "archived", "processed_status": "processed", "raw_location": "local/fa"}
+    db.insert_runs(
+        [
+            {**base, "name": "190301_0001", "number": 1, "history": [older, old]},
+            {**base, "name": "190301_0002", "number": 2, "history": [], "updated_at": "2020-01-02T00:00:00+00:00"},
+            {**base, "name": "190301_0003", "number": 3},
+        ]
+    )
+    days = {d["name"]: d["updated_day"] for d in dated.find()}
+    assert days["190301_0001"] == 20190304, "the day of its last change"
+    assert days["190301_0002"] == 20200102, "updated_at wins"
+    assert days["190301_0003"] == dates.day_number(dates.now()), "no past: the day of the insert"

@@ -89,6 +89,7 @@ def test_the_installed_package_is_the_wheel_not_the_checkout(installed, tmp_path
         "workflow/rules/common.smk",
         "workflow/scripts/transfer_run.py",
         "workflow/schemas/config.schema.yaml",
+        "workflow/schemas/config.schema.json",
         "workflow/envs/fulliautomatix.yaml",
         "profiles/local/config.yaml",
         "profiles/conte/config.yaml",

@@ -290,3 +290,15 @@ def test_credentials_are_masked_in_any_uri(uri):
     assert "secret" not in redact(uri) and "sec/ret" not in redact(uri) and "ss@h" not in redact(uri)
     assert "***@" in redact(uri)
     assert redact("mongodb://host:27017/x") == "mongodb://host:27017/x"
+
+
+def test_schema_json_twin_is_the_yaml_schema():
+    """Validation reads config.schema.json: it must say exactly what the YAML source says (`make schema`)."""
+    import json
+
+    import yaml
+
+    from fulliautomatix import config as cfg
+
+    assert cfg.SCHEMA_JSON.name == "config.schema.json"
+    assert json.loads(cfg.SCHEMA_JSON.read_text()) == yaml.safe_load(cfg.SCHEMA.read_text()), "run `make schema`"
