@@ -316,7 +316,13 @@ def test_an_imported_run_is_dated_by_its_last_change_not_by_the_import(db, dated
     history entry, so the report does not read a whole import of old runs as written today."""
     old = {"at": "2019-03-04T05:06:07+00:00", "field": "raw_status", "from": "compressed", "to": "archived"}
     older = {**old, "at": "2019-03-01T00:00:00+00:00", "to": "compressed"}
-    base = {"events": 1, "source": "physics", "raw_status": "archived", "processed_status": "processed", "raw_location": "local/fa"}
+    base = {
+        "events": 1,
+        "source": "physics",
+        "raw_status": "archived",
+        "processed_status": "processed",
+        "raw_location": "local/fa",
+    }
     db.insert_runs(
         [
             {**base, "name": "190301_0001", "number": 1, "history": [older, old]},
