@@ -5,6 +5,8 @@ A run's place in the backlog, the four stages, and how many rows the page lists.
 
 from __future__ import annotations
 
+from . import states
+
 LISTED = 200  # attention rows (and run timelines) in the page; --json and status list all
 BACKLOG = (
     "acquired",
@@ -18,7 +20,7 @@ BACKLOG = (
     "compressed",
     "archiving",
 )
-STAGES = ("transfer", "process", "compress", "archive")
+STAGES = states.STAGES
 
 
 def label(raw, proc) -> str | None:

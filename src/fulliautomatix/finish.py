@@ -1,11 +1,11 @@
-"""The end of a tick (rule finish_tick), and `fulliautomatix check`.
+"""The end of a tick (rule finish_tick).
 
 :func:`finish_tick` runs after every other job of a tick: it counts what the
 tick did (from its plan and the stage markers it wrote), prints one summary
 line, hands the attention list to :mod:`fulliautomatix.notify`, writes the
 metrics (:mod:`fulliautomatix.metrics`), prunes old logs, and records the
 tick in ``state/last_tick.json`` -- the time of the last successful tick that
-:func:`check` and the metrics' dead-man's switch read.
+:func:`fulliautomatix.healthcheck.check` and the metrics' dead-man's switch read.
 
 Snakemake skips this job when another job of the tick failed; the next tick
 that reaches its end sees that failure in the runs DB (RETRY, HELD) and the
@@ -22,13 +22,10 @@ import time
 from pathlib import Path
 
 from . import attention, dates, markers, metrics, notify, planning, report, runsdb
+from .healthcheck import LAST_TICK, last_tick
 from .batch.records import all_records
 from . import config as fa_config
 
-LAST_TICK = "last_tick.json"
-NAGIOS = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
-CRITICAL_KINDS = ("HELD", "BAD", "LOST", "LOST-COPY")
-WARNING_KINDS = ("STUCK", "RETRY")
 # Their logs are one per tick.
 PER_TICK_RULES = ("sync_runs_db", "close_batches", "audit_archive", "finish_tick", "write_report")
 
@@ -87,14 +84,6 @@ def summary_line(tick: str, facts: dict, kinds: dict) -> str:
         f"archived {r['archived']} in {r['batches']} batches, held {kinds.get('HELD', 0)}, "
         f"stuck {kinds.get('STUCK', 0)}, {lost}took {facts['seconds']:.0f} s"
     )
-
-
-def last_tick(config: dict) -> dict | None:
-    """The record of the last tick that reached its end, or None."""
-    try:
-        return markers.read(fa_config.state_dir(config) / LAST_TICK)
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def _outbox(config: dict) -> int:
@@ -224,46 +213,3 @@ def prune_logs(config: dict, now: _dt.datetime) -> int:
             path.unlink(missing_ok=True)
         pruned += 1
     return pruned
-
-
-def nagios(config: dict) -> tuple[int, str]:
-    """`fulliautomatix check`: :func:`check`, and UNKNOWN for any error (a Nagios plugin never shows a traceback)."""
-    try:
-        return check(config)
-    except Exception as exc:
-        return 3, f"FULLIAUTOMATIX UNKNOWN - {type(exc).__name__}: {exc}"
-
-
-def check(config: dict, now: float | None = None) -> tuple[int, str]:
-    """(Nagios exit status, one line): OK, WARNING (stuck or retrying runs), CRITICAL (held, bad or lost
-    runs, lost archived copies, or no tick reached its end within alerts.tick_overdue), UNKNOWN (runs DB
-    unreachable)."""
-    now = time.time() if now is None else now
-    try:
-        with runsdb.connect(config) as db:
-            docs = db.pending(history=True)
-            found = attention.gather(db, config, _dt.datetime.fromtimestamp(now, _dt.timezone.utc), docs)
-    except runsdb.RunsDBError as exc:
-        return 3, f"FULLIAUTOMATIX UNKNOWN - {exc}"
-    last = last_tick(config)
-    kinds = attention.counts(found)
-    age = now - float(last["finished_ts"]) if last and last.get("finished_ts") else None
-    overdue = age is None or age > config["alerts"]["tick_overdue"] * 60
-    code = (
-        2
-        if overdue or any(kinds.get(k) for k in CRITICAL_KINDS)
-        else (1 if any(kinds.get(k) for k in WARNING_KINDS) else 0)
-    )
-    parts = [
-        f"{kinds.get(k, 0)} {word}"
-        for k, word in (("HELD", "held"), ("BAD", "bad"), ("STUCK", "stuck"), ("RETRY", "retrying"))
-    ]
-    parts += [f"{kinds[k]} {k.lower()}" for k in attention.MORE_KINDS if kinds.get(k)]
-    ticked = (
-        "no tick has reached its end yet"
-        if age is None
-        else f"last tick ended {dates.duration(age)} ago" + (" (overdue)" if overdue else "")
-    )
-    perf = " ".join(f"{k.lower()}={n}" for k, n in kinds.items())
-    perf += f" pending={len(docs)}" + (f" last_tick_age={age:.0f}s" if age is not None else "")
-    return code, f"FULLIAUTOMATIX {NAGIOS[code]} - {', '.join(parts)}; {ticked} | {perf}"

@@ -67,7 +67,7 @@ RECOVERY = frozenset(
     }
 )
 
-# Which raw_status a run must have for each stage to start.
+# The four stages of a run's life, in order: the tick's flags (--transfer ...) and the report's columns.
 STAGES = ("transfer", "process", "compress", "archive")
 
 
