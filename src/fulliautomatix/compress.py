@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 
 from . import config as fa_config
-from . import hosts, markers, recovery, stage, states, tarsums
+from . import hosts, markers, stage, states, tarsums
 from .runsdb import RunsDB
 
 
@@ -243,6 +243,8 @@ def _failed(
     A copy that went bad is recovered (recovery.recover): transferred again
     from an intact DAQ copy, or the run is marked lost; never an endless retry.
     """
+    from . import recovery  # only a failure needs it (and the transfer stage it imports): a job imports less
+
     run = doc["name"]
     fields = {"compressed.error": str(exc), "compressed.attempts": attempts}
     if isinstance(exc, CopyWentBad):
@@ -260,6 +262,8 @@ def _failed(
 
 def _marker_again(db: RunsDB, config: dict, cluster: hosts.Host, doc: dict, final: str, log) -> dict:
     """A compressed run whose marker was lost: its compressed copy must still match the runs DB."""
+    from . import recovery
+
     run = doc["name"]
     prev = doc.get("compressed") or {}
     if prev.get("hash") and _sha256(cluster, prev.get("path") or final, log) == prev["hash"]:
