@@ -102,8 +102,26 @@ class Site:
         t = psutil.Process(self._server.pid).cpu_times()
         return t.user + t.system
 
-    def tick(self, *args: str, env: dict | None = None, check: bool = True) -> float:
-        """Run one real cron tick (`fulliautomatix --config ...`); return its wall time.
+    def variant(self, name: str, **overrides) -> Path:
+        """A second config file of this site (same runs DB and directories) with `overrides`; its path."""
+        config = yaml.safe_load(self.config_path.read_text())
+        fa_config.deep_update(config, overrides)
+        path = self.root / f"config-{name}.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return path
+
+    def timed_job(self, stage: str, rule: str, run: str, done: str, config: Path | None = None) -> float:
+        """A real tick (`--<stage> --run RUN`) runs the rule's job for `run`; the job's wall time from the
+        rule's benchmark file (its Python, imports and DB connection included, the tick around it not).
+        Raises when the run's raw_status is not `done` afterwards."""
+        self.tick(f"--{stage}", "--run", run, config=config)
+        if self.db.get(run)["raw_status"] != done:
+            raise RuntimeError(f"the tick did not {stage} {run}")
+        return self.job_seconds(rule, run)
+
+    def tick(self, *args: str, env: dict | None = None, check: bool = True, config: Path | None = None) -> float:
+        """Run one real cron tick (`fulliautomatix --config ...`, this site's config unless `config`);
+        return its wall time.
 
         Its CPU time, every process of the tick plus the DB server's share,
         is left in `last_cpu`: unlike wall time it hardly moves when other
@@ -112,7 +130,7 @@ class Site:
         r0, s0 = resource.getrusage(resource.RUSAGE_CHILDREN), self.server_cpu()
         t0 = time.perf_counter()
         proc = subprocess.run(
-            [FA, "--config", str(self.config_path), *args],
+            [FA, "--config", str(config or self.config_path), *args],
             env=env or clean_env(),
             capture_output=True,
             text=True,
