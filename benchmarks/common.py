@@ -111,21 +111,18 @@ class Site:
         return path
 
     def timed_job(self, stage: str, rule: str, run: str, done: str, config: Path | None = None) -> float:
-        """A real tick (`--<stage> --run RUN`) runs the rule's job for `run`; the job's wall time from the
-        rule's benchmark file (its Python, imports and DB connection included, the tick around it not).
-        Raises when the run's raw_status is not `done` afterwards."""
+        """A real tick (`--<stage> --run RUN`) runs the rule's job; its wall time (job_seconds); the run
+        must end in raw_status `done`."""
         self.tick(f"--{stage}", "--run", run, config=config)
         if self.db.get(run)["raw_status"] != done:
             raise RuntimeError(f"the tick did not {stage} {run}")
         return self.job_seconds(rule, run)
 
     def tick(self, *args: str, env: dict | None = None, check: bool = True, config: Path | None = None) -> float:
-        """Run one real cron tick (`fulliautomatix --config ...`, this site's config unless `config`);
-        return its wall time.
+        """Run one real cron tick (`fulliautomatix --config ...`: `config` or the site's); its wall time.
 
-        Its CPU time, every process of the tick plus the DB server's share,
-        is left in `last_cpu`: unlike wall time it hardly moves when other
-        work shares the machine.
+        Its CPU time (every process of the tick, plus the DB server's share) is left in `last_cpu`:
+        unlike wall time it hardly moves when other work shares the machine.
         """
         r0, s0 = resource.getrusage(resource.RUSAGE_CHILDREN), self.server_cpu()
         t0 = time.perf_counter()
