@@ -102,14 +102,6 @@ class Site:
         t = psutil.Process(self._server.pid).cpu_times()
         return t.user + t.system
 
-    def variant(self, name: str, **overrides) -> Path:
-        """A second config file of this site (same runs DB and directories) with `overrides`; its path."""
-        config = yaml.safe_load(self.config_path.read_text())
-        fa_config.deep_update(config, overrides)
-        path = self.root / f"config-{name}.yaml"
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
-        return path
-
     def timed_job(self, stage: str, rule: str, run: str, done: str, config: Path | None = None) -> float:
         """A real tick (`--<stage> --run RUN`) runs the rule's job; its wall time (job_seconds); the run
         must end in raw_status `done`."""
