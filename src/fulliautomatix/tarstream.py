@@ -6,9 +6,9 @@ A stand-alone program (standard library only, Python 3.6 or newer) that
 remote host only the checksums cross the network::
 
     write OUT ALGO zstd -- ARGV...     run ARGV (tar -I zstd -cf - ...) with its output going to OUT,
-                                       fsync OUT, then read OUT back as ``read`` does: one read
-                                       feeds OUT's sha256 and the decompressor (zstd -dc) whose
-                                       output a tar parser checksums member by member
+                                       then read OUT back as ``read`` does (one read feeds OUT's
+                                       sha256 and the decompressor, zstd -dc, whose output a tar
+                                       parser checksums member by member) while OUT is fsynced
     write OUT ALGO stream 'ZSTD' -- ARGV...
                                        run ARGV (tar -cf - ..., uncompressed) into ZSTD (a command line,
                                        e.g. 'zstd -T0 -3 --check -c'), checksumming every member of the
@@ -102,9 +102,11 @@ def write_all(fd, data):
         view = view[os.write(fd, view) :]
 
 
-def pump(source, algorithm, compressed, emit):
+def pump(source, algorithm, compressed, emit, forked=None):
     """Read `source` (an fd) once: into sha256, and into the tar parser (through zstd -dc when compressed).
 
+    forked(): called once the checker process is forked (a thread started
+    before the fork would make Python 3.12+ warn that fork() may deadlock).
     Returns (bytes read, sha256 hex).
     """
     sha, total = hashlib.sha256(), 0
@@ -118,6 +120,8 @@ def pump(source, algorithm, compressed, emit):
         pid, report = checker(unz.stdout.fileno(), algorithm, keep)
         unz.stdout.close()
         sink = unz.stdin.fileno()
+    if forked is not None:
+        forked()
     broken = False
     try:
         for chunk in chunks(source):
@@ -164,15 +168,15 @@ def write(out_path, algorithm, compressed, argv, emit):
         size = os.fstat(out).st_size
         # The disk writes the file while the CPU reads it back (from the page cache).
         syncer = threading.Thread(target=fsync_into, args=(out, synced))
-        syncer.start()
         try:
-            total, digest = read(out_path, algorithm, compressed, emit)
+            total, digest = read(out_path, algorithm, compressed, emit, forked=syncer.start)
         finally:
-            syncer.join()
+            if syncer.ident is not None:
+                syncer.join()
     finally:
         os.close(out)
-    if synced[0] is not None:
-        raise Failed("{} could not be synced to disk: {}".format(out_path, synced[0]))
+    if not synced or synced[0] is not None:
+        raise Failed("{} could not be synced to disk: {}".format(out_path, synced[0] if synced else "not tried"))
     if total != size:
         raise Failed("{} holds {} bytes, {} were written".format(out_path, total, size))
     return total, digest
@@ -249,10 +253,10 @@ def _write_out(fd, out, written, errors):
             pass
 
 
-def read(path, algorithm, compressed, emit):
+def read(path, algorithm, compressed, emit, forked=None):
     fd = os.open(path, os.O_RDONLY)
     try:
-        return pump(fd, algorithm, compressed, emit)
+        return pump(fd, algorithm, compressed, emit, forked)
     finally:
         os.close(fd)
 
