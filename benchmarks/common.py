@@ -102,17 +102,24 @@ class Site:
         t = psutil.Process(self._server.pid).cpu_times()
         return t.user + t.system
 
-    def tick(self, *args: str, env: dict | None = None, check: bool = True) -> float:
-        """Run one real cron tick (`fulliautomatix --config ...`); return its wall time.
+    def timed_job(self, stage: str, rule: str, run: str, done: str, config: Path | None = None) -> float:
+        """A real tick (`--<stage> --run RUN`) runs the rule's job; its wall time (job_seconds); the run
+        must end in raw_status `done`."""
+        self.tick(f"--{stage}", "--run", run, config=config)
+        if self.db.get(run)["raw_status"] != done:
+            raise RuntimeError(f"the tick did not {stage} {run}")
+        return self.job_seconds(rule, run)
 
-        Its CPU time, every process of the tick plus the DB server's share,
-        is left in `last_cpu`: unlike wall time it hardly moves when other
-        work shares the machine.
+    def tick(self, *args: str, env: dict | None = None, check: bool = True, config: Path | None = None) -> float:
+        """Run one real cron tick (`fulliautomatix --config ...`: `config` or the site's); its wall time.
+
+        Its CPU time (every process of the tick, plus the DB server's share) is left in `last_cpu`:
+        unlike wall time it hardly moves when other work shares the machine.
         """
         r0, s0 = resource.getrusage(resource.RUSAGE_CHILDREN), self.server_cpu()
         t0 = time.perf_counter()
         proc = subprocess.run(
-            [FA, "--config", str(self.config_path), *args],
+            [FA, "--config", str(config or self.config_path), *args],
             env=env or clean_env(),
             capture_output=True,
             text=True,

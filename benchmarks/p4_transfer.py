@@ -98,12 +98,9 @@ class Transfers:
 
     def timed_job(self) -> float:
         """A real tick transfers a new run; the transfer_run job's wall time, from its benchmark file."""
-        run = self.new_runs(1)[0]
-        self.site.tick("--transfer", "--run", run)
-        if self.site.db.get(run)["raw_status"] != "ondeck":
-            raise RuntimeError(f"the tick did not transfer {run}")
+        seconds = self.site.timed_job("transfer", "transfer_run", self.new_runs(1)[0], "ondeck")
         self.cleanup()
-        return self.site.job_seconds("transfer_run", run)
+        return seconds
 
     def parallel(self, files: list[str], count: int = 8) -> tuple[float, float]:
         """(seconds for `count` runs of these files one after another, the same all at once)."""

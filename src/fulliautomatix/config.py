@@ -21,8 +21,6 @@ import os
 import re
 from pathlib import Path
 
-import yaml
-
 HOME_ENV = "FULLIAUTOMATIX_HOME"
 DB_ENV = "FULLIAUTOMATIX_RUNS_DB"
 PACKAGED = Path(__file__).resolve().parent / "resources"  # the copy setup.py puts in the wheel
@@ -94,6 +92,8 @@ class ConfigError(Exception):
 
 def read(path: str | os.PathLike | None = None) -> dict:
     """Read a YAML config file (the default one when path is None)."""
+    import yaml  # here, not at the top: a stage job gets its config from Snakemake and never reads YAML
+
     path = Path(path) if path else DEFAULT_CONFIG
     try:
         with open(path) as fh:
@@ -146,6 +146,7 @@ def plain_mappings(value):
 def first_error(config: dict) -> str | None:
     """The config's first schema error (by key path) as one line naming the key; None when it has none."""
     import jsonschema
+    import yaml
 
     with open(SCHEMA_JSON) as fh:
         schema = json.load(fh)

@@ -151,15 +151,16 @@ def write_verified(
     log=None,
     compressor: list[str] | None = None,
 ) -> TarSums:
-    """Run `command` on `host` (a tar writing the tarball to stdout) into `out`, verified as it is written.
+    """Run `command` on `host` (a tar writing the tarball to stdout) into `out`, verified.
 
-    Without `compressor`: `command` compresses (tar -I zstd); its bytes are
-    written to `out` and, in the same pass, hashed (sha256) and decompressed
-    into the tar parser that checksums every member.  With `compressor` (e.g.
+    Without `compressor`: `command` compresses (tar -I zstd) and its output
+    goes straight to `out`; then one read of `out` feeds its sha256 and the
+    decompressor, into the tar parser that checksums every member, while
+    `out` is fsynced.  With `compressor` (e.g.
     zstd --check -c): `command` writes a plain tar, whose members the parser
     checksums on their way into the compressor, and the compressor's output
-    is written to `out` and hashed as it is written.  Then `out` is fsynced
-    and its size checked.  Raises ReadBackError (the caller deletes `out`).
+    is written to `out` and hashed as it is written, then `out` is fsynced.
+    Either way `out`'s size is checked against the bytes hashed.  Raises ReadBackError (the caller deletes `out`).
     Without python3 there: tar writes `out` itself and :func:`read_back`
     reads it twice in bash.
     """
