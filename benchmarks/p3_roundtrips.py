@@ -10,7 +10,8 @@ that plans the tick, and one job script per stage and run.
 
 Figure: the largest number of commands per run in any stage (transfer,
 process, compress, archive).  Per-tick costs (wrapper, planning, the
-sync_runs_db checkpoint) are shown apart.  The same life is then lived again
+sync_runs_db checkpoint, the audit_archive read-back's pages of
+RunsDB.after_number) are shown apart.  The same life is then lived again
 with K archived runs in the DB (10,000, or 100,000 with --full): a query
 whose cost grows with finished runs shows up as more documents returned or
 more server time.
@@ -144,7 +145,7 @@ def run(ctx: Context) -> Figure:
             f"{per_run[stage] - data:.2f} ping/endSessions   ({_breakdown(cmds)})"
         )
     ticks = base["ticks"]
-    for part in ("wrapper", "planning", "sync_runs_db"):
+    for part in ("wrapper", "planning", "sync_runs_db", "audit_archive"):
         cmds = base["parts"].get(part, [])
         details.append(f"per tick, {part}: {len(cmds) / ticks:.1f} commands ({_breakdown(cmds)})")
     total = sum(len(v) for v in base["parts"].values())

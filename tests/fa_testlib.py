@@ -38,17 +38,22 @@ class JobLog:
         pass
 
 
-def simulate(fa, config_path, n: int, events: int = 200) -> list[str]:
+def simulate(fa, config_path, n: int, events: int = 200, source: str = "physics") -> list[str]:
     """Simulate n DAQ runs with `fulliautomatix simulate-daq`; their names."""
-    r = fa(config_path, "simulate-daq", "--runs", str(n), "--events", str(events))
+    r = fa(config_path, "simulate-daq", "--runs", str(n), "--events", str(events), "--source", source)
     assert r.returncode == 0, r.stderr
     return r.stderr.strip().rsplit(": ", 1)[1].split(", ")
 
 
-def digests(root: Path) -> dict[str, str]:
-    """sha256 of every file under root, by relative path: a copy compared byte for byte."""
+def digests(root: Path, *, skip_links: bool = False, with_dirs: bool = False) -> dict[str, str | None]:
+    """sha256 of every file under root, by relative path: a copy compared byte for byte.
+
+    skip_links leaves out symbolic links (a symlink test compares what is really there, not a link's
+    target); with_dirs lists what is not a file too (directories), as None, so a directory made or
+    removed shows.  A root that does not exist has none: {}.
+    """
     return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
         for p in sorted(root.rglob("*"))
-        if p.is_file()
+        if (with_dirs or p.is_file()) and not (skip_links and p.is_symlink())
     }

@@ -229,16 +229,15 @@ def _read_cursor(config: dict) -> int:
 def due_for_audit(db: RunsDB, config: dict, count: int, page: int = 50) -> list[dict]:
     """Up to `count` archived runs, the ones audited longest ago first (round-robin on run numbers).
 
-    Pages of a range on ``number`` sorted on ``number`` (index-backed on
-    MongoDB and nx-27017; see the module's docstring); runs not archived are
-    skipped here.  (A query of the runs DB outside runsdb.py: it belongs
-    there as ``RunsDB.after_number`` once runsdb.py's restructuring lands.)
+    Pages of :meth:`RunsDB.after_number <fulliautomatix.queries.RunsQueries.after_number>`
+    (a range on the number index; see the module's docstring); runs not
+    archived are skipped here.
     """
     start = cursor = _read_cursor(config)
     picked: dict[str, dict] = {}
     wrapped = False
     while len(picked) < count:
-        docs = list(db.col.find({"number": {"$gt": cursor}}, {"history": 0}).sort("number", 1).limit(page))
+        docs = db.after_number(cursor, page)
         if not docs:
             if wrapped or start == 0:
                 break

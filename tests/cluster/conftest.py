@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from slurmbed import ROOT, TESTBED_DIR, jobs_named, skip_or_fail, slurm_cmd
+from fa_testlib import ROOT, skip_or_fail
+from slurmbed import TESTBED_DIR, jobs_named, slurm_cmd
 
 PORTS = {"TESTBED_SLURMCTLD_PORT": "16857", "TESTBED_SLURMD_PORT": "16858"}
 

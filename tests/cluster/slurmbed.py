@@ -1,26 +1,15 @@
-"""Helpers of the cluster tests: the Slurm test bed's commands, runs, waiting."""
+"""Helpers of the cluster tests: the Slurm test bed's commands, its jobs, waiting."""
 
 from __future__ import annotations
 
 import os
-import sys
 import subprocess
 import time
 from pathlib import Path
 
 import psutil
-import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-FA = str(Path(sys.executable).with_name("fulliautomatix"))
 TESTBED_DIR = Path(os.environ.get("FULLIAUTOMATIX_CLUSTER_TESTBED", "/tmp/fulliautomatix-cluster-tests"))
-
-
-def skip_or_fail(reason: str):
-    """Skip where the test bed cannot start; in CI (FULLIAUTOMATIX_REQUIRE_TESTBEDS=1) fail."""
-    if os.environ.get("FULLIAUTOMATIX_REQUIRE_TESTBEDS") == "1":
-        pytest.fail(f"test bed required in CI: {reason}")
-    pytest.skip(reason)
 
 
 def slurm_cmd(slurm, *argv, check=True) -> str:
@@ -53,12 +42,6 @@ def wait_for(predicate, timeout: float, what: str, step: float = 1.0):
             return value
         time.sleep(step)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def simulate(fa, config_path, n, events=200, source="physics"):
-    r = fa(config_path, "simulate-daq", "--runs", str(n), "--events", str(events), "--source", source)
-    assert r.returncode == 0, r.stderr
-    return r.stderr.strip().rsplit(": ", 1)[1].split(", ")
 
 
 def steps(doc, field="processed_status"):

@@ -14,7 +14,8 @@ import time
 
 import psutil
 
-from slurmbed import FA, descendants, job_info, jobs_named, simulate, steps, wait_for
+from fa_testlib import FA, simulate
+from slurmbed import descendants, job_info, jobs_named, steps, wait_for
 
 from fulliautomatix.batch import records
 

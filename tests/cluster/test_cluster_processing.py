@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from slurmbed import ROOT, job_info, jobs_named, simulate, steps
+from fa_testlib import ROOT, simulate
+from slurmbed import job_info, jobs_named, steps
 
 from fulliautomatix import config as fa_config
 from fulliautomatix.batch import records

@@ -14,7 +14,8 @@ import shlex
 import subprocess
 import sys
 
-from slurmbed import job_info, jobs_named, simulate, steps, wait_for
+from fa_testlib import simulate
+from slurmbed import job_info, jobs_named, steps, wait_for
 
 from fulliautomatix.batch import adapters, qstatquery
 from fulliautomatix.batch import settings as batch_settings

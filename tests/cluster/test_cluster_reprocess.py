@@ -3,7 +3,8 @@
 import shlex
 from pathlib import Path
 
-from slurmbed import job_info, simulate, steps, wait_for
+from fa_testlib import simulate
+from slurmbed import job_info, steps, wait_for
 
 
 def test_reprocess_keeps_the_old_output_until_the_new_one_succeeds(fa, cluster_config, db, slurm, tmp_path):

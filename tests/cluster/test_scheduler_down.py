@@ -8,8 +8,8 @@ back byte for byte as the DAQ wrote it.
 
 import os
 
-from fa_testlib import digests
-from slurmbed import jobs_named, simulate
+from fa_testlib import digests, simulate
+from slurmbed import jobs_named
 
 
 def test_f8_the_scheduler_down_at_submit_then_back(fa, cluster_config, db, slurm, prefix, tmp_path):

@@ -4,11 +4,7 @@ import shutil
 import tarfile
 from pathlib import Path
 
-
-def simulate(fa, config_path, n):
-    r = fa(config_path, "simulate-daq", "--runs", str(n), "--events", "200")
-    assert r.returncode == 0, r.stderr
-    return r.stderr.strip().rsplit(": ", 1)[1].split(", ")
+from fa_testlib import simulate
 
 
 def test_audit_finds_a_corrupted_tarball_strays_and_missing_copies(fa, config_path, db, tmp_path):

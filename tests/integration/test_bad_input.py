@@ -1,10 +1,10 @@
 """Bad input through the real CLI: one clear line naming the run or key, others go on."""
 
-import hashlib
 import socket
 
 import yaml
 
+from fa_testlib import digests, simulate
 from fulliautomatix import config as fa_config
 
 SHELL_NAME = "170101_0001; rm -rf ~"
@@ -14,25 +14,10 @@ def error_lines(stderr: str, word: str) -> list[str]:
     return [ln for ln in stderr.splitlines() if word in ln]
 
 
-def tree_digest(root):
-    """{relative path: sha256} of every file under root."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
-
-
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def simulate(fa, config_path, n):
-    r = fa(config_path, "simulate-daq", "--runs", str(n), "--events", "200")
-    assert r.returncode == 0, r.stderr
-    return r.stderr.strip().rsplit(": ", 1)[1].split(", ")
 
 
 def test_an_unknown_run_is_named_and_the_other_runs_handled(fa, config_path, db):
@@ -88,7 +73,7 @@ def test_malformed_documents_are_named_and_the_other_runs_archived(
     home = tmp_path / "home"
     (home / "keep").mkdir(parents=True)
     (home / "keep" / "canary").write_text("still here")
-    daq_before = tree_digest(daq)
+    daq_before = digests(daq)
     bad_before = {d["name"]: raw_collection.find_one({"name": d["name"]}) for d in bad_docs}
 
     for _ in range(2):
@@ -104,7 +89,7 @@ def test_malformed_documents_are_named_and_the_other_runs_archived(
         assert db.get(name)["raw_status"] == "archived"
     for name, before in bad_before.items():
         assert raw_collection.find_one({"name": name}) == before, "a malformed document is not touched"
-    assert tree_digest(daq) == daq_before, "nothing deleted or changed on the DAQ"
+    assert digests(daq) == daq_before, "nothing deleted or changed on the DAQ"
     assert (home / "keep" / "canary").read_text() == "still here"
     for where in ("cluster", "archive", "work/state"):
         found = [p for p in (tmp_path / where).rglob("*") if "170101_0077" in p.name or "rm -rf" in p.name]

@@ -14,6 +14,7 @@ import pymongo
 import pytest
 from bson import json_util
 
+from fa_testlib import simulate
 from fulliautomatix import dates, markers, migrate, sync
 from fulliautomatix.states import RAW
 
@@ -27,12 +28,6 @@ def dated(nx_server, db_name):
     client = pymongo.MongoClient(nx_server, tz_aware=True)
     yield client[db_name][db_name]
     client.close()
-
-
-def simulate(fa, config_path, n):
-    r = fa(config_path, "simulate-daq", "--runs", str(n), "--events", "200")
-    assert r.returncode == 0, r.stderr
-    return r.stderr.strip().rsplit(": ", 1)[1].split(", ")
 
 
 def date_values(doc: dict) -> dict[str, object]:

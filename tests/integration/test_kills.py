@@ -10,7 +10,6 @@ the embedded runs DB, the wrapper, Snakemake, rsync and the processor.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
@@ -22,7 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from fa_testlib import FA
+from fa_testlib import FA, digests
 from fulliautomatix import config as fa_config
 
 
@@ -53,14 +52,6 @@ def wait(what, timeout=120, step=0.1):
     while not what():
         assert time.monotonic() < deadline, f"timed out waiting for {what.__doc__ or what}"
         time.sleep(step)
-
-
-def digests(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 def kill_wrapper_and_snakemake(tick: subprocess.Popen) -> list[psutil.Process]:

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from fa_testlib import ROOT
+from fa_testlib import ROOT, simulate
 from fulliautomatix import metrics
 from receivers import HookServer, SilentServer, SmtpServer, free_port
 
@@ -36,12 +36,6 @@ def smtp():
 def hook():
     with HookServer() as server:
         yield server
-
-
-def simulate(fa, config_path, n):
-    r = fa(config_path, "simulate-daq", "--runs", str(n), "--events", "200")
-    assert r.returncode == 0, r.stderr
-    return r.stderr.strip().rsplit(": ", 1)[1].split(", ")
 
 
 def tick(fa, config_path, *args):

@@ -244,6 +244,15 @@ def test_resolve_by_name_or_number(db, mixed):
             db.resolve(ref)
 
 
+def test_after_number_pages_in_number_order_without_history(db, mixed):
+    """The audit's round-robin page (fulliautomatix.audit.due_for_audit): a limited range on number."""
+    assert [d["number"] for d in db.after_number(2, 3)] == [3, 4, 5]
+    assert [d["number"] for d in db.after_number(4, 50)] == [5, 6]
+    assert db.after_number(6, 50) == []
+    assert all("history" not in d for d in db.after_number(0, 50))
+    assert set(db.after_number(0, 1, {"_id": 0, "name": 1})[0]) == {"name"}
+
+
 def test_indexes_on_name_and_state_fields(db):
     keys = {
         tuple(k for k, _ in ix["key"]) if isinstance(ix["key"], list) else tuple(ix["key"])

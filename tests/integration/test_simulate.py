@@ -8,7 +8,6 @@ a DAQ directory on a full tmpfs mounted in a private mount namespace.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import shlex
 import signal
 import subprocess
@@ -16,7 +15,7 @@ import time
 
 import pytest
 
-from fa_testlib import FA
+from fa_testlib import FA, digests
 from fulliautomatix.standins import rawformat
 
 
@@ -24,18 +23,10 @@ def today() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%y%m%d")
 
 
-def tree(root):
-    """{relative path: sha256 (files) or None (directories)} under root."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
-        for p in sorted(root.rglob("*"))
-    }
-
-
 def tree_of_simulated(where, name, events):
     """The tree simulate-daq writes for a run (it is deterministic per name)."""
     rawformat.write_run(where / name, name, events)
-    return tree(where / name)
+    return digests(where / name, with_dirs=True)
 
 
 def made(stderr: str) -> list[str]:
@@ -57,12 +48,13 @@ def test_a_fresh_runs_db_over_a_daq_holding_runs_skips_their_numbers(fa, config_
     for name in (f"{day}_0001", f"{day}_0002", "991231_0007"):
         rawformat.write_run(daq / name, name, 10)
     (daq / f".{day}_0008.writing").mkdir()  # another simulate-daq's claim (or a leftover): taken too
-    before = tree(daq)
+    before = digests(daq, with_dirs=True)
     r = fa(config_path, "simulate-daq", "--runs", "2", "--events", "20")
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     names = made(r.stderr)
     assert names == [f"{day}_0009", f"{day}_0010"], "numbering continues after the DAQ's highest number"
-    assert {k: v for k, v in tree(daq).items() if k in before} == before, "the runs already there are untouched"
+    after = digests(daq, with_dirs=True)
+    assert {k: v for k, v in after.items() if k in before} == before, "the runs already there are untouched"
     assert sorted(p.name for p in daq.iterdir()) == sorted(
         [*names, f"{day}_0001", f"{day}_0002", "991231_0007", f".{day}_0008.writing"]
     )
@@ -102,7 +94,7 @@ def test_two_simulate_daq_at_once_never_write_the_same_run(config_path, db, raw_
     assert sorted(p.name for p in daq.iterdir()) == sorted(names), "no claim left behind"
     assert sorted(d["name"] for d in raw_collection.find({})) == sorted(names)
     for name in names:  # each run is whole: the files of the run of that name, and no other's
-        assert tree(daq / name) == tree_of_simulated(tmp_path / "expected", name, 1500)
+        assert digests(daq / name, with_dirs=True) == tree_of_simulated(tmp_path / "expected", name, 1500)
 
 
 def test_a_daq_directory_that_cannot_be_made_is_one_line_and_nothing_is_left(
@@ -111,11 +103,11 @@ def test_a_daq_directory_that_cannot_be_made_is_one_line_and_nothing_is_left(
     plain = tmp_path / "plain"
     plain.write_text("a regular file where a directory should be\n")
     cfg = make_config(daq={"raw_dir": str(plain / "daq")})
-    before = tree(tmp_path)
+    before = digests(tmp_path, with_dirs=True)
     r = fa(cfg, "simulate-daq", "--runs", "2", "--events", "20", env={"TMPDIR": str(tmp_path)})
     line = assert_one_line(r, f"{today()}_0001")
     assert "Not a directory" in line and "nothing of it was left" in line and "daq.raw_dir" in line
-    after = {k: v for k, v in tree(tmp_path).items() if not k.startswith(("logs", "work"))}
+    after = {k: v for k, v in digests(tmp_path, with_dirs=True).items() if not k.startswith(("logs", "work"))}
     assert after == before, "no directory, no staging copy, nothing"
     assert raw_collection.count_documents({}) == 0
 

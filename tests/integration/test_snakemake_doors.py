@@ -20,7 +20,7 @@ import psutil
 import pytest
 import yaml
 
-from fa_testlib import FA, ROOT
+from fa_testlib import FA, ROOT, simulate
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
@@ -32,12 +32,6 @@ def smk(*args: str, config_path: Path | None = None, timeout: float = 300) -> su
     return subprocess.run(
         argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL
     )
-
-
-def simulate(fa, config_path, n: int) -> list[str]:
-    proc = fa(config_path, "simulate-daq", "--runs", str(n))
-    assert proc.returncode == 0, proc.stderr
-    return proc.stderr.strip().rsplit(": ", 1)[1].split(", ")
 
 
 def tree(root: Path) -> dict[str, str]:
@@ -78,7 +72,7 @@ def test_a_cluster_profile_plans_on_its_cluster(fa, make_config, tmp_path, profi
     """-n with the default config (no cluster: key says it) shows that cluster's queue and walltime;
     the test bed's cluster is defined in config/testbed.yaml, given first, as the README shows."""
     config_path = make_config()
-    simulate(fa, config_path, 1)
+    simulate(fa, config_path, 1, events=1000)
     site = tmp_path / "site.yaml"
     site.write_text(yaml.safe_dump({**yaml.safe_load(config_path.read_text()), "cluster": "local"}))
     configs = ["config/testbed.yaml", str(site)] if profile == "testbed" else [str(site)]
@@ -164,7 +158,7 @@ def runs_in_every_state(tmp_path_factory):
             }
         )
     )
-    names = simulate(fa, config_path, 8)
+    names = simulate(fa, config_path, 8, events=1000)
     # archived, compressed, processed, ondeck, acquired
     for args in (
         ["--run", *names[:4]],
@@ -224,7 +218,7 @@ def test_dry_run_beside_a_running_tick(fa, make_config, tmp_path):
     slow.write_text('#!/bin/sh\nsleep 4\nmkdir -p "$2" && echo done > "$2/out"\n')
     slow.chmod(0o755)
     config_path = make_config(runs_db={"uri": "embedded"}, processing={"command": f"{slow} {{raw}} {{output}}"})
-    names = simulate(fa, config_path, 2)
+    names = simulate(fa, config_path, 2, events=1000)
     work = Path(yaml.safe_load(config_path.read_text())["work_dir"])
     tick = subprocess.Popen(
         [sys.executable, "-m", "fulliautomatix.cli", "--config", str(config_path)],
@@ -247,7 +241,7 @@ def test_dry_run_beside_a_running_tick(fa, make_config, tmp_path):
 
 
 def test_a_target_builds_one_run_up_to_its_stage(fa, config_path, db):
-    names = simulate(fa, config_path, 2)
+    names = simulate(fa, config_path, 2, events=1000)
     proc = smk("--profile", "profiles/local", f"state/ondeck/{names[0]}.json", config_path=config_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert db.get(names[0])["raw_status"] == "ondeck"
@@ -255,7 +249,7 @@ def test_a_target_builds_one_run_up_to_its_stage(fa, config_path, db):
 
 
 def test_forcing_a_finished_run_refuses_and_keeps_its_marker_and_log(fa, config_path, db):
-    names = simulate(fa, config_path, 1)
+    names = simulate(fa, config_path, 1, events=1000)
     run = names[0]
     proc = smk("--profile", "profiles/local", f"state/processed/{run}.json", config_path=config_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -278,7 +272,7 @@ def test_forcing_a_finished_run_refuses_and_keeps_its_marker_and_log(fa, config_
 
 
 def test_reprocess_alone_does_only_the_reprocessing(fa, config_path, db):
-    names = simulate(fa, config_path, 2)
+    names = simulate(fa, config_path, 2, events=1000)
     assert fa(config_path, "--run", names[0]).returncode == 0
     assert db.get(names[0])["raw_status"] == "archived" or db.get(names[0])["raw_status"] == "compressed"
     proc = fa(config_path, "--reprocess", names[0])
@@ -292,7 +286,7 @@ def test_reprocess_alone_does_only_the_reprocessing(fa, config_path, db):
 
 
 def test_a_busy_tick_is_one_line_through_either_door(fa, config_path, db):
-    names = simulate(fa, config_path, 1)
+    names = simulate(fa, config_path, 1, events=1000)
     work = Path(yaml.safe_load(config_path.read_text())["work_dir"])
     (work / "state").mkdir(parents=True, exist_ok=True)
     with open(work / "state" / "tick.lock", "a+") as lock:
@@ -314,7 +308,7 @@ def test_a_busy_tick_is_one_line_through_either_door(fa, config_path, db):
 
 def test_one_tick_archives_batches_in_name_order(fa, make_config, db, tmp_path):
     config_path = make_config(archive={"batch_runs": 4})
-    names = simulate(fa, config_path, 8)
+    names = simulate(fa, config_path, 8, events=1000)
     proc = smk("--profile", "profiles/local", config_path=config_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert {db.get(n)["raw_status"] for n in names} == {"archived"}

@@ -10,31 +10,15 @@ Everything here is real: the CLI, Snakemake, rsync, find and the runs DB.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
 from fulliautomatix import config as fa_config
 from fulliautomatix import hosts, purge
 from fa_testlib import JobLog as Log
-
-
-def digests(root: Path) -> dict[str, str]:
-    """{relative path: sha256} of every file under root (following nothing)."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and not p.is_symlink()
-    }
-
-
-def simulate(fa, config_path, n):
-    r = fa(config_path, "simulate-daq", "--runs", str(n), "--events", "200")
-    assert r.returncode == 0, r.stderr
-    return r.stderr.strip().rsplit(": ", 1)[1].split(", ")
+from fa_testlib import digests, simulate
 
 
 def lines_naming(stderr: str, run: str) -> list[str]:
@@ -70,7 +54,7 @@ def test_a_symlinked_run_directory_is_refused_held_and_its_target_untouched(fa, 
     shutil.move(daq / linked, victim)
     (victim / "not_run_data.txt").write_text("someone else's file")
     (daq / linked).symlink_to(victim)
-    before = digests(victim)
+    before = digests(victim, skip_links=True)
 
     r = fa(purging_config, "--transfer")
     assert r.returncode == 1, r.stderr
@@ -78,7 +62,7 @@ def test_a_symlinked_run_directory_is_refused_held_and_its_target_untouched(fa, 
     named = lines_naming(r.stderr, linked)
     assert len(named) == 1, r.stderr
     assert str(daq / linked) in named[0] and "symbolic link" in named[0] and "retry" in named[0], named[0]
-    assert digests(victim) == before, "nothing outside the DAQ directory deleted"
+    assert digests(victim, skip_links=True) == before, "nothing outside the DAQ directory deleted"
     assert (daq / linked).is_symlink()
     assert not (tmp_path / "cluster" / "raw" / linked).exists()
     assert not (tmp_path / "cluster" / "raw" / ".incoming" / linked).exists(), "nothing outside was read"
@@ -93,7 +77,7 @@ def test_a_symlinked_run_directory_is_refused_held_and_its_target_untouched(fa, 
     r = fa(purging_config, "--transfer")
     assert db.get(linked)["transfer"]["attempts"] == attempts
     assert db.get(linked)["transfer"]["error"] == error
-    assert digests(victim) == before
+    assert digests(victim, skip_links=True) == before
 
     # The fix the message asks for: the real directory instead of the link, then retry.
     (daq / linked).unlink()
@@ -116,14 +100,14 @@ def test_a_file_symlink_inside_a_run_is_refused_and_nothing_purged(fa, purging_c
     (daq / second / "linked_000.bin").symlink_to(daq / first / "raw_000.bin")
     (daq / second / "sub").mkdir()
     (daq / second / "sub" / "outside.bin").symlink_to(outside)
-    before_second, before_outside = digests(daq / second), outside.read_bytes()
+    before_second, before_outside = digests(daq / second, skip_links=True), outside.read_bytes()
 
     r = fa(purging_config, "--transfer", "--run", second)
     assert r.returncode == 1
     named = lines_naming(r.stderr, second)
     assert len(named) == 1 and "symbolic link" in named[0], r.stderr
     assert_held(fa, purging_config, db, second, "symbolic link")
-    assert digests(daq / second) == before_second, "nothing purged"
+    assert digests(daq / second, skip_links=True) == before_second, "nothing purged"
     assert (daq / second / "linked_000.bin").is_symlink() and (daq / first / "raw_000.bin").is_file()
     assert outside.read_bytes() == before_outside
     assert not (tmp_path / "cluster" / "raw" / second).exists()
@@ -134,14 +118,14 @@ def test_a_fifo_inside_a_run_is_refused(fa, purging_config, db, tmp_path):
     (run,) = simulate(fa, purging_config, 1)
     daq = tmp_path / "daq"
     os.mkfifo(daq / run / "pipe")
-    before = digests(daq / run)
+    before = digests(daq / run, skip_links=True)
 
     r = fa(purging_config, "--transfer")
     assert r.returncode == 1
     named = lines_naming(r.stderr, run)
     assert len(named) == 1 and "fifo" in named[0] and str(daq / run / "pipe") in named[0], r.stderr
     assert_held(fa, purging_config, db, run, "fifo", str(daq / run / "pipe"))
-    assert digests(daq / run) == before and (daq / run / "pipe").exists()
+    assert digests(daq / run, skip_links=True) == before and (daq / run / "pipe").exists()
 
 
 @pytest.mark.parametrize("swap", ["link", "linked_files"])
@@ -163,12 +147,12 @@ def test_a_run_directory_replaced_after_transfer_is_not_purged(fa, make_config, 
         (daq / run).mkdir()
         for f in victim.iterdir():
             (daq / run / f.name).symlink_to(f)
-    before = digests(victim)
+    before = digests(victim, skip_links=True)
 
     due = make_config(transfer={"purge": "purge_after_days", "purge_after_days": 0})
     r = fa(due, "--transfer")
     assert r.returncode == 0, r.stderr
-    assert digests(victim) == before, "the purge deleted nothing outside the DAQ directory"
+    assert digests(victim, skip_links=True) == before, "the purge deleted nothing outside the DAQ directory"
     assert (daq / run).is_symlink() if swap == "link" else all(p.is_symlink() for p in (daq / run).iterdir())
     doc = db.get(run)
     assert doc["transfer"]["daq_copy"] == "kept"

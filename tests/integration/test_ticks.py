@@ -1,6 +1,5 @@
 """Ticks through the real CLI: concurrency, dry runs, stage flags, repair and crash recovery."""
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -11,24 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from fa_testlib import FA, ROOT
+from fa_testlib import FA, ROOT, digests, simulate
 from fulliautomatix import config as fa_config
-
-
-def simulate(fa, config_path, n):
-    r = fa(config_path, "simulate-daq", "--runs", str(n), "--events", "200")
-    assert r.returncode == 0, r.stderr
-    return r.stderr.strip().rsplit(": ", 1)[1].split(", ")
-
-
-def tree_digest(root):
-    """{relative path: sha256 (files) or None (directories)} under root."""
-    if not root.exists():
-        return {}
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
-        for p in sorted(root.rglob("*"))
-    }
 
 
 def all_docs(raw_collection):
@@ -80,7 +63,7 @@ def test_dry_run_prints_the_commands_and_changes_nothing(fa, config_path, raw_co
     trees = ("daq", "cluster", "archive", "work/state")
 
     def snapshot():
-        files = {t: tree_digest(tmp_path / t) for t in trees}
+        files = {t: digests(tmp_path / t, with_dirs=True) for t in trees}
         files["work/state"].pop("tick.lock", None)
         return all_docs(raw_collection), files
 
@@ -228,7 +211,7 @@ KILLS = {
 def assert_recovered(db, tmp_path, names: list[str], daq_before) -> None:
     """Every run archived exactly once, the DAQ copies intact, nothing left on scratch, each stage done once."""
     assert [db.get(n)["raw_status"] for n in names] == ["archived"] * len(names)
-    assert tree_digest(tmp_path / "daq") == daq_before, "DAQ copies intact"
+    assert digests(tmp_path / "daq", with_dirs=True) == daq_before, "DAQ copies intact"
     members = []
     for t in sorted((tmp_path / "archive").glob("*.tar")):
         with tarfile.open(t) as tar:
@@ -253,7 +236,7 @@ def test_a_killed_tick_is_recovered_by_the_next_one(fa, config_path, db, tmp_pat
     """kill -9 mid-tick (its whole process group, or only the wrapper), then plain ticks finish the job."""
     (field, state), before, what = KILLS[case]
     names = simulate(fa, config_path, 2)
-    daq_before = tree_digest(tmp_path / "daq")
+    daq_before = digests(tmp_path / "daq", with_dirs=True)
     if before:
         assert fa(config_path, *before).returncode == 0
     proc = subprocess.Popen(

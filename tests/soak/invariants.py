@@ -17,11 +17,12 @@ S5 no file outside the configured directories changed: a sentinel tree beside
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fulliautomatix import states
+
+from ..fa_testlib import digests
 
 ORDER = {
     states.RAW: {s: i for i, s in enumerate(states.RAW_STATES)},
@@ -34,14 +35,6 @@ RETRY_STEPS = {
     (states.RAW, "archiving", "compressed"),
     (states.PROCESSED, "processing", "queued"),
 }
-
-
-def digests(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and not p.is_symlink()
-    }
 
 
 @dataclass
@@ -68,7 +61,7 @@ class Invariants:
         starts = _lines(soak_dir / "starts.log")
         self.counts["S3"] = (len(starts) - len(overlaps), len(starts))
         self.counts["S4"] = (sum(self._s4(d, starts, when) for d in docs), len(docs))
-        now = digests(sentinel)
+        now = digests(sentinel, skip_links=True)
         if now != self.sentinel:
             changed = sorted(set(now.items()) ^ set(self.sentinel.items()))
             self.breach(f"S5 {when}: files outside the configured directories changed: {changed[:3]}")
@@ -80,7 +73,7 @@ class Invariants:
         for run, files in self.originals.items():
             doc = by_name.get(run) or {}
             archived = doc.get(states.RAW) == "archived" and (doc.get("archive") or {}).get("copy_ok") not in (False,)
-            if archived or digests(daq / run) == files:
+            if archived or digests(daq / run, skip_links=True) == files:
                 ok += 1
             else:
                 self.breach(f"S1 {when}: run {run}: no verified copy left (DAQ copy changed, not archived)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 from dataclasses import dataclass, field
@@ -10,21 +9,11 @@ from pathlib import Path
 
 import xxhash
 
+from fa_testlib import digests
 from fulliautomatix import config as fa_config
 from fulliautomatix import runsdb
 
-TESTS = Path(__file__).resolve().parents[1]
-ROOT = TESTS.parent
 BIN = Path(__file__).resolve().parent / "bin"  # test-only wrappers (see each one's header)
-
-
-def digests(root: Path) -> dict[str, str]:
-    """{relative path: sha256} of every file under root."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 def xxh128(path: Path) -> str:

@@ -18,7 +18,7 @@ import os
 import shlex
 
 import pytest
-from sshbed import ROOT, digests
+from fa_testlib import ROOT, digests
 
 from fulliautomatix.standins import rawformat
 

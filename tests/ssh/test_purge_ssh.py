@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 
-from sshbed import digests
+from fa_testlib import digests
 
 RUN, RUN2, RUN3, RUN4 = "261127_0001", "261127_0002", "261127_0003", "261127_0004"
 

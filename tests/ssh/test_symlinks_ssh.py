@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import shutil
 
-from sshbed import BIN, digests
+from fa_testlib import digests
+from sshbed import BIN
 
 RUN, LINKED = "261127_0001", "261127_0002"
 

@@ -17,9 +17,8 @@ import time
 
 import pytest
 import yaml
-from sshbed import ROOT
 
-from fa_testlib import skip_or_fail
+from fa_testlib import ROOT, skip_or_fail
 from fulliautomatix import config as fa_config
 
 

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from sshbed import BIN, digests, xxh128
+from fa_testlib import digests
+from sshbed import BIN, xxh128
 
 RUN, RUN2, RUN3 = "261127_0001", "261127_0002", "261127_0003"
 
