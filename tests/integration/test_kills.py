@@ -1,4 +1,5 @@
-"""Issue 10, finding 3: the wrapper and its Snakemake killed by pid (not their process group).
+"""Issue 10, finding 3 (F9): the wrapper and its Snakemake killed by pid (not their process group), while
+a run is transferred, processed or compressed.
 
 Their jobs run on.  The next tick must not start work on a run while any
 process of the killed tick still works on it (per-run claims,
@@ -84,7 +85,13 @@ CASES = {
         4000,
         lambda tmp, run: any((tmp / "cluster" / "raw" / ".incoming").glob(f"{run}/*")),
     ),
+    "compressing": (  # zstd -19: seconds for the run, long enough to kill the tick while it writes
+        {"compression": {"level": 19, "threads": 1}},
+        40000,
+        lambda tmp, run: any((tmp / "cluster" / "compressed").glob(f".{run}*.partial")),
+    ),
 }
+RULES = {"processing": "process_run", "transferring": "transfer_run", "compressing": "compress_run"}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -116,7 +123,7 @@ def test_no_tick_works_on_a_run_an_orphaned_job_still_works_on(fa, make_config, 
         assert tick.poll() is None, "the tick ended before its job was at work"
         orphans = kill_wrapper_and_snakemake(tick)
         assert orphans, "the killed tick's job runs on"
-        rule = "process_run" if case == "processing" else "transfer_run"
+        rule = RULES[case]
         [killed_log] = list((tmp_path / "work" / "logs" / rule / run).glob("*.log"))
 
         r = fa(cfg)  # while the orphan still works
