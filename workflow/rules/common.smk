@@ -21,8 +21,8 @@ from fulliautomatix import planning
 from fulliautomatix.batch import plan as batch_plan
 from fulliautomatix import tickguard
 
-# finalize validates (snakemake.utils.validate against workflow/schemas/config.schema.yaml, filling
-# its defaults), as the wrapper does. Relative paths: see fa_config.relative_base (the last
+# finalize validates (snakemake.utils.validate against the schema's JSON twin of
+# workflow/schemas/config.schema.yaml, filling its defaults), as the wrapper does. Relative paths: see fa_config.relative_base (the last
 # --configfile's directory when installed).
 try:
     fa_config.finalize(config, fa_config.relative_base((workflow.overwrite_configfiles or [None])[-1]))
