@@ -4,8 +4,9 @@ The schema in ``workflow/schemas/config.schema.yaml`` is the one source of
 truth for keys, types and defaults; both the cron wrapper and the Snakefile
 call :func:`finalize`, which validates once with ``snakemake.utils.validate``
 (filling the schema's defaults) against its JSON twin, ``config.schema.json``
-(``make schema`` writes it; Snakemake reads a YAML schema through yte, 0.3 s).  After validation, relative paths are made
-absolute (see :func:`relative_base`), so every process sees the same paths.
+(``make schema`` writes it; Snakemake reads a YAML schema through yte, 0.3 s).
+After validation, relative paths are made absolute (see :func:`relative_base`),
+so every process sees the same paths.
 
 The workflow, profiles, schema and default config are found by
 :func:`resource_root`: the source checkout this module runs from, else the copy
