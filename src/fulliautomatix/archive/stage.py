@@ -19,8 +19,7 @@ keeps every compressed copy, and raises :class:`ArchiveError`; the next tick
 retries the same batch.  A tarball that holds runs already archived is never
 deleted or overwritten.
 
-Bringing a run back is :func:`fulliautomatix.archive.restore.restore`
-(still importable from here as ``archive.stage.restore``).
+Bringing a run back is :func:`fulliautomatix.archive.restore.restore`.
 """
 
 from __future__ import annotations
@@ -31,9 +30,7 @@ from pathlib import Path
 from .. import hosts, recovery, stage, states
 from ..runsdb import RunsDB
 from .backend import ArchiveError, Member, compare, member_name, staging_dir
-from .backend import DebugLog as _DebugLog  # noqa: F401 - the old name archive.stage._DebugLog
 from .choose import make
-from .restore import restore  # noqa: F401 - the old name archive.stage.restore
 
 
 def expected_member(doc: dict) -> Member:
