@@ -268,7 +268,18 @@ def _processed_marker(config: dict, run: str, req: dict, seconds: float, tag: st
 def _failed(
     db: RunsDB | None, config: dict, run: str, doc: dict | None, rc: int, attempts: int, seconds: float, log_path: str
 ) -> ProcessingFailed:
-    """Record a failed processing attempt; the error to raise (its line says what comes next)."""
+    """Record a failed processing attempt; the error to raise (its line says what comes next).
+
+    A processor killed by a signal in a batch job is not judged here: the
+    scheduler may be ending the job (its walltime, a cancel), and only its
+    listing, read by the next tick's collection, says which (a walltime kill
+    doubles the next attempt's walltime).
+    """
+    if rc < 0 and on_cluster(config):
+        return ProcessingFailed(
+            f"run {run}: processor killed by signal {-rc} in its batch job; the next tick's collection "
+            "asks the scheduler why (walltime or cancel) and records it"
+        )
     if db is not None:
         stage.give_back(
             db,
