@@ -119,7 +119,9 @@ def test_a_half_way_upload_and_a_corrupted_tarball_are_retried_next_tick(fa, con
             f"{error}; the runs stay compressed, their compressed copies are kept, and the next tick retries"
             in r.stderr
         )
-        (kind,) = [k for k, sign in bed.signs.items() if sign in error]
+        kinds = [k for k, sign in bed.signs.items() if sign in error]
+        assert len(kinds) == 1, f"batch {batch} failed for neither injected fault: {error}"
+        (kind,) = kinds
         failed[kind] = batch
     assert sorted(failed) == ["corrupt", "halfway"]
     assert not bed.tarball(failed["corrupt"]).exists(), "a tarball that failed verification is never trusted"
