@@ -20,12 +20,16 @@ AUTO_CHECKSUMS = ("xxh128", "sha256")
 # "<hex>  ./<path>" line per file from the first available checksum tool of
 # the "<algorithm>:<tool>" arguments, then "S <size> <mtime> <path>" lines.
 # The sizes and mtimes are listed *after* hashing, so a file changed while it
-# was hashed shows a newer mtime.
+# was hashed shows a newer mtime.  The files are hashed by 4 processes at once,
+# each given a quarter of them: a checksum tool hashes a file of the page cache
+# faster than it starts, so fewer, longer processes finish first (a run of 256
+# files: 0.05 s in 32 processes, 0.035 s in 4).
 MANIFEST_BODY = r"""
 for pair; do
   if command -v "${pair#*:}" >/dev/null 2>&1; then
     echo "A ${pair%%:*}"
-    find . -type f -print0 | xargs -0 -r -n 8 -P 4 "${pair#*:}" -- || exit 4
+    count=$(find . -type f -printf . | wc -c)
+    find . -type f -print0 | xargs -0 -r -n $((count / 4 + 1)) -P 4 "${pair#*:}" -- || exit 4
     find . -type f -printf 'S %s %T@ %P\n' || exit 4
     exit 0
   fi
@@ -50,7 +54,7 @@ class Manifest:
 
 
 def manifest_argv(
-    directory: str, algorithm: str | list[str] | tuple[str, ...], parallel: int = 4, confined_to: str | None = None
+    directory: str, algorithm: str | list[str] | tuple[str, ...], confined_to: str | None = None
 ) -> list[str]:
     """The command listing every file's checksum, size and mtime.
 
@@ -63,7 +67,6 @@ def manifest_argv(
     names = [algorithm] if isinstance(algorithm, str) else list(algorithm)
     pairs = [f"{a}:{CHECKSUM_TOOLS[a]}" for a in names]
     script = MANIFEST if confined_to is None else CONFINED_MANIFEST
-    script = script if parallel == 4 else script.replace("-P 4", f"-P {int(parallel)}")
     where = [directory] if confined_to is None else split_confined(directory, confined_to)
     return ["bash", "-c", script, "fa-manifest", *where, *pairs]
 
