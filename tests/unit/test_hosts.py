@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import os
 import shlex
 import shutil
 import subprocess
@@ -121,6 +122,23 @@ def test_manifest_with_xxh128(tree):
     root, files = tree
     got = hosts.manifest(Host(), str(root), "xxh128")
     assert [f["path"] for f in got] == sorted(files) and all(len(f["hash"]) == 32 for f in got)
+
+
+@pytest.mark.parametrize("algorithm", ["xxh128", "sha256"])
+def test_a_manifest_of_many_files_keeps_every_line_whole(tmp_path, algorithm):
+    """Four checksum processes share one pipe: 1,024 files of long names make each write
+    tens of KiB, which broke lines apart when a process wrote its output in 4 KiB pieces."""
+    expected = {}
+    for i in range(1024):
+        name = f"a_longish_run_file_name_from_the_daq_{i:04d}.bin"
+        data = os.urandom(64 + i)
+        (tmp_path / name).write_bytes(data)
+        expected[name] = hashlib.sha256(data).hexdigest()
+    for _ in range(3):
+        got = hosts.manifest(Host(), str(tmp_path), algorithm)
+        assert [f["path"] for f in got] == sorted(expected)
+        if algorithm == "sha256":
+            assert {f["path"]: f["hash"] for f in got} == expected
 
 
 def test_manifest_of_an_empty_and_of_a_missing_directory(tmp_path):
