@@ -141,6 +141,22 @@ def test_a_manifest_of_many_files_keeps_every_line_whole(tmp_path, algorithm):
             assert {f["path"]: f["hash"] for f in got} == expected
 
 
+def test_a_host_without_stdbuf_gets_the_same_manifest(tmp_path):
+    """Without stdbuf the checksum processes take 8 files each and write their lines at once."""
+    data = tmp_path / "run"
+    data.mkdir()
+    for i in range(40):
+        (data / f"f{i:02d}.bin").write_bytes(os.urandom(100 + i))
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for tool in ("bash", "find", "wc", "xargs", "sha256sum", "hostname"):
+        (tools / tool).symlink_to(shutil.which(tool))
+    argv = hosts.manifest_argv(str(data), "sha256")
+    argv[0] = str(tools / "bash")
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, env={"PATH": str(tools)}).stdout
+    assert hosts.parse_manifest(out) == hosts.manifest(Host(), str(data), "sha256")
+
+
 def test_manifest_of_an_empty_and_of_a_missing_directory(tmp_path):
     assert hosts.manifest(Host(), str(tmp_path), "sha256") == []
     with pytest.raises(hosts.CommandFailed):
