@@ -78,6 +78,19 @@ def using(state_dir: Path):
     return fh
 
 
+def serves(state_dir: Path, uri: str) -> bool:
+    """Whether uri is the address of this work dir's embedded server (its runsdb.addr).
+
+    The wrapper hands its Snakemake the server's address, not "embedded"
+    (config.DB_ENV); a job connecting to it is a user like any other, so a
+    job orphaned by a killed tick keeps the server until it is done.
+    """
+    try:
+        return paths(state_dir)["addr"].read_text().split()[:1] == [uri]
+    except OSError:
+        return False
+
+
 def done_using(fh) -> None:
     if fh in _users:
         _users.remove(fh)

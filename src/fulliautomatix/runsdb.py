@@ -337,6 +337,8 @@ def connect(config: dict, *, start_embedded: bool = True, job: bool = False):
         if uri == "embedded":
             users = embedded.using(state)  # the server's watcher waits for this process to be done
             uri, proc = _embedded_uri(state, start_embedded)
+        elif embedded.serves(state, uri):  # a tick's job, handed the server's address (config.DB_ENV): the same
+            users = embedded.using(state)
         with _opened(uri, rdb_cfg, check=not job, close=not job) as db:
             yield db
     finally:

@@ -1,8 +1,8 @@
 """Issue 10, finding 3 (F9): the wrapper and its Snakemake killed by pid (not their process group), while
-a run is transferred, processed or compressed.
+a run is transferred, processed or compressed, or while its batch is archived.
 
-Their jobs run on.  The next tick must not start work on a run while any
-process of the killed tick still works on it (per-run claims,
+Their jobs run on.  The next tick must not start work on a run (or batch) while any
+process of the killed tick still works on it (per-run and per-batch claims,
 fulliautomatix.claims), the killed job's log is kept whole, and once the
 orphans are done no nx-27017 server of the work dir is left running (the
 embedded server's watcher, fulliautomatix.embedded).  Everything is real:
@@ -11,6 +11,7 @@ the embedded runs DB, the wrapper, Snakemake, rsync and the processor.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shlex
@@ -32,10 +33,16 @@ def env():
 
 def run_doc(fa, cfg, run) -> dict:
     """The run's document as `fulliautomatix status RUN` prints it."""
+    return run_status(fa, cfg, run)[0]
+
+
+def run_status(fa, cfg, run) -> tuple[dict, list[str]]:
+    """`fulliautomatix status RUN`: the run's document and its history lines."""
     r = fa(cfg, "status", run)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    return json.loads("\n".join(lines[1 : lines.index("history:")]))
+    end = lines.index("history:")
+    return json.loads("\n".join(lines[1:end])), lines[end + 1 :]
 
 
 def servers(state: Path) -> list[psutil.Process]:
@@ -53,6 +60,34 @@ def wait(what, timeout=120, step=0.1):
     while not what():
         assert time.monotonic() < deadline, f"timed out waiting for {what.__doc__ or what}"
         time.sleep(step)
+
+
+def start_tick(cfg: Path) -> subprocess.Popen:
+    """A tick in the background, in a process group of its own (the test's `finally` ends what is left)."""
+    return subprocess.Popen(
+        [FA, "--config", str(cfg)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        env=env(),
+        start_new_session=True,
+    )
+
+
+def end_tick_group(tick: subprocess.Popen) -> None:
+    try:
+        os.killpg(tick.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def claim_lines(stderr: str, name: str) -> list[str]:
+    """The tick's lines saying it leaves `name` (a run or a batch) to the job that claims it."""
+    return [ln for ln in stderr.splitlines() if name in ln and "still works on it" in ln]
+
+
+def wait_for_orphans(orphans: list[psutil.Process]) -> None:
+    wait(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in orphans), timeout=300)
 
 
 def kill_wrapper_and_snakemake(tick: subprocess.Popen) -> list[psutil.Process]:
@@ -110,14 +145,7 @@ def test_no_tick_works_on_a_run_an_orphaned_job_still_works_on(fa, make_config, 
     run = r.stderr.strip().rsplit(": ", 1)[1]
     daq = digests(tmp_path / "daq" / run)
 
-    tick = subprocess.Popen(
-        [FA, "--config", str(cfg)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        env=env(),
-        start_new_session=True,
-    )
+    tick = start_tick(cfg)
     try:
         wait(lambda: at_work(tmp_path, run) or tick.poll() is not None)
         assert tick.poll() is None, "the tick ended before its job was at work"
@@ -128,22 +156,19 @@ def test_no_tick_works_on_a_run_an_orphaned_job_still_works_on(fa, make_config, 
 
         r = fa(cfg)  # while the orphan still works
         assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
-        line = [ln for ln in r.stderr.splitlines() if run in ln and "still works on it" in ln]
+        line = claim_lines(r.stderr, run)
         assert len(line) == 1 and rule in line[0], r.stderr
         assert list((tmp_path / "work" / "logs" / rule / run).glob("*.log")) == [killed_log], (
             "no job of the new tick started on the run"
         )
 
-        wait(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in orphans), timeout=300)
+        wait_for_orphans(orphans)
         for _ in range(8):
             assert fa(cfg).returncode == 0
             if run_doc(fa, cfg, run)["raw_status"] == "archived":
                 break
     finally:
-        try:
-            os.killpg(tick.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        end_tick_group(tick)
     doc = run_doc(fa, cfg, run)
     assert doc["raw_status"] == "archived", doc
     assert doc["transfer"]["attempts"] == 1 and doc["processing"]["attempts"] == 1, "each stage ran once"
@@ -159,19 +184,97 @@ def test_no_tick_works_on_a_run_an_orphaned_job_still_works_on(fa, make_config, 
     wait(lambda: not servers(state), timeout=30)  # its watcher stops the killed wrapper's server
 
 
+def holds_claim(claim: Path) -> bool:
+    """Some process holds the claim file's flock (a shared lock of ours is refused)."""
+    try:
+        fh = open(claim)  # noqa: SIM115 - closed below, the lock with it
+    except FileNotFoundError:
+        return False
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        return False
+
+
+# archive.rsync.command of the local backend: ~15 s for the batch tarball of two runs of 2,000 events
+# (740 KiB), long enough to kill the tick while its archive job uploads and run a tick beside it.
+SLOW_ARCHIVE_COPY = ["rsync", "-a", "--partial", "--bwlimit=50"]
+
+
+def test_no_tick_archives_a_batch_an_orphaned_archive_job_still_uploads(fa, make_config, tmp_path):
+    """The archive job, orphaned in the act of uploading its batch, keeps the batch's claim to the end.
+
+    A tick started meanwhile leaves the batch and its runs alone with one line
+    naming the claim; once the orphan is done, later ticks find the batch
+    archived: one tarball, each run archived once, restored byte for byte.
+
+    Checked that it fails without the claim: with `claims.busy` returning {}
+    (locally, not committed) the tick beside the orphan closes the batch
+    again and its archive_batch job starts (a second log, refused by the
+    job's own claim), so the one-line and one-log assertions fail.
+    """
+    cfg = make_config(runs_db={"uri": "embedded"}, archive={"rsync": {"command": SLOW_ARCHIVE_COPY}})
+    state = tmp_path / "work" / "state"
+    r = fa(cfg, "simulate-daq", "--runs", "2", "--events", "2000")
+    assert r.returncode == 0, r.stderr
+    runs = r.stderr.strip().rsplit(": ", 1)[1].split(", ")
+    batch = f"{runs[0]}_to_{runs[-1]}"
+    daq = {run: digests(tmp_path / "daq" / run) for run in runs}
+    archive, claim = tmp_path / "archive", state / "claims" / f"{batch}.lock"
+    logs = tmp_path / "work" / "logs" / "archive_batch" / batch
+
+    tick = start_tick(cfg)
+    try:
+        wait(lambda: any((archive / ".incoming").glob("*")) or tick.poll() is not None)
+        assert tick.poll() is None, "the tick ended before its archive job uploaded"
+        orphans = kill_wrapper_and_snakemake(tick)
+        assert orphans, "the killed tick's archive job runs on"
+        assert holds_claim(claim) and "job archive_batch" in claim.read_text(), "the orphan keeps its claim"
+        [killed_log] = list(logs.glob("*.log"))
+
+        r = fa(cfg)  # while the orphan still uploads
+        assert any(p.is_running() for p in orphans) and holds_claim(claim), "the tick ran beside the orphan"
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        line = claim_lines(r.stderr, batch)
+        assert len(line) == 1 and "archive_batch" in line[0], r.stderr
+        assert list(logs.glob("*.log")) == [killed_log], "no archive job of the new tick started on the batch"
+        assert all(run_doc(fa, cfg, run)["raw_status"] == "archiving" for run in runs), "the tick left them alone"
+
+        wait_for_orphans(orphans)
+        assert not claim.exists(), "the orphan let its claim go"
+        for _ in range(4):  # at least one tick after the orphan: it archives nothing again
+            assert fa(cfg).returncode == 0
+            if all(run_doc(fa, cfg, run)["raw_status"] == "archived" for run in runs):
+                break
+    finally:
+        end_tick_group(tick)
+    assert sorted(p.name for p in archive.iterdir()) == [".incoming", f"{batch}.tar"], "one batch tarball"
+    assert not any((archive / ".incoming").iterdir()), "no second upload left behind"
+    text = killed_log.read_text()
+    assert "verified" in text and "runs DB update failed" not in text, "the orphan uploaded, verified, recorded"
+    assert list(logs.glob("*.log")) == [killed_log], "archived by the orphan's one job"
+    for run in runs:
+        doc, history = run_status(fa, cfg, run)
+        assert doc["raw_status"] == "archived" and doc["archive"]["batch"] == batch, doc
+        assert doc["archive"]["attempts"] == 1, "archived by the orphan's one attempt"
+        assert [h.split()[2:5] for h in history if "-> archiv" in h] == [
+            ["compressed", "->", "archiving"],
+            ["archiving", "->", "archived"],
+        ], history
+    r = fa(cfg, "restore", *runs, "--to", str(tmp_path / "restored"))
+    assert r.returncode == 0, r.stderr
+    assert {run: digests(tmp_path / "restored" / run) for run in runs} == daq
+    wait(lambda: not servers(state), timeout=30)
+
+
 def test_a_wrapper_killed_alone_leaves_no_runs_db_server(fa, make_config, tmp_path):
     """kill -9 of the wrapper in any tick (its Snakemake finishes alone): the server it started stops."""
     cfg = make_config(runs_db={"uri": "embedded"})
     state = tmp_path / "work" / "state"
     assert fa(cfg, "simulate-daq", "--runs", "2", "--events", "200").returncode == 0
-    tick = subprocess.Popen(
-        [FA, "--config", str(cfg)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        env=env(),
-        start_new_session=True,
-    )
+    tick = start_tick(cfg)
     try:
         wait(lambda: servers(state) or tick.poll() is not None)
         wait(lambda: any("snakemake" in " ".join(c.cmdline()) for c in psutil.Process(tick.pid).children()))
@@ -179,10 +282,7 @@ def test_a_wrapper_killed_alone_leaves_no_runs_db_server(fa, make_config, tmp_pa
         tick.wait()
         wait(lambda: not servers(state), timeout=300)  # once its Snakemake and jobs are done
     finally:
-        try:
-            os.killpg(tick.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        end_tick_group(tick)
     r = fa(cfg, "status")
     assert r.returncode == 0, r.stderr
     assert not servers(state), "status stops the server it started, too"
