@@ -12,7 +12,7 @@ import yaml
 
 from fa_testlib import FA
 from fulliautomatix import config as fa_config
-from fulliautomatix import embedded
+from fulliautomatix import embedded, runsdb
 
 
 def free_port() -> int:
@@ -82,3 +82,30 @@ def test_the_embedded_runs_db_serves_every_command(fa, make_config, tmp_path):
         client.close()
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_a_job_handed_the_servers_address_keeps_it_after_its_owner_dies(make_config, tmp_path):
+    """A tick's job gets the server's address (config.DB_ENV), not "embedded"; it is a user all the same.
+
+    Its owner (the wrapper) killed, the server's watcher stops it only once the
+    job is done: before, it stopped it under the job, whose writes then failed.
+    """
+    state = tmp_path / "work" / "state"
+    owner = subprocess.Popen(["sleep", "300"])
+    uri, server = embedded.ensure(state, owner=owner.pid)
+    config = fa_config.load(make_config(runs_db={"uri": uri}))
+    try:
+        with runsdb.connect(config, start_embedded=False, job=True) as db:
+            owner.kill()
+            owner.wait()
+            time.sleep(2)  # the watcher looks every 0.5 s
+            assert embedded.running_uri(state) == uri, "the server stays while the job uses it"
+            db.ensure_indexes()
+        deadline = time.monotonic() + 30
+        while server.poll() is None:
+            assert time.monotonic() < deadline, "the watcher stops the server once the job is done"
+            time.sleep(0.1)
+        assert_stopped(state)
+    finally:
+        owner.kill()
+        embedded.stop(state, server)

@@ -210,10 +210,14 @@ def test_no_tick_archives_a_batch_an_orphaned_archive_job_still_uploads(fa, make
     naming the claim; once the orphan is done, later ticks find the batch
     archived: one tarball, each run archived once, restored byte for byte.
 
+    The orphan also keeps the embedded runs DB (its job holds runsdb.users),
+    so it records the batch itself: no "runs DB update failed" in its log.
+
     Checked that it fails without the claim: with `claims.busy` returning {}
     (locally, not committed) the tick beside the orphan closes the batch
-    again and its archive_batch job starts (a second log, refused by the
-    job's own claim), so the one-line and one-log assertions fail.
+    again and starts an archive_batch job on it, which meets the claim and
+    fails the tick (exit 1); with `jobs._claim` disabled as well, the claim
+    assertion fails at once.
     """
     cfg = make_config(runs_db={"uri": "embedded"}, archive={"rsync": {"command": SLOW_ARCHIVE_COPY}})
     state = tmp_path / "work" / "state"
