@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import hosts, markers, sync
+from . import hosts, markers, selection, states, sync
 from .runsdb import RunsDB
 from .snapshots import keep, keep_all, load_snapshot, snapshot_path
 
@@ -164,6 +164,18 @@ class Stage:
         return markers.STAGE_MARKERS[self.name][2]
 
 
+def refuse_held(doc: dict, config: dict) -> None:
+    """A run held for a human (failed too often, refused, lost) is worked on only after `retry`.
+
+    A tick never plans it (selection.start_stage); this stops the other door,
+    a run's marker named as Snakemake's target, from trying it again behind
+    the operator's back while `status` says HELD.
+    """
+    _, held = selection.start_stage(doc, selection.limits(config))
+    if held:
+        raise states.TransitionRefused(f"{held} (it is held: no job works on it until then)")
+
+
 def attempt_of(doc: dict, sub: str) -> int:
     """This attempt's number: one more than the run's `sub`-document counted."""
     return int((doc.get(sub) or {}).get("attempts") or 0) + 1
@@ -189,6 +201,7 @@ def run_stage(
     if doc.get(stage.field) == stage.done:
         return marker_again(marker_path, stage.again(doc), log)
     stage.check(doc)
+    refuse_held(doc, config)
     attempt = attempt_of(doc, attempts_in)
     doc = claim(
         db, config, doc, stage.field, stage.working, expect=stage.start, fields=stage.claim_fields(doc, attempt)

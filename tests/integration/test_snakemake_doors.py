@@ -11,6 +11,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -269,6 +270,21 @@ def test_forcing_a_finished_run_refuses_and_keeps_its_marker_and_log(fa, config_
     attempts = sorted((work / "logs" / "process_run" / run).glob("*.log"))
     assert len(attempts) == 3 and log_before in [a.read_bytes() for a in attempts]
     assert db.get(run)["history"] == doc_before["history"]
+
+
+def test_a_target_leaves_a_held_run_alone_until_retry(fa, make_config, db):
+    """A run's marker named as the target must not try a held run again behind the operator's back."""
+    cfg = make_config()
+    [run] = simulate(fa, cfg, 1, events=1000)
+    shutil.rmtree(Path(yaml.safe_load(cfg.read_text())["daq"]["raw_dir"]) / run)
+    fa(cfg)
+    held = db.get(run)
+    assert held["raw_status"] == "acquired" and held["transfer"]["missing"], held["transfer"]
+    proc = smk("--profile", "profiles/local", f"state/ondeck/{run}.json", config_path=cfg)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("fulliautomatix:")]
+    assert len(lines) == 1 and f"`fulliautomatix retry {run}`" in lines[0] and "held" in lines[0], lines
+    assert db.get(run)["history"] == held["history"] and db.get(run)["transfer"] == held["transfer"]
 
 
 def test_reprocess_alone_does_only_the_reprocessing(fa, config_path, db):
