@@ -169,6 +169,8 @@ def cmd_db(args, config: dict) -> int:
         with runsdb.connect(config) as db:
             progress = migrate.migrate_dates(db, out=lambda line: print(line, flush=True), batch=args.batch)
         return 1 if progress.left else 0
+    if not 0 < args.port < 65536:  # before anything is written: a bad port in runsdb.addr stalls every command
+        raise Failure(f"--port {args.port} is not a TCP port: give one from 1 to 65535, e.g. --port 27017")
     print(f"serving the embedded runs DB on mongodb://127.0.0.1:{args.port}/ (Ctrl-C stops it)", flush=True)
     embedded.serve(fa_config.state_dir(config), args.port)
     return 0

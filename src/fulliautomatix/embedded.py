@@ -189,14 +189,37 @@ def _command(p: dict[str, Path], port: int) -> list[str]:
     ]
 
 
+def _recorded(state_dir: Path) -> tuple[str, int] | None:
+    """(uri, server pid) of runsdb.addr; None when it is missing or does not parse.
+
+    `db serve` writes the file before it becomes the server (execv), and a server
+    killed with -9 cannot remove it: a file naming no server is stale, not an error.
+    """
+    try:
+        uri, pid = paths(state_dir)["addr"].read_text().split()
+        port = int(uri.removeprefix("mongodb://127.0.0.1:").rstrip("/"))
+        pid = int(pid)
+    except (OSError, ValueError):
+        return None
+    return (uri, pid) if 0 < port < 65536 and pid > 0 else None
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists (cheaper than psutil for `status`)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def running_uri(state_dir: Path) -> str | None:
-    """URI of the embedded server of this work dir if one answers."""
-    addr = paths(state_dir)["addr"]
-    if addr.exists():
-        uri = addr.read_text().split()[0]
-        if _alive(uri):
-            return uri
-    return None
+    """URI of the embedded server of this work dir if one answers (its process still the one recorded)."""
+    recorded = _recorded(state_dir)
+    if recorded is None or not _pid_exists(recorded[1]):
+        return None
+    return recorded[0] if _alive(recorded[0]) else None
 
 
 def ensure(state_dir: Path, timeout: float = 15.0, owner: int | None = None) -> tuple[str, subprocess.Popen | None]:

@@ -8,6 +8,7 @@ import subprocess
 import time
 
 import pymongo
+import pytest
 import yaml
 
 from fa_testlib import FA
@@ -109,3 +110,48 @@ def test_a_job_handed_the_servers_address_keeps_it_after_its_owner_dies(make_con
     finally:
         owner.kill()
         embedded.stop(state, server)
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1"])
+def test_db_serve_refuses_a_port_that_is_not_one_in_one_line_and_writes_nothing(fa, make_config, tmp_path, port):
+    """Before, --port 99999 left runsdb.addr holding it: every later command failed on it."""
+    r = fa(make_config(runs_db={"uri": "embedded"}), "db", "serve", "--port", port)
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert f"--port {port}" in r.stderr and "1 to 65535" in r.stderr
+    assert not embedded.paths(tmp_path / "work" / "state")["addr"].exists()
+
+
+@pytest.mark.parametrize(
+    "stale",
+    [
+        "mongodb://127.0.0.1:99999/ 1\n",  # what `db serve --port 99999` used to leave
+        "mongodb://127.0.0.1:0/ 1\n",  # `db serve --port 0` once its server stopped
+        "",  # a write cut short
+        "not a uri\n",
+    ],
+)
+def test_an_address_file_of_no_server_is_stale_not_an_error(fa, make_config, tmp_path, stale):
+    """A runsdb.addr that does not parse, or whose server does not answer, is ignored: commands start their own."""
+    path = make_config(runs_db={"uri": "embedded"})
+    state = tmp_path / "work" / "state"
+    state.mkdir(parents=True)
+    embedded.paths(state)["addr"].write_text(stale)
+    assert embedded.running_uri(state) is None
+    r = fa(path, "status")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert_stopped(state)
+
+
+def test_an_address_file_whose_server_is_gone_is_stale_though_its_port_answers(make_config, tmp_path):
+    """`db serve` killed, its runsdb.addr stays; another server later on that port is not this work dir's."""
+    other, server = embedded.ensure(tmp_path / "other")
+    try:
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        state = tmp_path / "work" / "state"
+        state.mkdir(parents=True)
+        embedded.paths(state)["addr"].write_text(f"{other} {dead.pid}\n")
+        assert embedded.running_uri(state) is None
+    finally:
+        embedded.stop(tmp_path / "other", server)
