@@ -207,6 +207,43 @@ def _profile(path: str, base: Path) -> str:
     return _abs(path, ROOT)
 
 
+def _places(config: dict) -> list[tuple[str, str, str]]:
+    """(config key, machine, directory) of the directories a tick moves runs out of and into."""
+    clusters = config["clusters"].items()
+    places = [(f"clusters.{name}.scratch", cl.get("host", "local"), cl["scratch"]) for name, cl in clusters]
+    if config["archive"]["backend"] == "local":
+        places.append(("archive.location", "local", config["archive"]["location"]))
+    return places + [("work_dir", "local", config["work_dir"])]
+
+
+def _same_or_inside(a: str, b: str, host: str) -> bool:
+    """Whether directory a is b or one holds the other, on host (symbolic links resolved on this machine)."""
+    import posixpath
+
+    if host == "local":
+        a, b = os.path.realpath(a), os.path.realpath(b)
+    elif not (a.startswith("/") and b.startswith("/")):
+        return False  # relative to two logins' homes on that machine: nothing to compare
+    a, b = posixpath.normpath(a), posixpath.normpath(b)
+    return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
+
+
+def check_separate(config: dict) -> None:
+    """Refuse a DAQ directory that is, or holds, or lies in another directory the tick writes on its machine.
+
+    The transfer moves (mv -T) a run's finished copy out of scratch's staging
+    area: with the DAQ's directory inside scratch, that moved the DAQ's only copy.
+    """
+    daq_host, raw_dir = config["daq"]["host"], config["daq"]["raw_dir"]
+    for key, host, directory in _places(config):
+        if host == daq_host and _same_or_inside(raw_dir, directory, host):
+            where = "this machine" if host == "local" else host
+            raise ConfigError(
+                f"config keys daq.raw_dir ({raw_dir}) and {key} ({directory}) are the same directory or one holds the "
+                f"other on {where}, so a tick would move or delete the DAQ's only copy; give them separate directories"
+            )
+
+
 def finalize(config: dict, base: str | os.PathLike | None = None) -> dict:
     """Validate, apply the environment override and absolutize paths against base (:func:`relative_base`)."""
     config = validate(config)
@@ -245,6 +282,7 @@ def finalize(config: dict, base: str | os.PathLike | None = None) -> dict:
             f"(add clusters.{cluster}, or give the config that defines it with --configfile)"
         )
     config["tick"]["cluster"] = cluster
+    check_separate(config)
     host = config["clusters"][cluster].get("host", "local")
     if config["archive"]["backend"] == "hpss" and host != "local":
         raise ConfigError(

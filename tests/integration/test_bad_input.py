@@ -145,3 +145,14 @@ def test_an_unreachable_runs_db_from_the_environment(fa, make_config):
     r = fa(path, "status", env={fa_config.DB_ENV: f"mongodb://127.0.0.1:{closed_port()}/"})
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "unreachable" in r.stderr
+
+
+def test_a_daq_directory_inside_the_scratch_is_refused_before_any_run_moves(fa, make_config, tmp_path):
+    """Before, the transfer's `mv -T` moved each DAQ run directory, its only copy, into scratch/raw/.incoming/."""
+    path = make_config(daq={"raw_dir": str(tmp_path / "cluster" / "raw")})
+    for args in (["simulate-daq", "--runs", "2"], []):
+        r = fa(path, *args)
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert r.stderr.strip().splitlines() == [r.stderr.strip()], "one line"
+        assert "daq.raw_dir" in r.stderr and "clusters.local.scratch" in r.stderr
+    assert not (tmp_path / "cluster").exists() and not (tmp_path / "work").exists()

@@ -302,3 +302,48 @@ def test_schema_json_twin_is_the_yaml_schema():
 
     assert cfg.SCHEMA_JSON.name == "config.schema.json"
     assert json.loads(cfg.SCHEMA_JSON.read_text()) == yaml.safe_load(cfg.SCHEMA.read_text()), "run `make schema`"
+
+
+@pytest.mark.parametrize(
+    "data, keys",
+    [
+        # The reviewer's case: each DAQ run directory was moved into scratch/raw/.incoming/.
+        ({"daq": {"raw_dir": "{t}/cluster/raw"}, "clusters": {"local": {"scratch": "{t}/cluster"}}}, "scratch"),
+        ({"daq": {"raw_dir": "{t}/same"}, "clusters": {"local": {"scratch": "{t}/same"}}}, "scratch"),
+        ({"daq": {"raw_dir": "{t}/daq"}, "clusters": {"local": {"scratch": "{t}/daq/scratch"}}}, "scratch"),
+        ({"daq": {"raw_dir": "{t}/daq"}, "clusters": {"big": {"scratch": "{t}/daq/./big/"}}}, "big"),
+        ({"daq": {"raw_dir": "{t}/daq"}, "archive": {"location": "{t}/daq"}}, "archive.location"),
+        ({"daq": {"raw_dir": "{t}/work/daq"}, "work_dir": "{t}/work"}, "work_dir"),
+        ({"daq": {"raw_dir": "{t}/link/raw"}, "clusters": {"local": {"scratch": "{t}/real"}}}, "scratch"),
+        (
+            {"daq": {"host": "daq", "raw_dir": "/data/raw"}, "clusters": {"big": {"host": "daq", "scratch": "/data"}}},
+            "clusters.big.scratch",
+        ),
+    ],
+)
+def test_a_daq_directory_overlapping_another_on_its_machine_is_refused_naming_both_keys(write, tmp_path, data, keys):
+    """The transfer moves a run out of its staging directory: one inside the DAQ's would take the only copy."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    data = yaml.safe_load(yaml.safe_dump(data).replace("{t}", str(tmp_path)))
+    with pytest.raises(ConfigError) as err:
+        fa_config.load(write(data))
+    msg = str(err.value)
+    assert "\n" not in msg and "daq.raw_dir" in msg and keys in msg, msg
+    assert "separate" in msg, "says how to fix it"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # The DAQ on another machine: the same path string names another directory.
+        {"daq": {"host": "daq", "raw_dir": "{t}/cluster/raw"}, "clusters": {"local": {"scratch": "{t}/cluster"}}},
+        {"daq": {"raw_dir": "{t}/raw"}, "clusters": {"local": {"host": "big", "scratch": "{t}/raw"}}},
+        {"daq": {"raw_dir": "{t}/raw"}, "archive": {"backend": "rsync", "location": "{t}/raw", "rsync": {"host": "a"}}},
+        # Siblings that only share a prefix of their names.
+        {"daq": {"raw_dir": "{t}/cluster2"}, "clusters": {"local": {"scratch": "{t}/cluster"}}},
+    ],
+)
+def test_directories_on_different_machines_or_beside_each_other_may_share_a_path(write, tmp_path, data):
+    data = yaml.safe_load(yaml.safe_dump(data).replace("{t}", str(tmp_path)))
+    fa_config.load(write(data))
