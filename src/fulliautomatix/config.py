@@ -161,7 +161,11 @@ def first_error(config: dict) -> str | None:
         unknown = sorted(k for k in err.instance if k not in known)
         if unknown and known:
             return f"config key {'.'.join(path + [str(unknown[0])])}: unknown key (known here: {', '.join(known)})"
-    return f"config key {'.'.join(path) or '(top level)'}: {err.message}"
+    fix = ""
+    if err.validator == "minLength" and err.instance == "":
+        default = err.schema.get("default")
+        fix = f"; give a path, or leave the key out for its default ({default})" if default else "; give a path"
+    return f"config key {'.'.join(path) or '(top level)'}: {err.message}{fix}"
 
 
 PLACEHOLDERS = ("raw", "output", "pax_config", "run", "python")  # what processing.command may hold

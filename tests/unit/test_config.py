@@ -347,3 +347,23 @@ def test_a_daq_directory_overlapping_another_on_its_machine_is_refused_naming_bo
 def test_directories_on_different_machines_or_beside_each_other_may_share_a_path(write, tmp_path, data):
     data = yaml.safe_load(yaml.safe_dump(data).replace("{t}", str(tmp_path)))
     fa_config.load(write(data))
+
+
+@pytest.mark.parametrize(
+    "data, key",
+    [
+        ({"work_dir": ""}, "work_dir"),
+        ({"log_dir": ""}, "log_dir"),
+        ({"daq": {"raw_dir": ""}}, "daq.raw_dir"),
+        ({"clusters": {"local": {"scratch": ""}}}, "clusters.local.scratch"),
+        ({"clusters": {"local": {"profile": ""}}}, "clusters.local.profile"),
+        ({"archive": {"location": ""}}, "archive.location"),
+    ],
+)
+def test_an_empty_directory_is_refused_naming_the_key_and_the_fix(write, data, key):
+    """Before, work_dir: "" put state/, logs/, a runs DB and benchmarks/ in the current directory (the source tree)."""
+    with pytest.raises(ConfigError) as err:
+        fa_config.load(write(data))
+    msg = str(err.value)
+    assert msg.startswith(f"config key {key}:") and "\n" not in msg, msg
+    assert "give a path" in msg, "says how to fix it"
