@@ -117,8 +117,16 @@ def get_compressed_this_tick(wildcards):
 def get_batch_members(wildcards):
     """Compressed markers of the runs in one batch."""
     with open(checkpoints.close_batches.get(tick=TICK.tick).output.batches) as fh:
-        runs = json.load(fh)["batches"][wildcards.batch]
-    return expand(rules.compress_run.output.marker, run=runs)
+        batches = json.load(fh)["batches"]
+    if wildcards.batch not in batches:  # e.g. a run's name given as the target
+        raise ValueError(
+            f"state/archived/{wildcards.batch}.json: no batch of that name is complete in this tick "
+            f"(closed: {', '.join(batches) or 'none'}). Archive markers are named by batch, "
+            "<first run>_to_<last run>, and a tick archives a run's batch once it is complete: "
+            "run a whole tick (`fulliautomatix --archive`, or snakemake without a target); "
+            "`fulliautomatix status` tells where each run is"
+        )
+    return expand(rules.compress_run.output.marker, run=batches[wildcards.batch])
 
 
 def get_queue(wildcards):
