@@ -355,3 +355,29 @@ def oldest(docs: list[dict], now: _dt.datetime | None = None) -> dict[str, float
             if since is not None:
                 ages[state] = max(ages.get(state, 0.0), (now - since).total_seconds())
     return ages
+
+
+def retry_refusal(doc: dict, config: dict, now: _dt.datetime | None = None) -> str | None:
+    """Why `fulliautomatix retry` must leave this run alone, or None when it is what retry is for.
+
+    Retry is for a run that waits for a human's fix -- HELD or LOST (attempts
+    used up, refused or missing on the DAQ, compression held) -- or whose
+    last attempt at a stage failed (RETRY, a failed processing or
+    reprocessing, a walltime no queue allows: ``processing.error``).  On any
+    other run, clearing its counts and errors would only rewrite its record.
+    """
+    problem = run_problem(doc, config, now or dates.now())
+    if problem and problem.kind in ("HELD", "LOST", "RETRY"):
+        return None
+    if doc.get(states.PROCESSED) == "failed" or (doc.get("processing") or {}).get("error"):
+        return None
+    name = doc.get("name")
+    state = f"raw_status {doc.get(states.RAW)}, processed_status {doc.get(states.PROCESSED)}"
+    if problem is None and (doc.get("archive") or {}).get("copy_ok") in (False,):
+        problem = _lost_copy(doc)
+    if problem:  # BAD, STUCK, ONE-COPY, LOST-COPY: another command moves it on
+        return f"run {name}: {problem.kind}, not held or failed ({state}); not retried: `{problem.command}`"
+    return (
+        f"run {name}: {state}, neither held nor failed: nothing to retry, nothing changed "
+        f"(`fulliautomatix status {name}`)"
+    )

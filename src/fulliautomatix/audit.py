@@ -112,9 +112,10 @@ def _archive_unreachable(be, location: str, log) -> bool:
 
 def fixity(db: RunsDB, config: dict, limit: int, found: Findings, log, runs: list[str] = ()) -> None:
     """Read back up to `limit` archived runs (`runs`, else the ones audited longest ago first)."""
-    docs = db.by_status(states.RAW, ["archived"], {"history": 0})
-    if runs:
-        docs = [d for d in docs if d["name"] in set(runs)]
+    if runs:  # by name (index-backed), not every archived run read to keep a few
+        docs = [d for d in (db.resolve(name) for name in runs) if d.get(states.RAW) == "archived"]
+    else:
+        docs = db.by_status(states.RAW, ["archived"], {"history": 0})
     docs = sorted(docs, key=lambda d: str(((d.get("archive") or {}).get("audited") or {}).get("at") or ""))[:limit]
     by_tarball: dict[tuple, list[dict]] = {}
     for d in docs:

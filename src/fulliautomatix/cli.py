@@ -168,6 +168,12 @@ def setup_logging(level: str, log_dir: str | None) -> None:
         root.addHandler(fh)
 
 
+def wrapper_flags(line: str) -> str:
+    """A config error's line as the wrapper says it: the config's checks are shared with the workflow, whose
+    lines name Snakemake's flag for a config file (``--configfile``); this command's flag is ``--config``."""
+    return line.replace("with --configfile", "with --config")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = tick_parser().parse_args(argv)
@@ -197,10 +203,11 @@ def main(argv: list[str] | None = None) -> int:
         embedded.EmbeddedError,
         states.TransitionRefused,
     ) as exc:
+        line = wrapper_flags(str(exc)) if isinstance(exc, fa_config.ConfigError) else str(exc)
         if args.command == "check":
-            print(f"FULLIAUTOMATIX UNKNOWN - {exc}")
+            print(f"FULLIAUTOMATIX UNKNOWN - {line}")
             return 3
-        log.error("%s", exc)
+        log.error("%s", line)
         if isinstance(exc, runsdb.RunsDBError) and not args.command and not args.dry_run:
             for line in notify.report_failure(config, "RUNSDB", str(exc), "fulliautomatix check"):
                 log.warning("%s", line)

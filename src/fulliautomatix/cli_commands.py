@@ -62,7 +62,10 @@ def cmd_report(args, config: dict) -> int:
         raise Failure("--days must be more than 0")
     from . import report
 
-    report.command(config, args.days, args.out, args.json)
+    try:
+        report.command(config, args.days, args.out, args.json)
+    except report.ReportError as exc:
+        raise Failure(str(exc)) from None
     return 0
 
 
@@ -105,13 +108,21 @@ RETRY_CLEARS = {
 
 
 def cmd_retry(args, config: dict) -> int:
+    """Clear the failure counts of held or failed runs (attention.retry_refusal); any other run is refused."""
+    from . import attention
+
     with runsdb.connect(config) as db:
         names, errors = resolve_runs(db, args.runs, config["run_name_pattern"])
+        for name in names:
+            doc = db.get(name)
+            refused = attention.retry_refusal(doc, config)
+            if refused:
+                errors.append(refused)
+                continue
+            db.update(name, dict(RETRY_CLEARS), doc=doc)
+            log.info("run %s: failure counts cleared; the next tick tries it again", name)
         for e in errors:
             log.error("%s", e)
-        for name in names:
-            db.update(name, dict(RETRY_CLEARS))
-            log.info("run %s: failure counts cleared; the next tick tries it again", name)
     return 1 if errors else 0
 
 
@@ -139,14 +150,27 @@ def cmd_audit(args, config: dict) -> int:
 
     with runsdb.connect(config) as db:
         names, errors = resolve_runs(db, args.runs, config["run_name_pattern"])
+        archived = [name for name in names if _archived_or_refused(db.resolve(name), errors)]
         for e in errors:
             log.error("%s", e)
-        if args.runs and not names:
+        if args.runs and not archived:
             return 1
-        found = audit.audit(db, config, args.limit, archive.DebugLog(), names)
+        found = audit.audit(db, config, args.limit, archive.DebugLog(), archived)
     for line in found.lines():
         print(line)
     return 1 if errors or found.bad or found.strays or found.missing or found.unreachable else 0
+
+
+def _archived_or_refused(doc: dict, errors: list[str]) -> bool:
+    """Whether a run named to `audit` is archived; else the line saying so joins `errors`."""
+    if doc.get("raw_status") == "archived":
+        return True
+    name = doc["name"]
+    errors.append(
+        f"run {name}: not archived (raw_status {doc.get('raw_status')}), so it has no archived copy to read "
+        f"back; nothing audited for it (`fulliautomatix status {name}` says where it is)"
+    )
+    return False
 
 
 def cmd_paths(args) -> int:

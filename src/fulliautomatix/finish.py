@@ -61,6 +61,9 @@ def tick_facts(config: dict, plan: dict, batches: dict, start: float) -> dict:
                 done[action] += 1
                 if stage in moved:
                     moved[stage] += int((marker.get("measured") or {}).get("bytes") or 0)
+    for target in plan.get("targets", []):  # reprocessing: state/reprocessed/RUN/TAG.json (README "Reprocessing")
+        if target.startswith("state/reprocessed/") and _fresh(Path(config["work_dir"]) / target, start):
+            done["reprocessed"] += 1
     for batch in batches.get("batches", {}):
         marker = _fresh(markers.batch_path(state, batch), start)
         if marker:
@@ -78,9 +81,10 @@ def tick_facts(config: dict, plan: dict, batches: dict, start: float) -> dict:
 def summary_line(tick: str, facts: dict, kinds: dict) -> str:
     r = facts["runs"]
     lost = "".join(f"{k.lower()} {kinds[k]}, " for k in ("LOST", "LOST-COPY") if kinds.get(k))
+    reprocessed = f"reprocessed {r['reprocessed']}, " if r.get("reprocessed") else ""
     return (
         f"tick {tick}: transferred {r['transferred']} ({facts['bytes']['transfer'] / 2**30:.2f} GiB), "
-        f"submitted {r['submitted']}, processed {r['processed']}, compressed {r['compressed']}, "
+        f"submitted {r['submitted']}, processed {r['processed']}, {reprocessed}compressed {r['compressed']}, "
         f"archived {r['archived']} in {r['batches']} batches, held {kinds.get('HELD', 0)}, "
         f"stuck {kinds.get('STUCK', 0)}, {lost}took {facts['seconds']:.0f} s"
     )

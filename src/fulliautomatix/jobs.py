@@ -36,6 +36,7 @@ EXPECTED_BY_MODULE = {
     "fulliautomatix.archive.backend": ("ArchiveError",),
     "fulliautomatix.compress": ("CompressionError",),
     "fulliautomatix.process": ("ProcessingFailed", "ReprocessRefused"),
+    "fulliautomatix.report": ("ReportError",),
     "fulliautomatix.batch": ("SchedulerError",),
     "fulliautomatix.transfer": ("TransferError",),
 }

@@ -15,7 +15,7 @@ from . import attention, states
 
 PENDING_STATES = [s for s in states.RAW_STATES if s != "archived"] + ["queued", "processing", "failed"]
 STAGES = ("transfer", "compress", "archive")  # bytes moved: copied from the DAQ, written compressed, archived
-ACTIONS = ("transferred", "submitted", "processed", "compressed", "archived", "batches")
+ACTIONS = ("transferred", "submitted", "processed", "reprocessed", "compressed", "archived", "batches")
 DAQ_LIVE = {"live": 1, "idle": 0}  # anything else (unreachable, not asked this tick): -1
 
 NAMES = (

@@ -39,7 +39,16 @@ class RunsDBError(Exception):
 
 
 class UnknownRun(RunsDBError):
-    pass
+    """A name or number that names no run, or several (:class:`AmbiguousRun`)."""
+
+
+class AmbiguousRun(UnknownRun):
+    """A run number that several documents hold: only the name says which run is meant."""
+
+
+# BSON integers are 8 bytes: a larger number cannot be sent in a query (pymongo raises OverflowError).
+LARGEST_NUMBER = 2**63 - 1
+NAMES_LISTED = 10  # the names an ambiguous run number lists at most
 
 
 class Conflict(RunsDBError):
@@ -92,10 +101,32 @@ class RunsQueries:
         return doc
 
     def resolve(self, ref: str) -> dict:
-        """A run by name, or by number when ref is all digits."""
-        doc = self.col.find_one({"name": ref}, {"history": 0})
-        if doc is None and re.fullmatch(r"[0-9]+", ref):
-            doc = self.col.find_one({"number": int(ref)}, {"history": 0})
+        """A run by name, or by number when ref is all digits (and no run has it as its name).
+
+        Equality queries on the name and number indexes.  Run numbers
+        restart (each DAQ day, or a new DAQ), so several runs may hold a
+        number: then none is chosen, the names are listed.
+        """
+        try:
+            doc = self.col.find_one({"name": ref}, {"history": 0})
+            if doc is not None or not re.fullmatch(r"[0-9]+", ref):
+                return self._found(ref, doc)
+            if int(ref) > LARGEST_NUMBER:
+                raise UnknownRun(
+                    f"run {ref}: not a run name, and too large for a run number (at most {LARGEST_NUMBER}); "
+                    "give a run name or number (`fulliautomatix status` lists them)"
+                )
+            docs = list(self.col.find({"number": int(ref)}, {"history": 0}).limit(NAMES_LISTED + 1))
+        except pymongo.errors.PyMongoError as exc:
+            raise self.read_failed(exc) from None
+        if len(docs) > 1:
+            names = ", ".join(sorted(str(d.get("name")) for d in docs)[:NAMES_LISTED])
+            names += ", ..." if len(docs) > NAMES_LISTED else ""
+            raise AmbiguousRun(f"run number {int(ref)} matches {names}: give the name")
+        return self._found(ref, docs[0] if docs else None)
+
+    @staticmethod
+    def _found(ref: str, doc: dict | None) -> dict:
         if doc is None:
             raise UnknownRun(f"run {ref}: not in the runs DB (give a run name or number)")
         return doc

@@ -14,6 +14,7 @@ draws them.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import datetime as _dt
 import json
 import math
@@ -317,7 +318,7 @@ def build(db, config: dict, days: float | None = None, until: _dt.datetime | Non
 
 def command(config: dict, days: float | None, out, as_json: bool) -> None:
     """`fulliautomatix report`: the page at `out` (else report.path); with `as_json` the figures on stdout
-    instead (and the page only when `out` is given)."""
+    instead (and the page only when `out` is given).  ReportError: the page could not be written."""
     from . import runsdb
 
     with runsdb.connect(config) as db:
@@ -326,23 +327,45 @@ def command(config: dict, days: float | None, out, as_json: bool) -> None:
     if as_json:
         print(json.dumps(figures, indent=1, default=str))
     if out or not as_json:
-        path = write_html(figures, out or default_path(config))
+        fix = "give --out a file you can write" if out else CONFIG_FIX
+        path = write_html(figures, out or default_path(config), fix)
         print(f"report written to {path}", file=sys.stderr if as_json else sys.stdout)
+
+
+class ReportError(Exception):
+    """The page cannot be written where it was asked for: one line naming the path, the cause and the fix."""
+
+
+CONFIG_FIX = 'set report.path in the config to a file you can write ("": <log_dir>/report.html)'
 
 
 def default_path(config: dict) -> Path:
     return Path(config["report"]["path"] or Path(config["log_dir"]) / "report.html")
 
 
-def write_html(figures: dict, path: str | os.PathLike) -> Path:
-    """Write the page atomically (a web server never serves half a file)."""
+def write_html(figures: dict, path: str | os.PathLike, fix: str = CONFIG_FIX) -> Path:
+    """Write the page atomically (a web server never serves half a file): a temporary file beside it,
+    renamed over it, and removed whatever stops the writing.  ReportError (ending in `fix`) when the
+    path is a directory or cannot be written."""
     from . import report_html
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        example = path / "report.html"
+        raise ReportError(f"report: {path} is a directory, not a file; nothing written: {fix} (e.g. {example})")
+    page = report_html.render(figures)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(report_html.render(figures), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(page, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
+            raise ReportError(f"report: cannot write {path}: {exc.strerror or exc}{where}; {fix}") from None
+        raise
     return path
 
 

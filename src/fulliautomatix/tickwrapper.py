@@ -84,7 +84,8 @@ def run_snakemake(
     tick_id = planning.tick_id(config)
     tick_file = _write_tick_config(config, tick_id, stages, runs, state, reprocess)
     argv, env = _snakemake_command(config, tick_file, uri, state)
-    log.info("tick %s: stages %s%s", tick_id, ", ".join(stages), f"; runs {', '.join(runs)}" if runs else "")
+    also = (f"; runs {', '.join(runs)}" if runs else "") + (f"; reprocess {', '.join(reprocess)}" if reprocess else "")
+    log.info("tick %s: stages %s%s", tick_id, ", ".join(stages) or "none", also)
     log.debug("$ %s", shlex.join(argv))
     log_file = Path(config["log_dir"]) / "snakemake" / f"{tick_id}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
