@@ -177,7 +177,7 @@ def _tick_report(db: runsdb.RunsDB, config: dict, tick: str) -> list[str]:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "a") as log:
             report.write_tick_report(db, config, str(marker), log)
-    except (OSError, runsdb.RunsDBError) as exc:
+    except (OSError, runsdb.RunsDBError, report.ReportError) as exc:
         return [f"tick {tick}: the report was not written ({exc})"]
     return []
 

@@ -30,12 +30,11 @@ def _resolve_tick_runs(db: runsdb.RunsDB, args, pattern: str) -> tuple[list[str]
     runs, errors = resolve_runs(db, args.run or [], pattern)
     reprocess, more = resolve_runs(db, args.reprocess or [], pattern)
     errors += more
-    for e in errors:
+    nothing = (args.run and not runs) or (args.reprocess and not reprocess)
+    for e in errors[:-1] if nothing else errors:
         log.error("%s", e)
-    if args.run and not runs:
-        raise Failure("none of the runs given with --run is in the runs DB; nothing done")
-    if args.reprocess and not reprocess:
-        raise Failure("none of the runs given with --reprocess is in the runs DB; nothing done")
+    if nothing:  # the last line says so: one line for one run that is not found
+        raise Failure(f"{errors[-1]}; nothing done")
     return runs, reprocess, errors
 
 

@@ -74,3 +74,18 @@ def test_each_tick_audits_per_tick_runs_longest_unaudited_first(fa, make_config,
     assert [ln for ln in r.stderr.splitlines() if "LOST-COPY" in ln and f"run {names[0]}:" in ln], r.stderr
     st = fa(config_path, "status").stdout
     assert [ln for ln in st.splitlines() if "LOST-COPY" in ln and f"run {names[0]}:" in ln], st
+
+
+def test_auditing_a_run_not_yet_archived_says_so_and_audits_nothing(fa, make_config, db):
+    config_path = make_config(archive={"batch_runs": 2, "max_wait_days": 30})
+    (name,) = simulate(fa, config_path, 1)
+    assert fa(config_path).returncode == 0
+    assert db.get(name)["raw_status"] == "compressed", "one run of a batch of two waits for the other"
+
+    r = fa(config_path, "audit", name)
+    assert r.returncode == 1 and r.stdout == "" and "Traceback" not in r.stderr, r.stdout + r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"fulliautomatix: run {name}: not archived (raw_status compressed), so it has no archived copy to read "
+        f"back; nothing audited for it (`fulliautomatix status {name}` says where it is)"
+    ]
+    assert "audited" not in (db.get(name).get("archive") or {})

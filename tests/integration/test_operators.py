@@ -205,3 +205,44 @@ def test_snakemake_run_directly_ends_its_tick_the_same_way(fa, make_config, raw_
     assert hook.titles() == [f"[fulliautomatix] HELD run {names[0]}"]
     assert "fulliautomatix_tick_runs" in prom.read_text()
     assert fa(config_path, "check").returncode == 2
+
+
+def one_error_line(r) -> str:
+    """The one line a refused command prints (exit status not 0, no traceback)."""
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode != 0 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    return lines[0]
+
+
+def test_a_run_number_too_large_or_several_runs_hold_is_refused_in_one_line(fa, config_path, raw_collection):
+    """Run numbers restart (a new DAQ day or DAQ): a number two runs hold names neither; one over BSON's int64
+    is not sent to the runs DB at all."""
+    names = simulate(fa, config_path, 2)
+    big = "99999999999999999999"
+    for args in (["--run", big], ["status", big], ["retry", big], ["restore", big], ["audit", big]):
+        line = one_error_line(fa(config_path, *args))
+        assert f"run {big}: not a run name, and too large for a run number" in line, (args, line)
+
+    number = raw_collection.find_one({"name": names[0]})["number"]
+    raw_collection.update_one({"name": names[1]}, {"$set": {"number": number}})
+    held_and_stuck(raw_collection, names)  # names[0] held: what `retry` clears
+    before = {n: raw_collection.find_one({"name": n}) for n in names}
+    for args in (["retry", str(number)], ["status", str(number)], ["--run", str(number)]):
+        line = one_error_line(fa(config_path, *args))
+        assert f"run number {number} matches {names[0]}, {names[1]}: give the name" in line, (args, line)
+    assert {n: raw_collection.find_one({"name": n}) for n in names} == before, "nothing was written"
+
+
+def test_retry_refuses_a_run_that_is_neither_held_nor_failed(fa, make_config, raw_collection):
+    config_path = make_config(archive={"batch_runs": 1})
+    (name,) = simulate(fa, config_path, 1)
+    tick(fa, config_path)
+    before = raw_collection.find_one({"name": name})
+    assert before["raw_status"] == "archived" and before["transfer"]["attempts"] == 1
+
+    line = one_error_line(fa(config_path, "retry", name))
+    assert line == (
+        f"fulliautomatix: run {name}: raw_status archived, processed_status processed, neither held nor failed: "
+        f"nothing to retry, nothing changed (`fulliautomatix status {name}`)"
+    )
+    assert raw_collection.find_one({"name": name}) == before, "nothing was written"

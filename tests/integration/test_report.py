@@ -203,3 +203,36 @@ def test_a_tick_the_wrapper_finishes_itself_writes_its_report_too(db, config, si
     marker = json.loads((work / planning.report_path(tick)).read_text())
     assert marker["path"] == str(report.default_path(config)) and Path(marker["path"]).is_file()
     assert marker["attention"] == {"BAD": 1, "HELD": 1, "RETRY": 1, "STUCK": 1}
+
+
+def leftovers(directory: Path) -> list[str]:
+    """Temporary files of an interrupted page write (.NAME.PID.tmp) in a directory."""
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp"))
+
+
+def test_a_page_that_cannot_be_written_is_one_line_and_leaves_nothing(fa, make_config, tmp_path):
+    """--out a directory, --out where no file can be made, report.path a directory in a tick: one line
+    naming the path, why and what to do; no traceback, no temporary file left beside it."""
+    out_dir = tmp_path / "pages"
+    out_dir.mkdir()
+    config_path = make_config(report={"path": str(out_dir)})
+    r = fa(config_path, "report", "--out", str(out_dir))
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"fulliautomatix: report: {out_dir} is a directory, not a file; nothing written: give --out a file you "
+        f"can write (e.g. {out_dir / 'report.html'})"
+    ]
+    r = fa(config_path, "report", "--out", "/proc/version")  # no file can be created in /proc
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("fulliautomatix: report: cannot write /proc/version: ") and "--out" in line, line
+
+    assert fa(config_path, "simulate-daq", "--runs", "1").returncode == 0
+    r = fa(config_path)  # the tick's write_report job, with report.path a directory
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    said = [ln for ln in r.stderr.splitlines() if "is a directory" in ln]
+    assert said == [
+        f"fulliautomatix: report: {out_dir} is a directory, not a file; nothing written: set report.path in "
+        f'the config to a file you can write ("": <log_dir>/report.html) (e.g. {out_dir / "report.html"})'
+    ], r.stderr
+    assert leftovers(tmp_path) == [] and leftovers(out_dir) == []

@@ -296,6 +296,9 @@ def test_reprocess_alone_does_only_the_reprocessing(fa, config_path, db):
     assert db.get(names[1])["raw_status"] == "acquired", "--reprocess moved another run"
     outputs = db.get(names[0])["processed_outputs"]
     assert [o["tag"] for o in outputs] == [None, "ref-1-r1"]
+    said = [ln.split(": ", 2)[2] for ln in proc.stderr.splitlines() if ln.startswith("fulliautomatix: tick ")]
+    assert said[0] == f"stages none; reprocess {names[0]}", proc.stderr  # the tick names what it does
+    assert said[-1].startswith("transferred 0 (0.00 GiB), submitted 0, processed 0, reprocessed 1, compressed 0,")
 
 
 # -- 4. a busy tick is one line ------------------------------------------------------------

@@ -269,3 +269,25 @@ def test_lost_copies_duplicates_and_single_copies_are_in_the_one_list(config):
         "RETRY": 0,
         "ONE-COPY": 1,
     }
+
+
+def test_retry_is_for_held_and_failed_runs_only(config):
+    """`fulliautomatix retry` clears failure counts: a HELD, LOST or failed run is its business, any other is
+    refused with its state (clearing an archived run's counts only rewrote its record)."""
+    takes = [
+        run(transfer={"attempts": 3, "error": "rsync exited 12"}),  # HELD
+        run(raw="ondeck", lost={"reason": "no verified copy left"}),  # LOST
+        run(raw="compressed", proc="processed", archive={"error": "sha256 mismatch"}),  # RETRY
+        run(raw="archived", proc="failed", processing={"attempts": 3, "tag": "ref-1-r1"}),  # reprocessing gave up
+        run(raw="ondeck", processing={"error": "needs a walltime of 99:00:00, longer than any queue allows"}),
+    ]
+    assert [attention.retry_refusal(d, config, NOW) for d in takes] == [None] * len(takes)
+    archived = run("261202_0001", raw="archived", proc="processed", transfer={"attempts": 1, "error": None})
+    assert attention.retry_refusal(archived, config, NOW) == (
+        "run 261202_0001: raw_status archived, processed_status processed, neither held nor failed: "
+        "nothing to retry, nothing changed (`fulliautomatix status 261202_0001`)"
+    )
+    lost_copy = run(raw="archived", proc="processed", archive={"copy_ok": False, "copy_error": "audit: differs"})
+    line = attention.retry_refusal(lost_copy, config, NOW)
+    assert "LOST-COPY, not held or failed (raw_status archived" in line
+    assert line.endswith("`fulliautomatix audit 261201_0001`")

@@ -58,3 +58,11 @@ def test_paths_print_the_workflow_tree_without_a_config(capsys, tmp_path):
     assert capsys.readouterr().out == f"{fa_config.ROOT / 'workflow' / 'Snakefile'}\n"
     for path in fa_config.resource_paths().values():
         assert path.exists(), path
+
+
+def test_an_unknown_cluster_names_the_wrappers_own_flag_for_a_config(capsys):
+    """The config's check is shared with the workflow (Snakemake's --configfile); the wrapper takes --config."""
+    assert cli.main(["--cluster", "nosuch"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fulliautomatix: unknown cluster 'nosuch', named by --cluster"), err
+    assert err[0].endswith("give the config that defines it with --config)") and "--configfile" not in err[0]

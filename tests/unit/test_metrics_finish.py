@@ -61,6 +61,12 @@ def test_the_summary_line():
     )
 
 
+def test_the_summary_line_of_a_reprocessing_tick_says_so():
+    facts = {**FACTS, "runs": {**FACTS["runs"], "processed": 0, "reprocessed": 1}}
+    line = finish.summary_line("T2", facts, {})
+    assert "submitted 1, processed 0, reprocessed 1, compressed 2, " in line
+
+
 def test_old_logs_of_ticks_are_pruned(tmp_path):
     config = fa_config.validate(
         {"work_dir": str(tmp_path / "work"), "log_dir": str(tmp_path / "logs"), "log_retention_days": 7}
