@@ -209,7 +209,7 @@ def test_one_item_per_run_most_urgent_kind_first(config):
 
 
 def test_the_daq_live_note_is_kept_in_the_work_dir(tmp_path):
-    config = fa_config.finalize(fa_config.validate({"work_dir": str(tmp_path)}), tmp_path)
+    config = fa_config.finalize(fa_config.validate({"work_dir": str(tmp_path / "work")}), tmp_path)
     assert attention.daq_live_at(config) is None
     attention.record_daq_live(config, "DAQ is live")
     assert (_dt.datetime.now(UTC) - attention.daq_live_at(config)).total_seconds() < 60
