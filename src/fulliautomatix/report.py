@@ -353,6 +353,8 @@ def write_html(figures: dict, path: str | os.PathLike, fix: str = CONFIG_FIX) ->
     if path.is_dir():
         example = path / "report.html"
         raise ReportError(f"report: {path} is a directory, not a file; nothing written: {fix} (e.g. {example})")
+    if path.exists() and not report_html.is_report(path):  # --out /etc/passwd, as root, replaced it
+        raise ReportError(f"report: {path} exists and is not a Fulliautomatix report; it is never replaced: {fix}")
     page = report_html.render(figures)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

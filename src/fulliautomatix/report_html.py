@@ -41,7 +41,7 @@ def page(figures: dict, body: list[str]) -> str:
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         f'<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>Fulliautomatix report {escape(figures['generated'])}</title><style>{STYLE}</style></head><body>"
+        f"{TITLE}{escape(figures['generated'])}</title><style>{STYLE}</style></head><body>"
         f'<h1>Fulliautomatix report</h1><p class="muted">generated {escape(figures["generated"])}; window '
         f"{escape(w['from'])} to {escape(w['to'])} ({w['days']:g} days); {figures['total']:,} runs in the runs DB, "
         f"{figures['runs_read']:,} read (pending or written in the window)</p>"
@@ -242,6 +242,18 @@ def runs_section(figures: dict) -> str:
             + '<p><a href="#attention">back to the lists</a></p></section>'
         )
     return "".join(out)
+
+
+TITLE = "<title>Fulliautomatix report "  # in the first few hundred bytes of every page (see page())
+
+
+def is_report(path) -> bool:
+    """Whether the existing file at path is a page this module wrote (only such a file is overwritten)."""
+    try:
+        with open(path, "rb") as fh:
+            return TITLE.encode() in fh.read(2048)
+    except OSError:
+        return False
 
 
 def render(figures: dict) -> str:

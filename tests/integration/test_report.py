@@ -222,10 +222,22 @@ def test_a_page_that_cannot_be_written_is_one_line_and_leaves_nothing(fa, make_c
         f"fulliautomatix: report: {out_dir} is a directory, not a file; nothing written: give --out a file you "
         f"can write (e.g. {out_dir / 'report.html'})"
     ]
-    r = fa(config_path, "report", "--out", "/proc/version")  # no file can be created in /proc
+    r = fa(config_path, "report", "--out", "/proc/fa-report.html")  # no file can be created in /proc
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     (line,) = r.stderr.strip().splitlines()
-    assert line.startswith("fulliautomatix: report: cannot write /proc/version: ") and "--out" in line, line
+    assert line.startswith("fulliautomatix: report: cannot write /proc/fa-report.html: ") and "--out" in line, line
+    # a file that is not a report is never replaced (as root, `--out /etc/passwd` once replaced it)
+    other = tmp_path / "passwd"
+    other.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    r = fa(config_path, "report", "--out", str(other))
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == [
+        f"fulliautomatix: report: {other} exists and is not a Fulliautomatix report; it is never replaced: give "
+        "--out a file you can write"
+    ], r.stderr
+    assert other.read_text() == "root:x:0:0:root:/root:/bin/bash\n"
+    page = tmp_path / "page.html"
+    for _ in range(2):  # an earlier report is replaced
+        assert fa(config_path, "report", "--out", str(page)).returncode == 0 and page.stat().st_size > 1000
 
     assert fa(config_path, "simulate-daq", "--runs", "1").returncode == 0
     r = fa(config_path)  # the tick's write_report job, with report.path a directory
