@@ -168,12 +168,6 @@ def setup_logging(level: str, log_dir: str | None) -> None:
         root.addHandler(fh)
 
 
-def wrapper_flags(line: str) -> str:
-    """A config error's line as the wrapper says it: the config's checks are shared with the workflow, whose
-    lines name Snakemake's flag for a config file (``--configfile``); this command's flag is ``--config``."""
-    return line.replace("with --configfile", "with --config")
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = tick_parser().parse_args(argv)
@@ -203,11 +197,10 @@ def main(argv: list[str] | None = None) -> int:
         embedded.EmbeddedError,
         states.TransitionRefused,
     ) as exc:
-        line = wrapper_flags(str(exc)) if isinstance(exc, fa_config.ConfigError) else str(exc)
         if args.command == "check":
-            print(f"FULLIAUTOMATIX UNKNOWN - {line}")
+            print(f"FULLIAUTOMATIX UNKNOWN - {exc}")
             return 3
-        log.error("%s", line)
+        log.error("%s", exc)
         if isinstance(exc, runsdb.RunsDBError) and not args.command and not args.dry_run:
             for line in notify.report_failure(config, "RUNSDB", str(exc), "fulliautomatix check"):
                 log.warning("%s", line)

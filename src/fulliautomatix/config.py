@@ -283,7 +283,8 @@ def finalize(config: dict, base: str | os.PathLike | None = None) -> dict:
         )
         raise ConfigError(
             f"unknown cluster {cluster!r}, named by {source}; the config defines {known} "
-            f"(add clusters.{cluster}, or give the config that defines it with --configfile)"
+            f"(add clusters.{cluster}, or give the config file that defines it: the wrapper's --config FILE, "
+            "Snakemake's --configfile FILE)"
         )
     config["tick"]["cluster"] = cluster
     check_separate(config)
