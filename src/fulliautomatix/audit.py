@@ -110,12 +110,9 @@ def _archive_unreachable(be, location: str, log) -> bool:
     return False
 
 
-def fixity(db: RunsDB, config: dict, limit: int, found: Findings, log, runs: list[str] = ()) -> None:
-    """Read back up to `limit` archived runs (`runs`, else the ones audited longest ago first)."""
-    if runs:  # by name (index-backed), not every archived run read to keep a few
-        docs = [d for d in (db.resolve(name) for name in runs) if d.get(states.RAW) == "archived"]
-    else:
-        docs = db.by_status(states.RAW, ["archived"], {"history": 0})
+def fixity(db: RunsDB, config: dict, limit: int, found: Findings, log, runs: list[dict] = ()) -> None:
+    """Read back up to `limit` archived runs (the documents `runs`, else the ones audited longest ago first)."""
+    docs = list(runs) or db.by_status(states.RAW, ["archived"], {"history": 0})
     docs = sorted(docs, key=lambda d: str(((d.get("archive") or {}).get("audited") or {}).get("at") or ""))[:limit]
     by_tarball: dict[tuple, list[dict]] = {}
     for d in docs:
@@ -208,7 +205,9 @@ def _missing_copies(config: dict, docs: dict[str, dict], daq: hosts.Host, cluste
             found.missing += [f"{line} {host.path(p)} is missing" for p, line in chunk if p in gone]
 
 
-def audit(db: RunsDB, config: dict, limit: int, log, runs: list[str] = ()) -> Findings:
+def audit(db: RunsDB, config: dict, limit: int, log, runs: list[dict] = ()) -> Findings:
+    """The fixity check of `runs` (archived runs' documents, as the operator named them), else of the runs
+    audited longest ago and the strays."""
     found = Findings()
     fixity(db, config, limit, found, log, runs)
     if not runs:

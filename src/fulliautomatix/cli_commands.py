@@ -150,7 +150,7 @@ def cmd_audit(args, config: dict) -> int:
 
     with runsdb.connect(config) as db:
         names, errors = resolve_runs(db, args.runs, config["run_name_pattern"])
-        archived = [name for name in names if _archived_or_refused(db.resolve(name), errors)]
+        archived = [doc for doc in (db.resolve(name) for name in names) if _archived_or_refused(doc, errors)]
         for e in errors:
             log.error("%s", e)
         if args.runs and not archived:

@@ -20,6 +20,7 @@ import copy
 import getpass
 import json
 import os
+import posixpath
 import re
 from pathlib import Path
 
@@ -222,8 +223,6 @@ def _places(config: dict) -> list[tuple[str, str, str]]:
 
 def _same_or_inside(a: str, b: str, host: str) -> bool:
     """Whether directory a is b or one holds the other, on host (symbolic links resolved on this machine)."""
-    import posixpath
-
     if host == "local":
         a, b = os.path.realpath(a), os.path.realpath(b)
     elif not (a.startswith("/") and b.startswith("/")):

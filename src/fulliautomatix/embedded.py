@@ -85,10 +85,8 @@ def serves(state_dir: Path, uri: str) -> bool:
     (config.DB_ENV); a job connecting to it is a user like any other, so a
     job orphaned by a killed tick keeps the server until it is done.
     """
-    try:
-        return paths(state_dir)["addr"].read_text().split()[:1] == [uri]
-    except OSError:
-        return False
+    recorded = _recorded(state_dir)
+    return recorded is not None and recorded[0] == uri
 
 
 def done_using(fh) -> None:
